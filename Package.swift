@@ -1,0 +1,75 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Settings every Swift target of the project shares: Swift 6 language mode (strict concurrency)
+/// plus the upcoming features that keep C types out of public API.
+let strictSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+
+let package = Package(
+    name: "vmfs",
+    products: [
+        .library(name: "VMFSCore", targets: ["VMFSCore"]),
+        .library(name: "Hypervisor", targets: ["Hypervisor"]),
+        .executable(name: "mkfs.vmfs", targets: ["mkfs.vmfs"]),
+        .executable(name: "fsck.vmfs", targets: ["fsck.vmfs"]),
+        .executable(name: "vmfs", targets: ["vmfs"]),
+        .executable(name: "vmfs-fuse", targets: ["vmfs-fuse"]),
+        .executable(name: "vmctl", targets: ["vmctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // ---- C bridges (imported with `internal import` only) ----------------------------
+        .target(name: "CVMFSLinux", cSettings: [.define("_GNU_SOURCE")]),
+        .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
+        .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+        .target(name: "CKVM", cSettings: [.define("_GNU_SOURCE")]),
+
+        // ---- Libraries -------------------------------------------------------------------
+        .target(name: "VMFSCore", dependencies: ["CVMFSLinux", "CURing"], swiftSettings: strictSettings),
+        .target(name: "Hypervisor", dependencies: ["VMFSCore", "CKVM", "CVMFSLinux"], swiftSettings: strictSettings),
+        .target(
+            name: "VMFSToolSupport", dependencies: ["VMFSCore", argumentParser],
+            path: "Tools/Support", swiftSettings: strictSettings),
+
+        // ---- Daemon and tools ------------------------------------------------------------
+        .executableTarget(
+            name: "vmfs-fuse", dependencies: ["VMFSCore", "VMFSToolSupport", "CFuse", "CVMFSLinux"],
+            swiftSettings: strictSettings),
+        .executableTarget(
+            name: "mkfs.vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
+            path: "Tools/mkfs.vmfs", swiftSettings: strictSettings),
+        .executableTarget(
+            name: "fsck.vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
+            path: "Tools/fsck.vmfs", swiftSettings: strictSettings),
+        .executableTarget(
+            name: "vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
+            path: "Tools/vmfs", swiftSettings: strictSettings),
+        .executableTarget(
+            name: "vmctl", dependencies: ["VMFSCore", "Hypervisor", "VMFSToolSupport", argumentParser],
+            path: "Tools/vmctl", swiftSettings: strictSettings),
+        // A host process for tests and benchmarks: runs scripted workloads against a volume.
+        .executableTarget(
+            name: "vmfs-testhost", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
+            path: "Tools/vmfs-testhost", swiftSettings: strictSettings),
+
+        // ---- Tests -----------------------------------------------------------------------
+        .testTarget(
+            name: "VMFSCoreTests", dependencies: ["VMFSCore", "CVMFSLinux"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "ToolTests",
+            dependencies: ["VMFSCore", "mkfs.vmfs", "fsck.vmfs", "vmfs", "vmfs-testhost", "vmfs-fuse"],
+            swiftSettings: strictSettings),
+        .testTarget(
+            name: "HypervisorTests", dependencies: ["Hypervisor", "VMFSCore", "vmctl"],
+            swiftSettings: strictSettings),
+    ]
+)

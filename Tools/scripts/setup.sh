@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the project needs on a fresh Debian bookworm machine (idempotent, quick when
+# everything is present). Used by the README's two commands and by CI.
+set -euo pipefail
+
+packages=(
+    pkg-config gcc make
+    libfuse3-dev fuse3          # vmfs-fuse (libfuse3 low-level API) and fusermount3
+    liburing-dev libaio-dev     # io_uring block I/O
+    fio                         # benchmarks and verify tests
+    qemu-utils                  # qemu-img: a real client in the FUSE tests
+    util-linux e2fsprogs xfsprogs btrfs-progs  # losetup, signatures mkfs.vmfs must refuse to overwrite
+    busybox-static cpio xz-utils # guest initramfs for the Linux boot-path check
+)
+
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$package")
+    fi
+done
+
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The FUSE tests mount as root; make sure the device node exists and fusermount3 is usable.
+[[ -e /dev/fuse ]] || echo "setup: warning: /dev/fuse is missing; FUSE tests will skip" >&2
+[[ -e /dev/kvm ]] || echo "setup: warning: /dev/kvm is missing; KVM tests will skip" >&2
+exit 0
