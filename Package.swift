@@ -35,7 +35,8 @@ let package = Package(
 
         // ---- Libraries -------------------------------------------------------------------
         .target(name: "VMFSCore", dependencies: ["CVMFSLinux", "CURing"], swiftSettings: strictSettings),
-        .target(name: "Hypervisor", dependencies: ["VMFSCore", "CKVM", "CVMFSLinux"], swiftSettings: strictSettings),
+        // The VMM: KVM wrappers, devices, boot paths. Knows nothing of VMFS; disks come through a protocol.
+        .target(name: "Hypervisor", dependencies: ["CKVM", "CVMFSLinux"], swiftSettings: strictSettings),
         .target(
             name: "VMFSToolSupport", dependencies: ["VMFSCore", argumentParser],
             path: "Tools/Support", swiftSettings: strictSettings),
@@ -69,7 +70,7 @@ let package = Package(
             dependencies: ["VMFSCore", "mkfs.vmfs", "fsck.vmfs", "vmfs", "vmfs-testhost", "vmfs-fuse"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "HypervisorTests", dependencies: ["Hypervisor", "VMFSCore", "vmctl"],
+            name: "HypervisorTests", dependencies: ["Hypervisor", "vmctl"],
             swiftSettings: strictSettings),
     ]
 )
