@@ -136,3 +136,11 @@ int cvmfs_random_bytes(void *buffer, size_t count) {
     }
     return 0;
 }
+
+#include <pthread.h>
+void cvmfs_set_thread_name(const char *name) {
+    char buffer[16];
+    strncpy(buffer, name, 15);
+    buffer[15] = 0;
+    pthread_setname_np(pthread_self(), buffer);
+}

@@ -41,6 +41,8 @@ int cvmfs_direct_io_alignment(int fd, uint32_t *memory_alignment, uint32_t *offs
 
 // ---- misc ---------------------------------------------------------------------------------
 pid_t cvmfs_gettid(void);
+/// Names the calling thread (at most 15 bytes are kept).
+void cvmfs_set_thread_name(const char *name);
 int cvmfs_eventfd(unsigned int initial, int flags);
 extern const int CVMFS_EFD_CLOEXEC;
 extern const int CVMFS_EFD_NONBLOCK;

@@ -23,6 +23,7 @@
 /// | 168 | 16 | replaying host UUID |
 /// | 184 | 2 | replaying host's slot |
 /// | 192 | 8 | replaying host's generation |
+/// | 200 | 8 | generation of the incarnation being recovered (state replaying) |
 public struct HeartbeatSlot: Sendable, Equatable {
     /// What a slot is doing.
     public enum State: UInt32, Sendable {
@@ -44,6 +45,8 @@ public struct HeartbeatSlot: Sendable, Equatable {
     public var replayer: HostUUID = .zero
     public var replayerSlot: Int = 0
     public var replayerGeneration: UInt64 = 0
+    /// While replaying: the generation the dead owner had (its locks carry it).
+    public var recoveringGeneration: UInt64 = 0
     /// The sector version (write counter).
     public var version: UInt64 = 0
 
@@ -66,6 +69,7 @@ public struct HeartbeatSlot: Sendable, Equatable {
             w.put(uuid: replayer, at: 168)
             w.put(UInt16(replayerSlot), at: 184)
             w.put(replayerGeneration, at: 192)
+            w.put(recoveringGeneration, at: 200)
         }
     }
 
@@ -95,6 +99,7 @@ public struct HeartbeatSlot: Sendable, Equatable {
             slot.replayer = r.uuid(at: 168)
             slot.replayerSlot = Int(r.u16(184))
             slot.replayerGeneration = r.u64(192)
+            slot.recoveringGeneration = r.u64(200)
             return slot
         }
     }

@@ -162,6 +162,18 @@ public struct VolumeLayout: Sendable, Equatable {
             || inside(pointerNodeOffset, UInt64(pointerNodeCount))
     }
 
+    /// The sector type a journaled home address must hold.
+    func expectedMagic(at address: UInt64) -> SectorMagic? {
+        let s = Self.sector
+        func inside(_ start: UInt64, _ count: UInt64) -> Bool { address >= start && address < start + count * s }
+        if inside(nameTableOffset, UInt64(FormatConstants.nameTableSectors)) { return .nameTable }
+        if inside(descriptorOffset, UInt64(FormatConstants.maxFiles)) { return .descriptor }
+        if inside(blockBitmapOffset, UInt64(blockClusterCount)) { return .bitmap }
+        if inside(pointerBitmapOffset, UInt64(pointerClusterCount)) { return .bitmap }
+        if inside(pointerNodeOffset, UInt64(pointerNodeCount)) { return .pointer }
+        return nil
+    }
+
     /// The largest file size the block map reaches at this block size, capped at 256 TiB.
     public var maxFileSize: UInt64 {
         let reach = BlockMapGeometry.reachInBlocks * UInt64(blockSize)

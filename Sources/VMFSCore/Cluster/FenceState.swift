@@ -1,0 +1,91 @@
+import Synchronization
+
+/// Whether this host may write to the volume.
+///
+/// A host may write only while its last successful heartbeat renewal was *issued* less than
+/// D − T ago: every write it issues then lands (within the I/O timeout T) before others may
+/// declare it dead (D after they last saw its slot change). A host that finds its slot taken
+/// over is fenced for good: its handles are stale and it writes nothing more.
+final class FenceState: Sendable {
+    private struct State {
+        var lastRenewalIssued: UInt64
+        var lost: String?
+    }
+
+    private let state: Mutex<State>
+    let writeWindow: UInt64
+
+    init(timing: HeartbeatTiming) {
+        writeWindow = timing.writeWindowNanoseconds
+        state = Mutex(State(lastRenewalIssued: Clock.monotonicNanoseconds, lost: nil))
+    }
+
+    /// Records a successful renewal that was issued at `issued` (monotonic ns).
+    func renewed(issuedAt issued: UInt64) {
+        state.withLock { if issued > $0.lastRenewalIssued { $0.lastRenewalIssued = issued } }
+    }
+
+    /// Marks the slot as lost: nothing may be written any more.
+    func markLost(_ reason: String) {
+        state.withLock { if $0.lost == nil { $0.lost = reason } }
+    }
+
+    /// Why the host lost its slot, if it did.
+    var lostReason: String? { state.withLock { $0.lost } }
+
+    /// Throws ``VMFSError/Code/fenced`` when a write now could land after others declared this host dead.
+    func checkWritable() throws(VMFSError) {
+        let (issued, lost) = state.withLock { ($0.lastRenewalIssued, $0.lost) }
+        if let lost { throw VMFSError(.fenced, "this host lost its heartbeat slot and may not write: \(lost)") }
+        let age = Clock.monotonicNanoseconds &- issued
+        if age >= writeWindow {
+            throw VMFSError(.fenced, "heartbeat not renewed for \(age / 1_000_000) ms (limit \(writeWindow / 1_000_000) ms); writes are suspended")
+        }
+    }
+}
+
+/// A device whose writes are refused while the host is fenced.
+final class FencedDevice: BlockDevice {
+    let base: any BlockDevice
+    let fence: FenceState
+
+    init(base: any BlockDevice, fence: FenceState) {
+        self.base = base
+        self.fence = fence
+    }
+
+    var path: String { base.path }
+    var size: UInt64 { base.size }
+    var alignment: Int { base.alignment }
+    var usesDirectIO: Bool { base.usesDirectIO }
+    var isReadOnly: Bool { base.isReadOnly }
+
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(VMFSError) {
+        try base.read(into: buffer, at: offset)
+    }
+
+    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(VMFSError) {
+        try fence.checkWritable()
+        try base.write(buffer, at: offset)
+    }
+
+    func flush() throws(VMFSError) { try base.flush() }
+
+    func zero(offset: UInt64, length: UInt64) throws(VMFSError) {
+        try fence.checkWritable()
+        try base.zero(offset: offset, length: length)
+    }
+
+    func discard(offset: UInt64, length: UInt64) throws(VMFSError) {
+        try fence.checkWritable()
+        try base.discard(offset: offset, length: length)
+    }
+
+    func perform(_ batch: [DeviceRequest]) throws(VMFSError) {
+        if batch.contains(where: { $0.kind == .write }) { try fence.checkWritable() }
+        try base.perform(batch)
+    }
+
+    func lockRange(offset: UInt64, length: UInt64) throws(VMFSError) { try base.lockRange(offset: offset, length: length) }
+    func unlockRange(offset: UInt64, length: UInt64) { base.unlockRange(offset: offset, length: length) }
+}

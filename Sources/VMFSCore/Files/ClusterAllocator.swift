@@ -1,0 +1,306 @@
+import Synchronization
+
+/// Allocates data blocks or pointer blocks from resource clusters this host leases.
+///
+/// A host holds the lock of each cluster it allocates from, so hosts writing concurrently work
+/// in different clusters and never allocate one item twice. Each host starts its search at a
+/// cluster derived from its heartbeat slot ("host affinity"). Leases are given back when a
+/// cluster is full, idle for a commit interval, or another host asks for it.
+///
+/// Items freed in a transaction are not handed out again until that transaction has committed,
+/// so a crash can never leave one block referenced by two files.
+final class ClusterAllocator: Sendable {
+    private struct Held {
+        var lockIndex: Int
+        var free: Int
+        var usedSinceCommit = true
+    }
+
+    private struct State {
+        var held: [Int: Held] = [:]
+        var reserved = 0
+        var pendingFree: Set<UInt64> = []
+        var freeHints: [Int]? = nil
+        var allocations = 0
+        var frees = 0
+    }
+
+    let pool: ClusterBitmap.Pool
+    let store: MetadataStore
+    let locks: LockManager
+    let layout: VolumeLayout
+    let volumeID: UInt64
+    let affinity: Int
+    private let state = Monitor<State>(State())
+
+    init(pool: ClusterBitmap.Pool, store: MetadataStore, locks: LockManager, layout: VolumeLayout, volumeID: UInt64, slot: Int) {
+        self.pool = pool
+        self.store = store
+        self.locks = locks
+        self.layout = layout
+        self.volumeID = volumeID
+        let count = Int(clusterCount(pool, layout))
+        affinity = count == 0 ? 0 : (slot * count / Int(layout.maxHosts)) % count
+    }
+
+    private var itemsPerCluster: Int {
+        Int(pool == .blocks ? layout.blocksPerCluster : layout.nodesPerCluster)
+    }
+    private var totalItems: UInt64 { pool == .blocks ? layout.totalBlocks : UInt64(layout.pointerNodeCount) }
+    var clusters: Int { Int(clusterCount(pool, layout)) }
+    private var kind: LockRecord.ObjectKind { pool == .blocks ? .blockCluster : .pointerCluster }
+    private var noun: String { pool == .blocks ? "block" : "pointer-block" }
+
+    func lockIndex(ofCluster c: Int) -> Int {
+        pool == .blocks ? layout.blockClusterLock(c) : layout.pointerClusterLock(c)
+    }
+    func bitmapAddress(_ c: Int) -> UInt64 { pool == .blocks ? layout.blockBitmap(c) : layout.pointerBitmap(c) }
+    func cluster(of item: UInt64) -> Int { Int(item / UInt64(itemsPerCluster)) }
+    func itemCount(ofCluster c: Int) -> Int {
+        let first = UInt64(c) * UInt64(itemsPerCluster)
+        return Int(min(UInt64(itemsPerCluster), totalItems - min(first, totalItems)))
+    }
+
+    /// Decodes cluster `c`'s bitmap from the store (the lock must be held).
+    func bitmap(_ c: Int) throws(VMFSError) -> ClusterBitmap {
+        let address = bitmapAddress(c)
+        let bytes = try store.sector(address, lockIndex: lockIndex(ofCluster: c))
+        return try ClusterBitmap.decode(bytes, pool: pool, index: c, firstItem: UInt64(c) * UInt64(itemsPerCluster),
+                                        itemCount: itemCount(ofCluster: c), volumeID: volumeID, address: address)
+    }
+
+    private func store(_ bitmap: ClusterBitmap) throws(VMFSError) {
+        let address = bitmapAddress(bitmap.index)
+        try store.put(address, lockIndex: lockIndex(ofCluster: bitmap.index)) { version in
+            var copy = bitmap
+            copy.version = version
+            return copy.encoded(volumeID: volumeID, address: address)
+        }
+    }
+
+    // MARK: Leasing (outside operations)
+
+    /// Free counts of every cluster, read without locks (a hint for where to look).
+    private func readHints() throws(VMFSError) -> [Int] {
+        let count = clusters
+        let base = pool == .blocks ? layout.blockBitmapOffset : layout.pointerBitmapOffset
+        let region = try store.device.read(count: count * FormatConstants.sectorSize, at: base)
+        var hints: [Int] = []
+        for c in 0..<count {
+            let raw = Array(region[(c * FormatConstants.sectorSize)..<((c + 1) * FormatConstants.sectorSize)])
+            let reader = ByteReader(raw)
+            if reader.isAllZero {
+                hints.append(itemCount(ofCluster: c) - (c == 0 ? 1 : 0))
+            } else if reader.u32(0) == SectorMagic.bitmap.rawValue {
+                hints.append(Int(reader.u32(40)))
+            } else {
+                hints.append(0)
+            }
+        }
+        return hints
+    }
+
+    /// Makes sure this host leases clusters with at least `count` unreserved free items, and
+    /// reserves them for the caller's next operation.
+    ///
+    /// - Throws: ``VMFSError/Code/noSpace`` when the volume has not enough free items.
+    func reserve(_ count: Int, deadline: UInt64) throws(VMFSError) {
+        guard count > 0 else { return }
+        var refreshedHints = false
+        while true {
+            let satisfied = state.withLock { s -> Bool in
+                let available = s.held.values.reduce(0) { $0 + $1.free } - s.reserved
+                if available >= count {
+                    s.reserved += count
+                    return true
+                }
+                return false
+            }
+            if satisfied { return }
+            if try leaseAnotherCluster() { continue }
+            if !refreshedHints {
+                refreshedHints = true
+                state.withLock { $0.freeHints = nil }
+                continue
+            }
+            let hints = try readHints()
+            let heldClusters = state.withLock { Set($0.held.keys) }
+            let elsewhere = hints.enumerated().filter { !heldClusters.contains($0.offset) }.reduce(0) { $0 + $1.element }
+            let available = state.withLock { s in s.held.values.reduce(0) { $0 + $1.free } - s.reserved }
+            if elsewhere + available < count || Clock.monotonicNanoseconds >= deadline {
+                throw VMFSError(.noSpace, "no free \(noun)s left on the volume for \(count) more "
+                                + "(\(elsewhere) free in clusters leased by other hosts)")
+            }
+            // Free items exist in clusters other hosts lease: ask them, wait, retry.
+            for (c, free) in hints.enumerated() where free > 0 && !heldClusters.contains(c) {
+                try? locks.requestRelease(lockIndex(ofCluster: c), kind: kind)
+            }
+            Clock.sleep(milliseconds: 20)
+            state.withLock { $0.freeHints = nil }
+        }
+    }
+
+    /// Gives back `count` reserved items the operation did not use.
+    func unreserve(_ count: Int) {
+        guard count > 0 else { return }
+        state.withLock { $0.reserved = max(0, $0.reserved - count) }
+    }
+
+    /// Tries to lease one more cluster that has free items (without waiting). Returns false when
+    /// none could be taken.
+    private func leaseAnotherCluster() throws(VMFSError) -> Bool {
+        let hints: [Int]
+        if let cached = state.withLock({ $0.freeHints }) { hints = cached } else {
+            hints = try readHints()
+            state.withLock { $0.freeHints = hints }
+        }
+        let count = clusters
+        let held = state.withLock { Set($0.held.keys) }
+        for i in 0..<count {
+            let c = (affinity + i) % count
+            guard !held.contains(c), hints[c] > 0 else { continue }
+            guard try locks.tryAcquire(lockIndex(ofCluster: c), kind: kind, mode: .exclusive) != nil else { continue }
+            let bitmap: ClusterBitmap
+            do {
+                bitmap = try self.bitmap(c)
+            } catch {
+                try? locks.release(lockIndex(ofCluster: c), kind: kind)
+                throw error
+            }
+            let free = freeExcludingPending(bitmap)
+            state.withLock { s in
+                s.held[c] = Held(lockIndex: lockIndex(ofCluster: c), free: free)
+                s.freeHints?[c] = free
+            }
+            if free > 0 { return true }
+        }
+        return false
+    }
+
+    private func freeExcludingPending(_ bitmap: ClusterBitmap) -> Int {
+        let pending = state.withLock { $0.pendingFree }
+        var free = 0
+        for i in 0..<bitmap.itemCount where !bitmap.isAllocated(i) {
+            if !pending.contains(bitmap.firstItem + UInt64(i)) { free += 1 }
+        }
+        return free
+    }
+
+    /// Leases the clusters of `items` (waiting for other hosts if needed), for freeing them.
+    func holdClusters(of items: [UInt64], deadline: UInt64) throws(VMFSError) {
+        let needed = Set(items.map { cluster(of: $0) }).sorted()
+        for c in needed where state.withLock({ $0.held[c] == nil }) {
+            try locks.acquire(lockIndex(ofCluster: c), kind: kind, mode: .exclusive,
+                              objectName: "\(noun) cluster \(c)", deadline: deadline, askHolderToRelease: true)
+            let bitmap = try self.bitmap(c)
+            let free = freeExcludingPending(bitmap)
+            state.withLock { $0.held[c] = Held(lockIndex: lockIndex(ofCluster: c), free: free) }
+        }
+    }
+
+    /// True when this host leases the cluster of `item`.
+    func holdsCluster(of item: UInt64) -> Bool { state.withLock { $0.held[cluster(of: item)] != nil } }
+
+    // MARK: Allocation (inside operations)
+
+    /// Allocates one item from a leased cluster, consuming one reserved item.
+    func allocate() throws(VMFSError) -> UInt64 {
+        let candidates = state.withLock { s in
+            s.held.filter { $0.value.free > 0 }.keys.sorted { ($0 - affinity + clusters) % clusters < ($1 - affinity + clusters) % clusters }
+        }
+        for c in candidates {
+            var bitmap = try self.bitmap(c)
+            let pending = state.withLock { $0.pendingFree }
+            var start = 0
+            while let i = bitmap.firstFree(from: start) {
+                let item = bitmap.firstItem + UInt64(i)
+                if pending.contains(item) {
+                    start = i + 1
+                    if start >= bitmap.itemCount { break }
+                    continue
+                }
+                bitmap.set(i, allocated: true)
+                try store(bitmap)
+                state.withLock { s in
+                    s.held[c]?.free -= 1
+                    s.held[c]?.usedSinceCommit = true
+                    s.reserved = max(0, s.reserved - 1)
+                    s.allocations += 1
+                }
+                return item
+            }
+            state.withLock { $0.held[c]?.free = 0 }
+        }
+        throw VMFSError(.noSpace, "no reserved free \(noun) in the clusters this host leases")
+    }
+
+    /// Frees `item`; its cluster must be leased. It becomes reusable after the next commit.
+    func free(_ item: UInt64) throws(VMFSError) {
+        let c = cluster(of: item)
+        guard state.withLock({ $0.held[c] != nil }) else {
+            throw VMFSError(.invalidArgument, "freeing \(noun) \(item) without leasing its cluster \(c)")
+        }
+        var bitmap = try self.bitmap(c)
+        let i = Int(item - bitmap.firstItem)
+        guard bitmap.isAllocated(i) else {
+            throw VMFSError(.corrupt, "\(noun) \(item) is freed but was not allocated",
+                            location: .init(structure: "\(noun) cluster \(c) bitmap", offset: bitmapAddress(c)))
+        }
+        bitmap.set(i, allocated: false)
+        try store(bitmap)
+        state.withLock { s in
+            s.pendingFree.insert(item)
+            s.held[c]?.usedSinceCommit = true
+            s.frees += 1
+        }
+        store.afterCommit { [self] in
+            state.withLock { s in
+                if s.pendingFree.remove(item) != nil, s.held[c] != nil { s.held[c]?.free += 1 }
+            }
+        }
+    }
+
+    /// After a commit: gives back clusters that are full, idle since the last commit, or wanted
+    /// by another host. The caller has just committed, so nothing they protect is dirty.
+    func releaseIdle(force: Bool = false) {
+        let candidates = state.withLock { s -> [(Int, Held)] in
+            var list: [(Int, Held)] = []
+            for (c, held) in s.held {
+                if force || (!held.usedSinceCommit && s.reserved == 0) || held.free == 0 {
+                    list.append((c, held))
+                }
+                s.held[c]?.usedSinceCommit = false
+            }
+            return list
+        }
+        var wanted: [(Int, Held)] = []
+        if !force {
+            // Clusters another host asked for go back even while in use.
+            for (c, held) in state.withLock({ $0.held.map { ($0.key, $0.value) } }) where !candidates.contains(where: { $0.0 == c }) {
+                if let (record, _) = try? locks.read(held.lockIndex, kind: kind), record.releaseRequested { wanted.append((c, held)) }
+            }
+        }
+        for (c, held) in candidates + wanted {
+            if store.hasDirty(lockIndex: held.lockIndex) { continue }
+            let stillIdle = state.withLock { s -> Bool in
+                guard s.held[c] != nil else { return false }
+                if !force && s.reserved > 0 { return false }
+                s.held[c] = nil
+                return true
+            }
+            guard stillIdle else { continue }
+            try? locks.release(held.lockIndex, kind: kind)
+            store.evict(lockIndex: held.lockIndex)
+        }
+    }
+
+    /// Clusters currently leased.
+    var leasedClusters: [Int] { state.withLock { $0.held.keys.sorted() } }
+
+    /// Allocations and frees since mount.
+    var counts: (allocations: Int, frees: Int) { state.withLock { ($0.allocations, $0.frees) } }
+}
+
+private func clusterCount(_ pool: ClusterBitmap.Pool, _ layout: VolumeLayout) -> UInt32 {
+    pool == .blocks ? layout.blockClusterCount : layout.pointerClusterCount
+}

@@ -1,0 +1,67 @@
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// A file this host has open: the lock it holds, its handles, and its latest descriptor.
+final class OpenFile: @unchecked Sendable {
+    struct State {
+        var descriptor: FileDescriptorRecord
+        var lockMode: LockRecord.Mode
+        var readers = 0
+        var writers = 0
+        var multiWriters = 0
+        /// Unlinked while open here; freed when the last handle closes.
+        var orphaned = false
+        /// The lock was lost (host fenced); every I/O fails.
+        var stale: String?
+        var name: String
+    }
+
+    let slot: Int
+    let generation: UInt32
+    let state: Monitor<State>
+    /// Serializes metadata changes (allocation, size, map) of this file on this host.
+    let metadataLock = KeyedLocks<Int>()
+    /// Data I/O holds this shared; operations that free blocks hold it exclusive.
+    private let dataLock = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
+
+    var lockIndex: Int { FormatConstants.descriptorLockIndex(slot: slot) }
+
+    init(descriptor: FileDescriptorRecord, lockMode: LockRecord.Mode, name: String) {
+        slot = descriptor.slot
+        generation = descriptor.generation
+        state = Monitor(State(descriptor: descriptor, lockMode: lockMode, name: name))
+        pthread_rwlock_init(dataLock, nil)
+    }
+
+    deinit {
+        pthread_rwlock_destroy(dataLock)
+        dataLock.deallocate()
+    }
+
+    var descriptor: FileDescriptorRecord { state.withLock { $0.descriptor } }
+
+    func withMetadataLock<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        try metadataLock.withLock(0, body)
+    }
+
+    func withSharedData<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        pthread_rwlock_rdlock(dataLock)
+        defer { pthread_rwlock_unlock(dataLock) }
+        return try body()
+    }
+
+    func withExclusiveData<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        pthread_rwlock_wrlock(dataLock)
+        defer { pthread_rwlock_unlock(dataLock) }
+        return try body()
+    }
+
+    func checkUsable() throws(VMFSError) {
+        if let reason = state.withLock({ $0.stale }) {
+            throw VMFSError(.staleHandle, "the file's lock was lost: \(reason)")
+        }
+    }
+
+    var handleCount: Int { state.withLock { $0.readers + $0.writers + $0.multiWriters } }
+}

@@ -1,0 +1,291 @@
+import Synchronization
+
+/// One membership of this host in a volume: a heartbeat slot and everything that depends on it
+/// (journal, metadata store, locks, allocators, open files).
+///
+/// When the host loses its slot the session is dead: its handles are stale and it writes
+/// nothing more. The ``Volume`` then starts a new session with a new slot.
+final class Session: Sendable {
+    let header: VolumeHeader
+    let layout: VolumeLayout
+    let volumeID: UInt64
+    let rawDevice: any BlockDevice
+    let device: FencedDevice
+    let options: MountOptions
+    let timing: HeartbeatTiming
+    let fence: FenceState
+    let heartbeat: HeartbeatService
+    let observations: HostObservations
+    let membership: HeartbeatService.Membership
+    let journal: JournalWriter
+    let store: MetadataStore
+    let locks: LockManager
+    let blocks: ClusterAllocator
+    let pointers: ClusterAllocator
+    let recovery: HostRecovery
+    let statistics: ClusterIOStatistics
+    let namespace: NamespaceCache
+
+    private struct State {
+        var openFiles: [Int: OpenFile] = [:]
+        var closed = false
+        var committer: BackgroundThread?
+        var recovering: Set<Int> = []
+    }
+    private let state = Monitor<State>(State())
+    private let lostHandler = Mutex<(@Sendable (String) -> Void)?>(nil)
+    /// Serializes opens and closes of one slot on this host.
+    let openLocks = KeyedLocks<Int>()
+
+    var identity: HostIdentity { options.host }
+    var blockSize: UInt64 { UInt64(layout.blockSize) }
+
+    // MARK: Joining
+
+    /// Joins the volume: claims a heartbeat slot (first recovering this host's previous
+    /// incarnation if it crashed), readies the journal, and starts the heartbeat.
+    init(header: VolumeHeader, device rawDevice: any BlockDevice, options: MountOptions,
+         statistics: ClusterIOStatistics) throws(VMFSError) {
+        self.header = header
+        layout = header.layout
+        volumeID = header.volumeID
+        self.rawDevice = rawDevice
+        self.options = options
+        self.statistics = statistics
+        let timing = options.timing ?? HeartbeatTiming(renewIntervalMs: header.heartbeatIntervalMs,
+                                                        deadIntervalMs: header.deadIntervalMs,
+                                                        ioTimeoutMs: header.ioTimeoutMs)
+        try timing.validate()
+        self.timing = timing
+        let fence = FenceState(timing: timing)
+        self.fence = fence
+        device = FencedDevice(base: rawDevice, fence: fence)
+        let observations = HostObservations(volumeDeadIntervalMs: header.deadIntervalMs)
+        self.observations = observations
+        let heartbeat = HeartbeatService(device: rawDevice, updater: RangeLockSectorUpdate(device: rawDevice, statistics: statistics),
+                                         layout: header.layout, volumeID: header.volumeID, identity: options.host,
+                                         timing: timing, observations: observations, fence: fence)
+        self.heartbeat = heartbeat
+        let lockUpdater = RangeLockSectorUpdate(device: FencedDevice(base: rawDevice, fence: fence), statistics: statistics)
+
+        // Locks of a previous incarnation are released during its recovery, which needs a lock
+        // manager before this host has a membership of its own.
+        let joined = Mutex<LockManager.Me?>(nil)
+        let recoveryBox = Mutex<HostRecovery?>(nil)
+        let locks = LockManager(
+            updater: lockUpdater, device: rawDevice, layout: header.layout, volumeID: header.volumeID, observations: observations,
+            membership: { joined.withLock { $0 } },
+            refreshSlot: { (index: Int) throws(VMFSError) in _ = try heartbeat.refreshSlot(index) },
+            recover: { (index: Int) throws(VMFSError) in
+                guard let recovery = recoveryBox.withLock({ $0 }) else { return }
+                try recovery.recover(slot: index)
+            })
+        self.locks = locks
+        let membership = try Self.claimSlot(heartbeat: heartbeat, locks: locks, device: FencedDevice(base: rawDevice, fence: fence),
+                                            header: header, identity: options.host)
+        self.membership = membership
+        joined.withLock { $0 = LockManager.Me(identity: options.host, slot: membership.slot, generation: membership.generation) }
+
+        // This slot's journal is empty after a clean release or a recovery; replay anything
+        // left over regardless (replay is idempotent), then start it afresh.
+        let scan = try JournalReplay.scan(device: device, layout: layout, volumeID: volumeID, slot: membership.slot)
+        if !scan.pending.isEmpty {
+            _ = try JournalReplay.replay(scan, device: device, layout: layout, volumeID: volumeID)
+        }
+        journal = JournalWriter(device: device, layout: layout, volumeID: volumeID, slot: membership.slot,
+                                host: options.host.uuid, startSequence: scan.nextSequence)
+        try journal.reset()
+        store = MetadataStore(device: device, layout: layout, volumeID: volumeID, journal: journal,
+                              ownerGeneration: membership.generation)
+        blocks = ClusterAllocator(pool: .blocks, store: store, locks: locks, layout: layout, volumeID: volumeID, slot: membership.slot)
+        pointers = ClusterAllocator(pool: .pointers, store: store, locks: locks, layout: layout, volumeID: volumeID, slot: membership.slot)
+        let recovery = HostRecovery(heartbeat: heartbeat, device: device, lockManager: { locks })
+        self.recovery = recovery
+        recoveryBox.withLock { $0 = recovery }
+        namespace = NamespaceCache(device: rawDevice, layout: layout, volumeID: volumeID, locks: locks)
+    }
+
+    /// Claims a slot: reclaims this host's own crashed incarnation when there is one, else a free slot.
+    private static func claimSlot(heartbeat: HeartbeatService, locks: LockManager, device: any BlockDevice,
+                                  header: VolumeHeader, identity: HostIdentity) throws(VMFSError) -> HeartbeatService.Membership {
+        let region = try heartbeat.refresh()
+        let size = FormatConstants.sectorSize
+        let layout = header.layout
+        for index in 0..<Int(layout.maxHosts) {
+            let raw = Array(region[(index * size)..<((index + 1) * size)])
+            guard let slot = try? HeartbeatSlot.decode(raw, index: index, volumeID: header.volumeID,
+                                                        address: layout.heartbeatSlot(index)),
+                  slot.owner == identity.uuid, slot.state == .live else { continue }
+            return try reclaim(slot: slot, raw: raw, heartbeat: heartbeat, locks: locks, device: device, header: header)
+        }
+        return try heartbeat.claimFreeSlot(preferred: nil)
+    }
+
+    /// Recovers this host's previous incarnation in `slot` and takes the slot over.
+    private static func reclaim(slot: HeartbeatSlot, raw: [UInt8], heartbeat: HeartbeatService, locks: LockManager,
+                                device: any BlockDevice, header: VolumeHeader) throws(VMFSError) -> HeartbeatService.Membership {
+        // The local lock file already proved no process of this machine runs this identity.
+        // A slot that still changes is this identity running on another machine: refuse.
+        let watch = UInt64(max(slot.renewIntervalMs, 10)) * 1_500_000
+        let deadline = Clock.monotonicNanoseconds + watch
+        while Clock.monotonicNanoseconds < deadline {
+            Clock.sleep(milliseconds: min(20, max(1, watch / 1_000_000)))
+            let (_, now) = try heartbeat.refreshSlot(slot.index)
+            if now != raw {
+                throw VMFSError(.busy, "host \(heartbeat.identity.uuid) is active on this volume in slot \(slot.index) "
+                                + "from another machine (its heartbeat is changing)")
+            }
+        }
+        let layout = header.layout
+        let issued = Clock.monotonicNanoseconds
+        var replaying = heartbeat.ownedImage(index: slot.index, state: .replaying, generation: slot.generation &+ 1, basedOn: slot)
+        replaying.replayer = heartbeat.identity.uuid
+        replaying.replayerSlot = slot.index
+        replaying.replayerGeneration = slot.generation &+ 1
+        replaying.recoveringGeneration = slot.generation
+        guard try heartbeat.write(slot: replaying, expected: raw) == .written else {
+            throw VMFSError(.busy, "heartbeat slot \(slot.index) of this host's previous incarnation changed while reclaiming it")
+        }
+        heartbeat.fence.renewed(issuedAt: issued)
+        let scan = try JournalReplay.scan(device: device, layout: layout, volumeID: header.volumeID, slot: slot.index)
+        _ = try JournalReplay.replay(scan, device: device, layout: layout, volumeID: header.volumeID)
+        let writer = JournalWriter(device: device, layout: layout, volumeID: header.volumeID, slot: slot.index,
+                                   host: heartbeat.identity.uuid, startSequence: scan.nextSequence)
+        try writer.reset()
+        _ = try locks.releaseAll(heldBySlot: slot.index, generation: slot.generation)
+        let issuedLive = Clock.monotonicNanoseconds
+        let live = heartbeat.ownedImage(index: slot.index, state: .live, generation: replaying.generation &+ 1, basedOn: replaying)
+        let replayingRaw = replaying.encoded(volumeID: header.volumeID, address: layout.heartbeatSlot(slot.index))
+        guard try heartbeat.write(slot: live, expected: replayingRaw) == .written else {
+            throw VMFSError(.busy, "heartbeat slot \(slot.index) was taken over while this host replayed its journal")
+        }
+        let membership = HeartbeatService.Membership(slot: slot.index, generation: live.generation)
+        heartbeat.become(membership, image: live, issuedAt: issuedLive)
+        return membership
+    }
+
+    /// Starts the heartbeat and the background committer.
+    func start(onLost: @escaping @Sendable (String) -> Void) {
+        lostHandler.withLock { $0 = onLost }
+        heartbeat.setCallbacks(
+            lost: { [weak self] reason in self?.handleLoss(reason) },
+            observed: { [weak self] in self?.recoverDeadHosts() })
+        recovery.onRecovered { [weak self] _ in self?.cleanUpOrphans() }
+        heartbeat.start()
+        let interval = UInt64(options.commitIntervalMs)
+        let committer = BackgroundThread(name: "vmfs-commit") { [weak self] in
+            var elapsed: UInt64 = 0
+            while let session = self, !session.state.withLock({ $0.closed }) {
+                Clock.sleep(milliseconds: 10)
+                elapsed += 10
+                if elapsed < interval { continue }
+                elapsed = 0
+                if session.store.dirtyCount > 0 { try? session.store.commit() }
+                session.blocks.releaseIdle()
+                session.pointers.releaseIdle()
+            }
+        }
+        state.withLock { $0.committer = committer }
+        recoverDeadHosts()
+        cleanUpOrphans()
+    }
+
+    // MARK: Leaving
+
+    /// Leaves cleanly: closes files, commits, releases every lock, empties the journal, frees the slot.
+    func leave() throws(VMFSError) {
+        let (files, committer) = state.withLock { s -> ([OpenFile], BackgroundThread?) in
+            s.closed = true
+            let files = Array(s.openFiles.values)
+            let thread = s.committer
+            s.committer = nil
+            return (files, thread)
+        }
+        committer?.join()
+        var firstError: VMFSError?
+        if fence.lostReason == nil {
+            do throws(VMFSError) {
+                for file in files { try finishClose(file, force: true) }
+                try store.commit()
+                blocks.releaseIdle(force: true)
+                pointers.releaseIdle(force: true)
+                try journal.reset()
+            } catch {
+                firstError = error
+            }
+        }
+        do { try heartbeat.stop(release: firstError == nil && fence.lostReason == nil) } catch {
+            if firstError == nil { firstError = error }
+        }
+        if let firstError { throw firstError }
+    }
+
+    /// Abandons the session without writing (the slot was lost, or the process is going down hard).
+    func abandon() {
+        let committer = state.withLock { s -> BackgroundThread? in
+            s.closed = true
+            let t = s.committer
+            s.committer = nil
+            return t
+        }
+        committer?.join()
+        try? heartbeat.stop(release: false)
+    }
+
+    var isClosed: Bool { state.withLock { $0.closed } }
+
+    // MARK: Loss and recovery of others
+
+    private func handleLoss(_ reason: String) {
+        let error = VMFSError(.fenced, "this host lost its heartbeat slot: \(reason)")
+        store.discardAll(reason: error)
+        let files = state.withLock { s -> [OpenFile] in
+            s.closed = true
+            return Array(s.openFiles.values)
+        }
+        for file in files { file.state.withLock { $0.stale = reason } }
+        lostHandler.withLock { $0 }?(reason)
+    }
+
+    /// Recovers every slot that looks dead, on a background thread.
+    private func recoverDeadHosts() {
+        guard options.automaticRecovery, !options.readOnly, !isClosed else { return }
+        let dead = observations.slotsNeedingRecovery(own: membership.slot)
+        for slot in dead {
+            let start = state.withLock { s -> Bool in
+                if s.recovering.contains(slot) { return false }
+                s.recovering.insert(slot)
+                return true
+            }
+            guard start else { continue }
+            _ = BackgroundThread(name: "vmfs-recover") { [weak self] in
+                guard let self else { return }
+                _ = try? self.recovery.recover(slot: slot)
+                self.state.withLock { _ = $0.recovering.remove(slot) }
+            }
+        }
+    }
+
+    // MARK: Open files
+
+    func openFile(_ slot: Int) -> OpenFile? { state.withLock { $0.openFiles[slot] } }
+
+    func register(_ file: OpenFile) { state.withLock { $0.openFiles[file.slot] = file } }
+
+    func unregister(_ file: OpenFile) {
+        state.withLock { s in
+            if s.openFiles[file.slot] === file { s.openFiles[file.slot] = nil }
+        }
+    }
+
+    var openFileCount: Int { state.withLock { $0.openFiles.count } }
+
+    func checkWritable() throws(VMFSError) {
+        if options.readOnly { throw VMFSError(.readOnly, "the volume is mounted read-only") }
+        try fence.checkWritable()
+    }
+
+    var lockDeadline: UInt64 { Clock.monotonicNanoseconds + UInt64(options.lockWaitMs) * 1_000_000 }
+    var tableDeadline: UInt64 { Clock.monotonicNanoseconds + UInt64(options.tableLockWaitMs) * 1_000_000 }
+    var allocationDeadline: UInt64 { Clock.monotonicNanoseconds + 30_000_000_000 }
+}
