@@ -126,7 +126,7 @@ public struct FileDescriptorRecord: Sendable, Equatable {
                 guard record.indirect == [0, 0, 0] else { throw corrupt("inline file has pointer blocks", 256) }
                 record.inlineData = r.slice(base, Int(record.size))
             } else {
-                for i in 0..<FormatConstants.directPointers { record.direct[i] = r.u32(base + 4 * i) }
+                record.direct = r.u32Array(at: base, count: FormatConstants.directPointers)
             }
             return record
         }

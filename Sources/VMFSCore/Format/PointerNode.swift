@@ -49,9 +49,7 @@ public struct PointerNode: Sendable, Equatable {
             }
             var node = PointerNode(number: number, level: Int(r.u16(36)), ownerSlot: Int(r.u16(38)), ownerGeneration: r.u32(40))
             node.version = version
-            for i in 0..<FormatConstants.pointerEntries {
-                node.entries[i] = r.u32(FormatConstants.pointerEntriesOffset + 4 * i)
-            }
+            node.entries = r.u32Array(at: FormatConstants.pointerEntriesOffset, count: FormatConstants.pointerEntries)
             return node
         }
     }

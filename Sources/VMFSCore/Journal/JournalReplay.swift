@@ -45,12 +45,13 @@ enum JournalReplay {
     static func scan(device: any BlockDevice, layout: VolumeLayout, volumeID: UInt64, slot: Int) throws(VMFSError) -> Scan {
         let start = layout.journal(slot)
         let sectorSize = FormatConstants.sectorSize
-        let region = try device.read(count: Int(layout.journalSize), at: start)
-        func sector(_ i: Int) -> [UInt8] { Array(region[(i * sectorSize)..<((i + 1) * sectorSize)]) }
         var scan = Scan(slot: slot)
-        guard let header = try JournalHeader.decode(sector(0), slot: slot, volumeID: volumeID, address: start) else {
+        guard let header = try JournalHeader.decode(try device.read(count: sectorSize, at: start), slot: slot,
+                                                    volumeID: volumeID, address: start) else {
             return scan
         }
+        let region = try device.read(count: Int(layout.journalSize), at: start)
+        func sector(_ i: Int) -> [UInt8] { Array(region[(i * sectorSize)..<((i + 1) * sectorSize)]) }
         scan.header = header
         let capacity = Int(layout.journalSize) / sectorSize
         var index = 1

@@ -9,10 +9,8 @@ struct ByteWriter {
     init(bytes: [UInt8]) { self.bytes = bytes }
 
     mutating func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
-        var v = value.littleEndian
-        withUnsafeBytes(of: &v) { raw in
-            for i in 0..<raw.count { bytes[offset + i] = raw[i] }
-        }
+        precondition(offset >= 0 && offset + MemoryLayout<T>.size <= bytes.count, "field outside the record")
+        bytes.withUnsafeMutableBytes { $0.storeBytes(of: value.littleEndian, toByteOffset: offset, as: T.self) }
     }
 
     mutating func put(bytes source: some Collection<UInt8>, at offset: Int, maxCount: Int? = nil) {
@@ -40,11 +38,16 @@ struct ByteReader {
     init(_ bytes: [UInt8]) { self.bytes = bytes }
 
     func get<T: FixedWidthInteger>(_: T.Type = T.self, at offset: Int) -> T {
-        var value: T = 0
-        withUnsafeMutableBytes(of: &value) { raw in
-            for i in 0..<raw.count { raw[i] = bytes[offset + i] }
+        precondition(offset >= 0 && offset + MemoryLayout<T>.size <= bytes.count, "field outside the record")
+        return T(littleEndian: bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: T.self) })
+    }
+
+    /// `count` consecutive little-endian 32-bit values starting at `offset`.
+    func u32Array(at offset: Int, count: Int) -> [UInt32] {
+        precondition(offset >= 0 && offset + 4 * count <= bytes.count, "field outside the record")
+        return bytes.withUnsafeBytes { raw in
+            (0..<count).map { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 4 * $0, as: UInt32.self)) }
         }
-        return T(littleEndian: value)
     }
 
     func u8(_ offset: Int) -> UInt8 { bytes[offset] }
@@ -64,5 +67,18 @@ struct ByteReader {
 
     func uuid(at offset: Int) -> HostUUID { HostUUID(bytes: slice(offset, 16)) }
 
-    var isAllZero: Bool { !bytes.contains { $0 != 0 } }
+    var isAllZero: Bool {
+        bytes.withUnsafeBytes { raw in
+            var index = 0
+            while index + 8 <= raw.count {
+                if raw.loadUnaligned(fromByteOffset: index, as: UInt64.self) != 0 { return false }
+                index += 8
+            }
+            while index < raw.count {
+                if raw[index] != 0 { return false }
+                index += 1
+            }
+            return true
+        }
+    }
 }
