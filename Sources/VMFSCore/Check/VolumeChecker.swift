@@ -109,6 +109,10 @@ public final class VolumeChecker {
 
     private func checkHeader() throws(VMFSError) -> Bool {
         progress?("volume header", 0)
+        guard device.size >= UInt64(2 * sectorSize) else {
+            report.operationalError = "\(device.path) is \(device.size) bytes: too small to hold a VMFS volume"
+            return false
+        }
         let primaryBytes = try device.read(count: sectorSize, at: 0)
         let backupOffset = (device.size / UInt64(sectorSize) - 1) * UInt64(sectorSize)
         do {

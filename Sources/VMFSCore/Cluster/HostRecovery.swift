@@ -44,20 +44,25 @@ final class HostRecovery: Sendable {
     /// Recovers slot `index` if it is dead (or its replay was abandoned); waits while another live
     /// host replays it. Returns the report when this host did the replay.
     @discardableResult
-    func recover(slot index: Int, waitForOthers: Bool = true) throws(VMFSError) -> Report? {
+    func recover(slot index: Int, waitForOthers: Bool = true, force: Bool = false) throws(VMFSError) -> Report? {
         try inProgress.withLock(index) { () throws(VMFSError) -> Report? in
-            try recoverLocked(index, waitForOthers: waitForOthers)
+            try recoverLocked(index, waitForOthers: waitForOthers, force: force)
         }
     }
 
-    private func recoverLocked(_ index: Int, waitForOthers: Bool) throws(VMFSError) -> Report? {
+    /// With `force`, a slot is recovered even though it has not looked dead for its dead
+    /// interval (the administrator knows its host is down).
+    private func recoverLocked(_ index: Int, waitForOthers: Bool, force: Bool) throws(VMFSError) -> Report? {
         guard let me = heartbeat.membership else {
             throw VMFSError(.fenced, "this host holds no heartbeat slot and cannot recover others")
         }
         try heartbeat.fence.checkWritable()
         let started = Clock.monotonicNanoseconds
         _ = try heartbeat.refreshSlot(index)
-        let verdict = heartbeat.observations.liveness(of: index, own: me.slot)
+        guard index != me.slot else { return nil }
+        var verdict = heartbeat.observations.liveness(of: index, own: me.slot)
+        if force && verdict == .alive, heartbeat.observations.observation(index)?.slot.state == .live { verdict = .dead }
+        if force && verdict == .replaying { verdict = .replayAbandoned }
         switch verdict {
         case .free, .alive:
             return nil

@@ -216,10 +216,35 @@ public final class Volume: Sendable {
     /// Free and total space.
     public func statistics() throws(VMFSError) -> VolumeStatistics { try current().spaceStatistics() }
 
-    /// Recovers heartbeat slot `slot` if its host is dead. Returns true when this host replayed it.
+    /// Recovers heartbeat slot `slot` if its host is dead (or, with `force`, whatever it looks
+    /// like). Returns true when this host replayed it.
     @discardableResult
-    public func recover(slot: Int) throws(VMFSError) -> Bool {
-        try current().recovery.recover(slot: slot) != nil
+    public func recover(slot: Int, force: Bool = false) throws(VMFSError) -> Bool {
+        try current().recovery.recover(slot: slot, force: force) != nil
+    }
+
+    /// Watches the heartbeat region for up to `waitMilliseconds` and recovers every host that
+    /// is or becomes dead. Returns the slots this host recovered.
+    public func recoverDeadHosts(waitMilliseconds: UInt64) throws(VMFSError) -> [Int] {
+        let session = try current()
+        var recovered: [Int] = []
+        let deadline = Clock.monotonicNanoseconds + waitMilliseconds * 1_000_000
+        repeat {
+            try session.heartbeat.refresh()
+            for slot in session.observations.slotsNeedingRecovery(own: session.membership.slot) {
+                if try session.recovery.recover(slot: slot) != nil { recovered.append(slot) }
+            }
+            let claimed = session.observations.all().filter { $0.key != session.membership.slot && $0.value.slot.state != .free }
+            if claimed.isEmpty { break }
+            Clock.sleep(milliseconds: 20)
+        } while Clock.monotonicNanoseconds < deadline
+        return recovered
+    }
+
+    /// Frees lock `index`: holders whose heartbeat moved on are dropped, dead holders are
+    /// recovered first; live holders only with `force`. Returns a description of what was done.
+    public func breakLock(_ index: Int, force: Bool) throws(VMFSError) -> String {
+        try current().breakLock(index, force: force)
     }
 
     /// Recoveries of dead hosts this host performed (slot, owner, duration in ns, transactions replayed).

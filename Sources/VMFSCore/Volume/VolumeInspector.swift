@@ -1,0 +1,135 @@
+/// Read-only views of a volume that need no heartbeat slot: `vmfs info`, `ls`, `hosts`, `locks`.
+///
+/// Nothing is written. What other hosts are changing right now may be seen half-way.
+public final class VolumeInspector: Sendable {
+    public let device: any BlockDevice
+    public let header: VolumeHeader
+    var layout: VolumeLayout { header.layout }
+
+    /// Opens `path` read-only.
+    public convenience init(path: String) throws(VMFSError) {
+        try self.init(device: try FileBlockDevice(path: path, readOnly: true))
+    }
+
+    public init(device: any BlockDevice) throws(VMFSError) {
+        self.device = device
+        header = try Volume.readHeader(device)
+    }
+
+    /// Every file with its attributes, as last written to the device.
+    public func files() throws(VMFSError) -> [FileStatus] {
+        let entries = try NamespaceCache.readTable(device: device, layout: layout, volumeID: header.volumeID)
+        let size = FormatConstants.sectorSize
+        let region = try device.read(count: FormatConstants.maxFiles * size, at: layout.descriptorOffset)
+        var result: [FileStatus] = []
+        for entry in entries {
+            let address = layout.descriptor(entry.slot)
+            let bytes = Array(region[(entry.slot * size)..<((entry.slot + 1) * size)])
+            let descriptor = (try? FileDescriptorRecord.decode(bytes, slot: entry.slot, volumeID: header.volumeID, address: address))
+                ?? (try? FileDescriptorRecord.decode(try device.read(count: size, at: layout.mirror(of: address)!), slot: entry.slot,
+                                                     volumeID: header.volumeID, address: address))
+            guard let descriptor, descriptor.inUse, descriptor.generation == entry.generation else { continue }
+            result.append(FileStatus(name: entry.name, descriptor: descriptor, blockSize: layout.blockSize))
+        }
+        return result.sorted { $0.name < $1.name }
+    }
+
+    /// Free and total space from the bitmaps.
+    public func statistics() throws(VMFSError) -> VolumeStatistics {
+        func free(_ base: UInt64, _ count: Int, _ perCluster: UInt64, _ total: UInt64) throws(VMFSError) -> UInt64 {
+            let region = try device.read(count: count * FormatConstants.sectorSize, at: base)
+            var sum: UInt64 = 0
+            for c in 0..<count {
+                let reader = ByteReader(Array(region[(c * FormatConstants.sectorSize)..<((c + 1) * FormatConstants.sectorSize)]))
+                if reader.isAllZero {
+                    let first = UInt64(c) * perCluster
+                    sum += min(perCluster, total - min(first, total)) - (c == 0 ? 1 : 0)
+                } else {
+                    sum += UInt64(reader.u32(40))
+                }
+            }
+            return sum
+        }
+        return VolumeStatistics(
+            blockSize: layout.blockSize, totalBlocks: layout.totalBlocks,
+            freeBlocks: try free(layout.blockBitmapOffset, Int(layout.blockClusterCount), UInt64(layout.blocksPerCluster), layout.totalBlocks),
+            maxFiles: FormatConstants.maxFiles, files: try files().count,
+            freePointerBlocks: try free(layout.pointerBitmapOffset, Int(layout.pointerClusterCount), UInt64(layout.nodesPerCluster),
+                                        UInt64(layout.pointerNodeCount)))
+    }
+
+    /// Heartbeat slots in use, watched for `observeMilliseconds` to tell live hosts from silent ones.
+    public func hosts(observeMilliseconds: UInt64) throws(VMFSError) -> [HostInfo] {
+        let observations = HostObservations(volumeDeadIntervalMs: header.deadIntervalMs)
+        let count = Int(layout.maxHosts) * FormatConstants.sectorSize
+        let start = Clock.monotonicNanoseconds
+        observations.update(region: try device.read(count: count, at: layout.heartbeatOffset), layout: layout, volumeID: header.volumeID)
+        var elapsed: UInt64 = 0
+        while elapsed < observeMilliseconds {
+            Clock.sleep(milliseconds: min(50, observeMilliseconds - elapsed))
+            observations.update(region: try device.read(count: count, at: layout.heartbeatOffset), layout: layout, volumeID: header.volumeID)
+            elapsed = (Clock.monotonicNanoseconds - start) / 1_000_000
+        }
+        var infos = HostInfo.describe(observations, own: nil)
+        for i in infos.indices where infos[i].liveness == "alive" && infos[i].state != "free" {
+            // Unchanged for the whole window: silent (not yet proven dead unless the window covers D).
+            if let age = infos[i].msSinceChange, age + 5 >= elapsed, elapsed > 0 {
+                infos[i].liveness = elapsed >= UInt64(infos[i].deadIntervalMs) ? "dead" : "silent"
+            }
+        }
+        return infos
+    }
+
+    /// Every lock that is held, with what it protects and who holds it.
+    public func locks() throws(VMFSError) -> [LockInfo] {
+        let count = Int(layout.lockCount)
+        let size = FormatConstants.sectorSize
+        let region = try device.read(count: count * size, at: layout.lockOffset)
+        let slots = try device.read(count: Int(layout.maxHosts) * size, at: layout.heartbeatOffset)
+        let names = (try? NamespaceCache.readTable(device: device, layout: layout, volumeID: header.volumeID)) ?? []
+        var result: [LockInfo] = []
+        for index in 0..<count {
+            let raw = Array(region[(index * size)..<((index + 1) * size)])
+            if ByteReader(raw).isAllZero { continue }
+            let kind = LockManager.kind(ofLock: index, layout: layout)
+            guard let record = try? LockRecord.decode(raw, index: index, kind: kind, volumeID: header.volumeID,
+                                                      address: layout.lockRecord(index)), record.mode != .free else { continue }
+            let holders = record.holders.map { holder -> LockInfo.Holder in
+                let slotBytes = holder.slot < Int(layout.maxHosts) ? Array(slots[(holder.slot * size)..<((holder.slot + 1) * size)]) : []
+                let slot = try? HeartbeatSlot.decode(slotBytes, index: holder.slot, volumeID: header.volumeID,
+                                                     address: layout.heartbeatSlot(holder.slot))
+                let status: String
+                if let slot {
+                    status = slot.generation == holder.generation && slot.state == .live ? "held" : "stale"
+                } else {
+                    status = "unknown"
+                }
+                return LockInfo.Holder(host: holder.host.description, hostName: slot?.ownerName ?? "", slot: holder.slot,
+                                       generation: holder.generation, since: formatWallTime(holder.since), pid: holder.pid, status: status)
+            }
+            result.append(LockInfo(index: index, object: objectName(index, kind: kind, names: names), mode: record.mode.description,
+                                   version: record.version, holders: holders, releaseRequested: record.releaseRequested))
+        }
+        return result
+    }
+
+    func objectName(_ index: Int, kind: LockRecord.ObjectKind, names: [NameEntry]) -> String {
+        switch kind {
+        case .fileTable: return "file table"
+        case .volume: return "volume"
+        case .fileDescriptor:
+            let slot = index - 1
+            if let name = names.first(where: { $0.slot == slot })?.name { return "file '\(name)'" }
+            return "file slot \(slot)"
+        case .blockCluster: return "block cluster \(index - FormatConstants.firstClusterLock)"
+        case .pointerCluster: return "pointer-block cluster \(index - FormatConstants.firstClusterLock - Int(layout.blockClusterCount))"
+        }
+    }
+
+    /// The lock index of the file `name`.
+    public func lockIndex(ofFile name: String) throws(VMFSError) -> Int {
+        let names = try NamespaceCache.readTable(device: device, layout: layout, volumeID: header.volumeID)
+        guard let entry = names.first(where: { $0.name == name }) else { throw VMFSError(.notFound, "no file named '\(name)'") }
+        return FormatConstants.descriptorLockIndex(slot: entry.slot)
+    }
+}
