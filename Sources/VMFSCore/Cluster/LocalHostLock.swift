@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 internal import Glibc
 #endif
@@ -9,6 +10,7 @@ internal import Glibc
 /// dead to everyone.
 final class LocalHostLock: Sendable {
     private let descriptor: Int32
+    private let released = Mutex<Bool>(false)
     let path: String
 
     /// Takes the lock for (volume, host), or throws ``VMFSError/Code/busy`` when a living process holds it.
@@ -29,8 +31,16 @@ final class LocalHostLock: Sendable {
         descriptor = fd
     }
 
-    deinit {
+    /// Drops the lock (at unmount); later calls do nothing.
+    func release() {
+        let first = released.withLock { r -> Bool in
+            defer { r = true }
+            return !r
+        }
+        guard first else { return }
         flock(descriptor, LOCK_UN)
         close(descriptor)
     }
+
+    deinit { release() }
 }

@@ -124,6 +124,7 @@ public final class Volume: Sendable {
             s = nil
             return c
         }
+        defer { localLock.release() }
         try current?.leave()
     }
 

@@ -1,0 +1,146 @@
+import Foundation
+import Testing
+@testable import VMFSCore
+
+/// The directory holding the built tools (next to the test bundle).
+let toolsDirectory: URL = {
+    let executable = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
+    return executable.deletingLastPathComponent()
+}()
+
+/// The result of running a tool.
+struct ToolResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    var output: String { stdout + stderr }
+}
+
+/// Runs a built tool to completion.
+@discardableResult
+func runTool(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
+    let process = Process()
+    process.executableURL = toolsDirectory.appendingPathComponent(name)
+    process.arguments = arguments
+    if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return ToolResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// Runs a system command (losetup, mkfs.ext4, …).
+@discardableResult
+func runSystem(_ path: String, _ arguments: [String]) throws -> ToolResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: path)
+    process.arguments = arguments
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return ToolResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                      stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// A child process whose output lines are read as they come.
+final class LiveProcess: @unchecked Sendable {
+    let process = Process()
+    private let lock = NSLock()
+    private var lines: [String] = []
+    private var partial = ""
+
+    init(_ name: String, _ arguments: [String]) throws {
+        process.executableURL = toolsDirectory.appendingPathComponent(name)
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        out.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            guard let self, !data.isEmpty else { return }
+            self.lock.lock()
+            self.partial += String(decoding: data, as: UTF8.self)
+            while let newline = self.partial.firstIndex(of: "\n") {
+                self.lines.append(String(self.partial[..<newline]))
+                self.partial = String(self.partial[self.partial.index(after: newline)...])
+            }
+            self.lock.unlock()
+        }
+        try process.run()
+    }
+
+    var output: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return lines
+    }
+
+    /// Waits until a line starting with `prefix` appears; returns it, or nil after `timeout` seconds.
+    func waitForLine(startingWith prefix: String, timeout: Double) -> String? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let line = output.first(where: { $0.hasPrefix(prefix) }) { return line }
+            if !process.isRunning, let line = output.first(where: { $0.hasPrefix(prefix) }) { return line }
+            if !process.isRunning { return output.first(where: { $0.hasPrefix(prefix) }) }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+        return nil
+    }
+
+    func kill(_ signal: Int32 = SIGKILL) { Foundation.kill(process.processIdentifier, signal) }
+
+    func wait() { process.waitUntilExit() }
+
+    deinit {
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+    }
+}
+
+/// A scratch directory removed at the end of a test.
+final class Scratch {
+    let path: String
+
+    init(_ name: String, base: String = NSTemporaryDirectory()) {
+        path = (base as NSString).appendingPathComponent("vmfs-\(name)-\(UUID().uuidString.prefix(8))")
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// Whether this process runs as root (loop devices, FUSE).
+let isRoot = geteuid() == 0
+
+/// Attaches `image` to a free loop device and returns its path.
+func attachLoop(_ image: String) throws -> String {
+    let result = try runSystem("/sbin/losetup", ["--find", "--show", image])
+    guard result.status == 0 else { throw VMFSError(.io, "losetup failed: \(result.stderr)") }
+    return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+func detachLoop(_ device: String) {
+    _ = try? runSystem("/sbin/losetup", ["-d", device])
+}
+
+/// Fast heartbeat timing flags for mkfs.vmfs: renew 100 ms, dead 800 ms, I/O timeout 300 ms.
+let fastMkfsFlags = ["--heartbeat-interval", "100", "--dead-interval", "800", "--io-timeout", "300"]
+
+/// A checksum of a file's bytes and its size (to prove a tool wrote nothing).
+func fingerprint(_ path: String) throws -> String {
+    let data = try Data(contentsOf: URL(fileURLWithPath: path))
+    let crc = data.withUnsafeBytes { CRC32C.checksum($0) }
+    return "\(data.count):\(crc)"
+}
