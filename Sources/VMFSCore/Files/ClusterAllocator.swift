@@ -14,6 +14,8 @@ final class ClusterAllocator: Sendable {
         var lockIndex: Int
         var free: Int
         var usedSinceCommit = true
+        /// Operations about to free items in this cluster; it is not given back meanwhile.
+        var pins = 0
     }
 
     private struct State {
@@ -32,6 +34,8 @@ final class ClusterAllocator: Sendable {
     let volumeID: UInt64
     let affinity: Int
     private let state = Monitor<State>(State())
+    /// Serializes read-modify-write of one cluster's bitmap among this host's threads.
+    private let bitmapLocks = KeyedLocks<Int>()
 
     init(pool: ClusterBitmap.Pool, store: MetadataStore, locks: LockManager, layout: VolumeLayout, volumeID: UInt64, slot: Int) {
         self.pool = pool
@@ -186,16 +190,33 @@ final class ClusterAllocator: Sendable {
         return free
     }
 
-    /// Leases the clusters of `items` (waiting for other hosts if needed), for freeing them.
-    func holdClusters(of items: [UInt64], deadline: UInt64) throws(VMFSError) {
+    /// Leases the clusters of `items` (waiting for other hosts if needed) and pins them for
+    /// `body`, which frees items in them.
+    func withClustersHeld<T>(of items: [UInt64], deadline: UInt64, _ body: () throws(VMFSError) -> T) throws(VMFSError) -> T {
         let needed = Set(items.map { cluster(of: $0) }).sorted()
-        for c in needed where state.withLock({ $0.held[c] == nil }) {
+        var pinned: [Int] = []
+        defer { state.withLock { s in for c in pinned { s.held[c]?.pins -= 1 } } }
+        for c in needed {
+            let alreadyHeld = state.withLock { s -> Bool in
+                guard s.held[c] != nil else { return false }
+                s.held[c]?.pins += 1
+                return true
+            }
+            if alreadyHeld {
+                pinned.append(c)
+                continue
+            }
             try locks.acquire(lockIndex(ofCluster: c), kind: kind, mode: .exclusive,
                               objectName: "\(noun) cluster \(c)", deadline: deadline, askHolderToRelease: true)
-            let bitmap = try self.bitmap(c)
+            let bitmap = try bitmapLocks.withLock(c) { () throws(VMFSError) in try self.bitmap(c) }
             let free = freeExcludingPending(bitmap)
-            state.withLock { $0.held[c] = Held(lockIndex: lockIndex(ofCluster: c), free: free) }
+            state.withLock { s in
+                if s.held[c] == nil { s.held[c] = Held(lockIndex: lockIndex(ofCluster: c), free: free) }
+                s.held[c]?.pins += 1
+            }
+            pinned.append(c)
         }
+        return try body()
     }
 
     /// True when this host leases the cluster of `item`.
@@ -209,27 +230,32 @@ final class ClusterAllocator: Sendable {
             s.held.filter { $0.value.free > 0 }.keys.sorted { ($0 - affinity + clusters) % clusters < ($1 - affinity + clusters) % clusters }
         }
         for c in candidates {
-            var bitmap = try self.bitmap(c)
-            let pending = state.withLock { $0.pendingFree }
-            var start = 0
-            while let i = bitmap.firstFree(from: start) {
-                let item = bitmap.firstItem + UInt64(i)
-                if pending.contains(item) {
-                    start = i + 1
-                    if start >= bitmap.itemCount { break }
-                    continue
+            let found = try bitmapLocks.withLock(c) { () throws(VMFSError) -> UInt64? in
+                guard state.withLock({ $0.held[c] != nil }) else { return nil }
+                var bitmap = try self.bitmap(c)
+                let pending = state.withLock { $0.pendingFree }
+                var start = 0
+                while let i = bitmap.firstFree(from: start) {
+                    let item = bitmap.firstItem + UInt64(i)
+                    if pending.contains(item) {
+                        start = i + 1
+                        if start >= bitmap.itemCount { break }
+                        continue
+                    }
+                    bitmap.set(i, allocated: true)
+                    try store(bitmap)
+                    state.withLock { s in
+                        s.held[c]?.free -= 1
+                        s.held[c]?.usedSinceCommit = true
+                        s.reserved = max(0, s.reserved - 1)
+                        s.allocations += 1
+                    }
+                    return item
                 }
-                bitmap.set(i, allocated: true)
-                try store(bitmap)
-                state.withLock { s in
-                    s.held[c]?.free -= 1
-                    s.held[c]?.usedSinceCommit = true
-                    s.reserved = max(0, s.reserved - 1)
-                    s.allocations += 1
-                }
-                return item
+                state.withLock { $0.held[c]?.free = 0 }
+                return nil
             }
-            state.withLock { $0.held[c]?.free = 0 }
+            if let found { return found }
         }
         throw VMFSError(.noSpace, "no reserved free \(noun) in the clusters this host leases")
     }
@@ -240,14 +266,16 @@ final class ClusterAllocator: Sendable {
         guard state.withLock({ $0.held[c] != nil }) else {
             throw VMFSError(.invalidArgument, "freeing \(noun) \(item) without leasing its cluster \(c)")
         }
-        var bitmap = try self.bitmap(c)
-        let i = Int(item - bitmap.firstItem)
-        guard bitmap.isAllocated(i) else {
-            throw VMFSError(.corrupt, "\(noun) \(item) is freed but was not allocated",
-                            location: .init(structure: "\(noun) cluster \(c) bitmap", offset: bitmapAddress(c)))
+        try bitmapLocks.withLock(c) { () throws(VMFSError) in
+            var bitmap = try self.bitmap(c)
+            let i = Int(item - bitmap.firstItem)
+            guard bitmap.isAllocated(i) else {
+                throw VMFSError(.corrupt, "\(noun) \(item) is freed but was not allocated",
+                                location: .init(structure: "\(noun) cluster \(c) bitmap", offset: bitmapAddress(c)))
+            }
+            bitmap.set(i, allocated: false)
+            try store(bitmap)
         }
-        bitmap.set(i, allocated: false)
-        try store(bitmap)
         state.withLock { s in
             s.pendingFree.insert(item)
             s.held[c]?.usedSinceCommit = true
@@ -283,7 +311,8 @@ final class ClusterAllocator: Sendable {
         for (c, held) in candidates + wanted {
             if store.hasDirty(lockIndex: held.lockIndex) { continue }
             let stillIdle = state.withLock { s -> Bool in
-                guard s.held[c] != nil else { return false }
+                guard let held = s.held[c] else { return false }
+                if held.pins > 0 { return false }
                 if !force && s.reserved > 0 { return false }
                 s.held[c] = nil
                 return true

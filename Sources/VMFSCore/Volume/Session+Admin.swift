@@ -55,6 +55,10 @@ extension Session {
                 if remaining.isEmpty { break }
             }
         }
-        return done.isEmpty ? "lock \(index) is free" : done.joined(separator: "; ")
+        if done.isEmpty {
+            let recovered = recovery.completed.map { "slot \($0.slot)" }
+            return "lock \(index) is free" + (recovered.isEmpty ? "" : " (its holder was recovered: \(recovered.joined(separator: ", ")))")
+        }
+        return done.joined(separator: "; ")
     }
 }

@@ -7,6 +7,11 @@ internal import Glibc
 extension Session {
     /// Runs `body` holding the file table lock exclusively; commits before releasing it.
     func withTableLock<T>(_ body: () throws(VMFSError) -> T) throws(VMFSError) -> T {
+        // One namespace change at a time on this host: the on-disk lock is per host.
+        try namespaceLock.withLock(0) { () throws(VMFSError) -> T in try withTableLockHeld(body) }
+    }
+
+    private func withTableLockHeld<T>(_ body: () throws(VMFSError) -> T) throws(VMFSError) -> T {
         try locks.acquire(FormatConstants.tableLockIndex, kind: .fileTable, mode: .exclusive,
                           objectName: "the file table", deadline: tableDeadline)
         let result: T
@@ -63,13 +68,17 @@ extension Session {
             let descriptors = try allDescriptorsUnlocked()
             var chosen: FileDescriptorRecord?
             for slot in 0..<FormatConstants.maxFiles where !named.contains(slot) {
-                guard let candidate = descriptors[slot], !candidate.inUse, openFile(slot) == nil else { continue }
+                guard let candidate = descriptors[slot], !candidate.inUse, claim(slot: slot) else { continue }
                 let lockIndex = FormatConstants.descriptorLockIndex(slot: slot)
-                guard try locks.tryAcquire(lockIndex, kind: .fileDescriptor, mode: .exclusive) != nil else { continue }
+                guard try locks.tryAcquire(lockIndex, kind: .fileDescriptor, mode: .exclusive) != nil else {
+                    unclaim(slot: slot)
+                    continue
+                }
                 let fresh = try lockedDescriptor(slot)
                 if fresh.inUse {
                     try locks.release(lockIndex, kind: .fileDescriptor)
                     store.evict(lockIndex: lockIndex)
+                    unclaim(slot: slot)
                     continue
                 }
                 chosen = fresh
@@ -100,6 +109,7 @@ extension Session {
             try store.commit()
             let lockIndex = FormatConstants.descriptorLockIndex(slot: old.slot)
             let status = FileStatus(name: name, descriptor: descriptor, blockSize: layout.blockSize)
+            defer { unclaim(slot: old.slot) }
             guard let access else {
                 try locks.release(lockIndex, kind: .fileDescriptor)
                 store.evict(lockIndex: lockIndex)
@@ -160,8 +170,16 @@ extension Session {
             return nil
         }
         let lockIndex = FormatConstants.descriptorLockIndex(slot: slot)
-        try locks.acquire(lockIndex, kind: .fileDescriptor, mode: .exclusive, objectName: "file '\(name)'",
-                          deadline: Clock.monotonicNanoseconds)
+        guard claim(slot: slot) else {
+            throw VMFSError(.busy, "'\(name)' is being changed by another operation on this host")
+        }
+        do throws(VMFSError) {
+            try locks.acquire(lockIndex, kind: .fileDescriptor, mode: .exclusive, objectName: "file '\(name)'",
+                              deadline: Clock.monotonicNanoseconds)
+        } catch {
+            unclaim(slot: slot)
+            throw error
+        }
         do throws(VMFSError) {
             var descriptor = try lockedDescriptor(slot)
             descriptor.isOrphan = true
@@ -175,6 +193,7 @@ extension Session {
             try? store.commit()
             try? locks.release(lockIndex, kind: .fileDescriptor)
             store.evict(lockIndex: lockIndex)
+            unclaim(slot: slot)
             throw error
         }
     }

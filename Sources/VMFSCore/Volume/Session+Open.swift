@@ -121,7 +121,9 @@ extension Session {
 
     /// Frees every block of an unlinked file whose lock this host holds exclusively, marks its
     /// descriptor free, commits and releases the lock.
+    /// Without `existing`, the caller has claimed the slot (``Session/claim(slot:)``); it is unclaimed here.
     func freeOrphan(_ descriptor: FileDescriptorRecord, file existing: OpenFile? = nil) throws(VMFSError) {
+        defer { if existing == nil { unclaim(slot: descriptor.slot) } }
         let file = existing ?? OpenFile(descriptor: descriptor, lockMode: .exclusive, name: descriptor.nameHint)
         try file.withMetadataLock { () throws(VMFSError) in
             try freeRange(file, from: 0, to: BlockMapGeometry.reachInBlocks, onlyWritten: false)
@@ -144,18 +146,23 @@ extension Session {
         _ = BackgroundThread(name: "vmfs-orphans") { [weak self] in
             guard let self, !self.isClosed, let descriptors = try? self.allDescriptorsUnlocked() else { return }
             for case let descriptor? in descriptors where descriptor.inUse && descriptor.isOrphan {
-                guard self.openFile(descriptor.slot) == nil, !self.isClosed else { continue }
+                guard !self.isClosed, self.claim(slot: descriptor.slot) else { continue }
                 let lockIndex = FormatConstants.descriptorLockIndex(slot: descriptor.slot)
                 do throws(VMFSError) {
-                    guard try self.locks.tryAcquire(lockIndex, kind: .fileDescriptor, mode: .exclusive) != nil else { continue }
+                    guard try self.locks.tryAcquire(lockIndex, kind: .fileDescriptor, mode: .exclusive) != nil else {
+                        self.unclaim(slot: descriptor.slot)
+                        continue
+                    }
                     let fresh = try self.lockedDescriptor(descriptor.slot)
                     if fresh.inUse && fresh.isOrphan {
                         try self.freeOrphan(fresh)
                     } else {
                         try self.locks.release(lockIndex, kind: .fileDescriptor)
                         self.store.evict(lockIndex: lockIndex)
+                        self.unclaim(slot: descriptor.slot)
                     }
                 } catch {
+                    self.unclaim(slot: descriptor.slot)
                     continue
                 }
             }

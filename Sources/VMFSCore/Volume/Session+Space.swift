@@ -21,8 +21,8 @@ extension Session {
             let dataBlocks = batch.map { UInt64($0.entry & ~FormatConstants.unwrittenFlag) }
             var nodes: Set<UInt64> = []
             for (block, _) in batch { for node in try map.pathNodes(for: block) { nodes.insert(UInt64(node)) } }
-            try blocks.holdClusters(of: dataBlocks, deadline: allocationDeadline)
-            try pointers.holdClusters(of: Array(nodes), deadline: allocationDeadline)
+            try blocks.withClustersHeld(of: dataBlocks, deadline: allocationDeadline) { () throws(VMFSError) in
+            try pointers.withClustersHeld(of: Array(nodes), deadline: allocationDeadline) { () throws(VMFSError) in
             var index = 0
             while index < batch.count {
                 let before = store.dirtyCount
@@ -51,6 +51,8 @@ extension Session {
                         for number in discarded { try? device.discard(offset: layout.block(number), length: size) }
                     }
                 }
+            }
+            }
             }
             cursor = scan
         }

@@ -31,11 +31,15 @@ final class Session: Sendable {
         var closed = false
         var committer: BackgroundThread?
         var recovering: Set<Int> = []
+        /// Descriptor slots whose lock this host holds for a create, remove or cleanup in progress.
+        var claimedSlots: Set<Int> = []
     }
     private let state = Monitor<State>(State())
     private let lostHandler = Mutex<(@Sendable (String) -> Void)?>(nil)
     /// Serializes opens and closes of one slot on this host.
     let openLocks = KeyedLocks<Int>()
+    /// Serializes this host's namespace changes (the on-disk table lock is held per host).
+    let namespaceLock = KeyedLocks<Int>()
 
     var identity: HostIdentity { options.host }
     var blockSize: UInt64 { UInt64(layout.blockSize) }
@@ -279,6 +283,19 @@ final class Session: Sendable {
     }
 
     var openFileCount: Int { state.withLock { $0.openFiles.count } }
+
+    /// Marks `slot` as being worked on by this host outside an open file (create, remove,
+    /// orphan cleanup), so no other thread of this host uses its descriptor lock meanwhile.
+    /// Returns false when it is open here or already claimed.
+    func claim(slot: Int) -> Bool {
+        state.withLock { s in
+            if s.openFiles[slot] != nil || s.claimedSlots.contains(slot) { return false }
+            s.claimedSlots.insert(slot)
+            return true
+        }
+    }
+
+    func unclaim(slot: Int) { state.withLock { _ = $0.claimedSlots.remove(slot) } }
 
     func checkWritable() throws(VMFSError) {
         if options.readOnly { throw VMFSError(.readOnly, "the volume is mounted read-only") }
