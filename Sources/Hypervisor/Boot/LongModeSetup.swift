@@ -61,8 +61,13 @@ enum LongModeSetup {
     static let kernelData = SegmentDescriptor(selector: 0x18, type: 0x3, privilegeLevel: 0, defaultOperationSize32: true)
     static let userData = SegmentDescriptor(selector: 0x23, type: 0x3, privilegeLevel: 3, defaultOperationSize32: true)
     static let userCode = SegmentDescriptor(selector: 0x2B, type: 0xB, privilegeLevel: 3, is64BitCode: true)
+    /// The TSS carries a full, all-zero I/O permission bitmap (8 KiB after the 104-byte TSS), so
+    /// CPL3 port I/O is permitted even where the hypervisor does not keep RFLAGS.IOPL (the
+    /// software `kvm_pvm` hypervisor loses it on the first exit and then consults the bitmap).
+    static let ioBitmapOffset = 0x68
+    static let tssByteCount = ioBitmapOffset + 8192 + 1
     static let taskState = SegmentDescriptor(selector: 0x30, type: 0xB, privilegeLevel: 0, isCodeOrData: false,
-                                             base: tssAddress, limit: 0x67, granularity4K: false)
+                                             base: tssAddress, limit: UInt32(tssByteCount - 1), granularity4K: false)
 
     /// GDT: null, null, kernel code (0x10), kernel data (0x18), user data (0x20|3), user code
     /// (0x28|3), 64-bit TSS (0x30, two slots).
@@ -102,8 +107,9 @@ enum LongModeSetup {
         for (index, entry) in gdtEntries.enumerated() { gdt.put(entry, at: index * 8) }
         try memory.write(gdt.bytes, at: gdtAddress)
         try memory.write([UInt8](repeating: 0, count: 8), at: idtAddress)
-        var tss = ByteWriter(count: 0x68)
-        tss.put(UInt16(0x68), at: 0x66)  // I/O map base beyond the limit: no I/O bitmap
+        var tss = ByteWriter(count: tssByteCount)
+        tss.put(UInt16(ioBitmapOffset), at: 0x66)      // I/O map base
+        tss.put(UInt8(0xFF), at: tssByteCount - 1)     // the bitmap's terminating byte
         try memory.write(tss.bytes, at: tssAddress)
         let mapped = memory.regions.map(\.guestEnd).max() ?? memory.size
         for (address, bytes) in pageTables(mappedBytes: mapped, userAccessible: userAccessible) {

@@ -1,6 +1,9 @@
 internal import Synchronization
 internal import Dispatch
 internal import CVMFSLinux
+#if canImport(Glibc)
+internal import Glibc
+#endif
 
 /// Why a virtual machine stopped running.
 public enum PowerOffReason: Sendable, Equatable, CustomStringConvertible {
@@ -55,6 +58,11 @@ final class PowerControl: Sendable {
 
     /// The recorded reason, once the machine is powering off.
     var powerOffReason: PowerOffReason? { reason.withLock { $0 } }
+
+    /// Blocks the calling (vCPU) thread until the machine is powering off.
+    func waitWhileRunning() {
+        while powerOffReason == nil { usleep(2_000) }
+    }
 
     /// Waits for a power-off request, at most until `deadlineNanoseconds` (monotonic), if given.
     /// - Returns: False when the deadline passed first.

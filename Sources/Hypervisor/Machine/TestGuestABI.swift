@@ -16,6 +16,9 @@ public enum TestGuestABI {
     public static let exitPort: UInt16 = 0xF4
     /// A 32-bit write records a timestamped ``GuestMarker``.
     public static let markerPort: UInt16 = 0xF8
+    /// A write blocks the writing vCPU in the VMM until the machine powers off (an idle vCPU at
+    /// CPL3 cannot `hlt`; this keeps it from spinning).
+    public static let parkPort: UInt16 = 0xFC
     /// "TGPB".
     public static let parameterMagic: UInt32 = 0x4250_4754
     public static let parameterVersion: UInt32 = 1

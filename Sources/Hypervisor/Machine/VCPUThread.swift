@@ -23,6 +23,8 @@ struct ExitDispatcher: Sendable {
                 }
                 if port == TestGuestABI.markerPort {
                     markers.record(code: value, vcpu: vcpu)
+                } else if port == TestGuestABI.parkPort {
+                    power.waitWhileRunning()
                 } else {
                     portBus.write(port: port, size: size, value: value)
                 }
@@ -116,6 +118,9 @@ private final class VCPULoop: Sendable {
             case .interrupted, .halt:
                 continue
             case .shutdown:
+                if getenv("HV_DEBUG") != nil, let regs = try? vcpu.registers(), let sregs = try? vcpu.specialRegisters() {
+                    print("vCPU \(vcpu.index) shutdown: rip 0x\(String(regs.rip, radix: 16)) rsp 0x\(String(regs.rsp, radix: 16)) cs 0x\(String(sregs.cs.selector, radix: 16)) cr0 0x\(String(sregs.cr0, radix: 16)) cr3 0x\(String(sregs.cr3, radix: 16)) cr4 0x\(String(sregs.cr4, radix: 16)) efer 0x\(String(sregs.efer, radix: 16)) rflags 0x\(String(regs.rflags, radix: 16))")
+                }
                 power.requestPowerOff(.reset)
             case .systemEvent(let type):
                 switch type {
