@@ -128,6 +128,8 @@ final class VirtioBlock: VirtioDeviceModel {
         let type = UInt32(littleEndian: headerPointer.loadUnaligned(as: UInt32.self))
         let sector = UInt64(littleEndian: headerPointer.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
 
+        let knownTypes = [P.requestIn, P.requestOut, P.requestFlush, P.requestGetID, P.requestDiscard, P.requestWriteZeroes]
+        guard knownTypes.contains(type) else { return P.statusUnsupported }
         let dataDescriptors = descriptors.dropFirst()
         let isRead = type == P.requestIn || type == P.requestGetID
         var segments: [Segment] = []
