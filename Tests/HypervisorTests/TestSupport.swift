@@ -7,9 +7,14 @@ enum Host {
     /// True when /dev/kvm can be opened read-write (set NO_KVM=1 to force the KVM tests to skip).
     static var hasKVM: Bool { access("/dev/kvm", R_OK | W_OK) == 0 && getenv("NO_KVM") == nil }
 
-    /// Open file descriptors of this process (to check that nothing leaks).
-    static var openFileDescriptorCount: Int {
-        (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
+    /// Open KVM file descriptors (/dev/kvm, VM and vCPU fds) of this process, to check that a
+    /// VM releases everything. Other descriptors are ignored: tests run in parallel.
+    static var kvmFileDescriptorCount: Int {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return entries.filter { entry in
+            let target = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(entry)")) ?? ""
+            return target.contains("kvm")
+        }.count
     }
 }
 

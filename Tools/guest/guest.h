@@ -25,6 +25,7 @@ enum workload {
     WL_HOSTILE = 4,
     WL_MEMORY_FILL = 5,
     WL_DISK_THROUGHPUT = 6,
+    WL_SPIN = 7,
 };
 
 enum result {

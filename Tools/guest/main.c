@@ -169,6 +169,10 @@ int guest_main(u64 vcpu, struct params *p, u64 count) {
         if (failures) return R_VERIFY_MISMATCH;
         gprintf("all %u vcpus reported\n", (u32)count);
         return R_SUCCESS;
+    case WL_SPIN:
+        /* Never powers off: the host must stop the VM while every vCPU runs guest code. */
+        if (vcpu == 0) gprintf("spinning on %u vcpus\n", (u32)count);
+        for (volatile u64 n = 0;; n++) cpu_relax();
     default:
         break;
     }

@@ -67,6 +67,8 @@ public enum TestGuestWorkload: UInt32, Sendable, CaseIterable {
     case memoryFill = 5
     /// Sequential write then read of args[0] bytes in args[1]-byte requests, with markers 0x10–0x13.
     case diskThroughput = 6
+    /// Every vCPU spins in guest code forever (the host must stop the VM).
+    case spin = 7
 }
 
 /// Exit statuses of the test guest.
