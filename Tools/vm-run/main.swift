@@ -35,6 +35,8 @@ struct VMRun: ParsableCommand {
     var log: String?
     @Flag(help: "Print a machine-readable report (markers, memory) after the run.")
     var report = false
+    @Flag(help: "After a disk-throughput run, measure the same I/O pattern directly on a raw file next to the disk.")
+    var rawBaseline = false
 
     func run() throws {
         let boot: BootSource
@@ -61,9 +63,40 @@ struct VMRun: ParsableCommand {
             print("guest_resident_bytes \(machine.memory.residentBytes)")
             print("vmm_rss_bytes \(residentSetBytes())")
         }
+        if rawBaseline, let first = disk.first, arguments.count >= 1 {
+            try measureRawFile(nextTo: first, total: arguments[0], request: arguments.count > 1 ? arguments[1] : 1 << 20)
+        }
         print("vm-run: \(reason)")
         if case .guestPoweredOff(let status) = reason { throw ExitCode(Int32(truncatingIfNeeded: status)) }
         throw ExitCode(reason == .stopRequested ? 0 : 125)
+    }
+
+    /// Writes then reads `total` bytes in `request`-byte pieces through a RawFileDiskBackend on a
+    /// fresh sparse file, with the same flush as the guest, and prints the times.
+    func measureRawFile(nextTo path: String, total: UInt64, request: UInt64) throws {
+        let baselinePath = path + ".baseline"
+        defer { unlink(baselinePath) }
+        let backend = try RawFileDiskBackend.createSparseFile(at: baselinePath, byteCount: total)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(request), alignment: 4096)
+        defer { buffer.deallocate() }
+        for i in stride(from: 0, to: Int(request), by: 8) { buffer.storeBytes(of: UInt64(i) &* 0x9E37, toByteOffset: i, as: UInt64.self) }
+        func now() -> UInt64 {
+            var time = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &time)
+            return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+        }
+        let writeStart = now()
+        for offset in stride(from: UInt64(0), to: total, by: Int(request)) {
+            try backend.write(UnsafeRawBufferPointer(buffer), at: offset)
+        }
+        try backend.flush()
+        let writeEnd = now()
+        for offset in stride(from: UInt64(0), to: total, by: Int(request)) {
+            try backend.read(into: buffer, at: offset)
+        }
+        let readEnd = now()
+        print("raw_write_ns \(writeEnd - writeStart)")
+        print("raw_read_ns \(readEnd - writeEnd)")
     }
 
     /// VmRSS of this process.

@@ -41,31 +41,31 @@ final class Serial16550: PortIODevice {
     private static let receiverInterrupt: UInt8 = 0x01
 
     func read(offset: UInt16, size: Int) -> UInt32 {
-        let (value, raise) = registers.withLock { r -> (UInt8, Bool) in
+        let value = registers.withLock { r -> UInt8 in
             let dlab = r.lineControl & Self.dlab != 0
             switch offset {
             case 0:
-                if dlab { return (r.divisorLow, false) }
-                return (r.receive.isEmpty ? 0 : r.receive.removeFirst(), false)
+                if dlab { return r.divisorLow }
+                return r.receive.isEmpty ? 0 : r.receive.removeFirst()
             case 1:
-                return (dlab ? r.divisorHigh : r.interruptEnable, false)
+                return dlab ? r.divisorHigh : r.interruptEnable
             case 2:
                 let fifoBits: UInt8 = 0xC0
                 if r.interruptEnable & Self.receiverInterrupt != 0, !r.receive.isEmpty {
-                    return (fifoBits | 0x04, false)
+                    return fifoBits | 0x04
                 }
                 if r.interruptEnable & Self.transmitterInterrupt != 0, r.transmitInterruptPending {
                     r.transmitInterruptPending = false  // reading IIR acknowledges THRE
-                    return (fifoBits | 0x02, false)
+                    return fifoBits | 0x02
                 }
-                return (fifoBits | 0x01, false)
+                return fifoBits | 0x01
             case 3:
-                return (r.lineControl, false)
+                return r.lineControl
             case 4:
-                return (r.modemControl, false)
+                return r.modemControl
             case 5:
                 // THR empty and transmitter empty: output is never delayed.
-                return (0x60 | (r.receive.isEmpty ? 0 : 0x01), false)
+                return 0x60 | (r.receive.isEmpty ? 0 : 0x01)
             case 6:
                 if r.modemControl & Self.loopback != 0 {
                     let m = r.modemControl
@@ -73,16 +73,15 @@ final class Serial16550: PortIODevice {
                     let dsr: UInt8 = m & 0x01 != 0 ? 0x20 : 0
                     let ri: UInt8 = m & 0x04 != 0 ? 0x40 : 0
                     let dcd: UInt8 = m & 0x08 != 0 ? 0x80 : 0
-                    return (cts | dsr | ri | dcd, false)
+                    return cts | dsr | ri | dcd
                 }
-                return (0xB0, false)  // DCD, DSR, CTS
+                return 0xB0  // DCD, DSR, CTS
             case 7:
-                return (r.scratch, false)
+                return r.scratch
             default:
-                return (0xFF, false)
+                return 0xFF
+            }
         }
-        }
-        if raise { interrupt.pulse() }
         return UInt32(value)
     }
 

@@ -99,6 +99,14 @@ private final class VCPULoop: Sendable {
         self.dispatcher = dispatcher
     }
 
+    /// "at rip … cs …" for failure reports; empty if the registers cannot be read.
+    var stateSummary: String {
+        guard let regs = try? vcpu.registers(), let sregs = try? vcpu.specialRegisters() else { return "" }
+        func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
+        return "at rip \(hex(regs.rip)) rsp \(hex(regs.rsp)) rflags \(hex(regs.rflags)) cs \(hex(UInt64(sregs.cs.selector)))"
+            + " cr0 \(hex(sregs.cr0)) cr3 \(hex(sregs.cr3)) cr4 \(hex(sregs.cr4)) efer \(hex(sregs.efer))"
+    }
+
     func run() {
         _ = ckvm_unblock_signal(CKVM_KICK_SIGNAL)
         let power = dispatcher.power
@@ -118,9 +126,6 @@ private final class VCPULoop: Sendable {
             case .interrupted, .halt:
                 continue
             case .shutdown:
-                if getenv("HV_DEBUG") != nil, let regs = try? vcpu.registers(), let sregs = try? vcpu.specialRegisters() {
-                    print("vCPU \(vcpu.index) shutdown: rip 0x\(String(regs.rip, radix: 16)) rsp 0x\(String(regs.rsp, radix: 16)) cs 0x\(String(sregs.cs.selector, radix: 16)) cr0 0x\(String(sregs.cr0, radix: 16)) cr3 0x\(String(sregs.cr3, radix: 16)) cr4 0x\(String(sregs.cr4, radix: 16)) efer 0x\(String(sregs.efer, radix: 16)) rflags 0x\(String(regs.rflags, radix: 16))")
-                }
                 power.requestPowerOff(.reset)
             case .systemEvent(let type):
                 switch type {
@@ -129,7 +134,7 @@ private final class VCPULoop: Sendable {
                 default: power.requestPowerOff(.vcpuFailure(vcpu: vcpu.index, description: "system event \(type)"))
                 }
             case .failure(let description):
-                power.requestPowerOff(.vcpuFailure(vcpu: vcpu.index, description: description))
+                power.requestPowerOff(.vcpuFailure(vcpu: vcpu.index, description: "\(description) \(stateSummary)"))
             }
         }
     }

@@ -123,9 +123,6 @@ public final class VirtualMachine: Sendable {
                 regs.rsi = entry.arguments.1
                 regs.rdx = entry.arguments.2
                 try vcpu.setRegisters(regs)
-                if getenv("HV_DEBUG") != nil, let back = try? vcpu.registers() {
-                    print("vCPU \(index) after KVM_SET_REGS: rip 0x\(String(back.rip, radix: 16)) rflags 0x\(String(back.rflags, radix: 16))")
-                }
                 if index != 0 { try vcpu.makeRunnable() }
             }
             vcpus.append(vcpu)

@@ -112,6 +112,19 @@ final class VirtioBlock: VirtioDeviceModel {
         return written + 1
     }
 
+    /// WRITE_ZEROES on a backend that cannot punch holes: write zeros in 1 MiB pieces.
+    private func writeZeroes(offset: UInt64, length: UInt64) throws(DiskError) {
+        let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { zeros.deallocate() }
+        zeros.initializeMemory(as: UInt8.self, repeating: 0)
+        var done: UInt64 = 0
+        while done < length {
+            let count = Int(min(UInt64(zeros.count), length - done))
+            try backend.write(UnsafeRawBufferPointer(rebasing: zeros[0..<count]), at: offset + done)
+            done += UInt64(count)
+        }
+    }
+
     /// A data buffer resolved to host memory.
     private struct Segment {
         var pointer: UnsafeMutableRawPointer
@@ -205,7 +218,13 @@ final class VirtioBlock: VirtioDeviceModel {
             }
             guard !ranges.isEmpty else { return P.statusIOError }
             do {
-                for (offset, length) in ranges { try backend.discard(offset: offset, length: length) }
+                for (offset, length) in ranges {
+                    do {
+                        try backend.discard(offset: offset, length: length)
+                    } catch let error where error.code == .unsupported && type == P.requestWriteZeroes {
+                        try writeZeroes(offset: offset, length: length)
+                    }
+                }
             } catch let error {
                 if type == P.requestDiscard, error.code == .unsupported { return P.statusUnsupported }
                 return P.statusIOError
