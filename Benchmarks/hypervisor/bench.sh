@@ -23,6 +23,7 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 echo "== start to first guest instruction (hello workload, 1 vCPU, 64 MiB), $runs runs"
 starts=()
 overheads=()
+privates=()
 for _ in $(seq "$runs"); do
     launched="$(date +%s%N)"
     out="$("$vmrun" --guest "$guest" --workload 0 --memory 64 --report)"
@@ -31,9 +32,12 @@ for _ in $(seq "$runs"); do
     rss="$(awk '$1 == "vmm_rss_bytes" { print $2 }' <<<"$out")"
     guest_bytes="$(awk '$1 == "guest_resident_bytes" { print $2 }' <<<"$out")"
     overheads+=($(( (rss - guest_bytes) / 1024 )))
+    anon="$(awk '$1 == "vmm_rss_anon_bytes" { print $2 }' <<<"$out")"
+    privates+=($(( (anon - guest_bytes) / 1024 )))
 done
 echo "start→first instruction: median $(printf '%s\n' "${starts[@]}" | median) µs (runs: ${starts[*]} µs)"
 echo "VMM overhead (VmRSS − guest-touched RAM): median $(printf '%s\n' "${overheads[@]}" | median) KiB (runs: ${overheads[*]} KiB)"
+echo "  of which private (RssAnon − guest-touched RAM): median $(printf '%s\n' "${privates[@]}" | median) KiB; the rest is shared library text (libswiftCore …)"
 
 echo "== virtio-blk sequential throughput: ${total_mib} MiB in ${request_kib} KiB requests, 8 per notify"
 disk="$work/disk.img"

@@ -61,7 +61,9 @@ struct VMRun: ParsableCommand {
                 print("marker \(marker.code) vcpu \(marker.vcpu) monotonic_ns \(marker.monotonicNanoseconds) realtime_ns \(marker.realtimeNanoseconds)")
             }
             print("guest_resident_bytes \(machine.memory.residentBytes)")
-            print("vmm_rss_bytes \(residentSetBytes())")
+            print("vmm_rss_bytes \(statusField("VmRSS:"))")
+            print("vmm_rss_anon_bytes \(statusField("RssAnon:"))")
+            print("vmm_rss_file_bytes \(statusField("RssFile:"))")
         }
         if rawBaseline, let first = disk.first, arguments.count >= 1 {
             try measureRawFile(nextTo: first, total: arguments[0], request: arguments.count > 1 ? arguments[1] : 1 << 20)
@@ -99,14 +101,14 @@ struct VMRun: ParsableCommand {
         print("raw_read_ns \(readEnd - writeEnd)")
     }
 
-    /// VmRSS of this process.
-    func residentSetBytes() -> UInt64 {
+    /// A "kB" field of /proc/self/status, in bytes (VmRSS, RssAnon, RssFile).
+    func statusField(_ name: String) -> UInt64 {
         guard let file = fopen("/proc/self/status", "re") else { return 0 }
         defer { fclose(file) }
         var line = [CChar](repeating: 0, count: 256)
         while fgets(&line, 256, file) != nil {
             let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if text.hasPrefix("VmRSS:") {
+            if text.hasPrefix(name) {
                 return (UInt64(text.split(separator: " ")[1]) ?? 0) * 1024
             }
         }
