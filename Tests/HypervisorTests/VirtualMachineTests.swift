@@ -65,6 +65,29 @@ struct VirtualMachineTests {
         }
     }
 
+    @Test func dirtyLogReportsThePagesTheGuestWrote() throws {
+        let slice: UInt64 = 2 << 20
+        let machine = try VirtualMachine(configuration: VirtualMachineConfiguration(
+            vcpuCount: 2, memorySize: 64 << 20,
+            bootSource: .testGuest(TestGuestConfiguration(imagePath: try GuestArtifacts.testGuest(), workload: .memoryFill,
+                                                          arguments: [slice, 77])),
+            console: CapturingConsole(), logDirtyPages: true))
+        #expect(try machine.run(timeLimit: 60) == .guestPoweredOff(status: 0))
+        let console = try #require(machine.configuration.console as? CapturingConsole)
+        let dirty = Set(try machine.collectDirtyPages())
+        for vcpu in 0..<2 {
+            let prefix = "vcpu \(vcpu): filled and verified 2048 KiB at 0x"
+            let line = try #require(console.lines.first { $0.hasPrefix(prefix) })
+            let base = try #require(UInt64(line.dropFirst(prefix.count), radix: 16))
+            let pages = stride(from: base, to: base + slice, by: 4096)
+            #expect(pages.allSatisfy { dirty.contains($0) }, "vCPU \(vcpu)'s slice is not all dirty")
+            #expect(try machine.memory.load(UInt64.self, at: base) == mix64(77 ^ (UInt64(vcpu) << 56) ^ base))
+        }
+        // Slices, stacks, page-table accesses and the parameter page, but not all of RAM.
+        #expect(dirty.count >= 1024 && dirty.count < 4096, "\(dirty.count) dirty pages")
+        #expect(try machine.collectDirtyPages().isEmpty)  // reading the log cleared it
+    }
+
     @Test func stopAndTimeLimitEndSpinningVCPUs() throws {
         let start = Date()
         let (reason, console, _) = try runTestGuest(.spin, vcpus: 2, timeLimit: 1.0)
