@@ -30,7 +30,6 @@ fi
 [[ "${1:-}" == "--test-guest-only" ]] && exit 0
 
 # ---- 2. The stock Debian kernel and busybox --------------------------------------------------
-apt_ready() { apt-cache show linux-image-amd64 >/dev/null 2>&1; }
 resolve_kernel_package() {
     apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'
 }
@@ -50,12 +49,13 @@ abi="${package#linux-image-}"
 
 downloads="$cache/downloads"
 mkdir -p "$downloads"
-fetch() { # fetch PACKAGE: downloads PACKAGE's .deb into $downloads unless one is there
+fetch() { # fetch PACKAGE: downloads PACKAGE's .deb into $downloads unless one is there; prints its path
     local name="$1"
     if ! compgen -G "$downloads/${name}_*.deb" >/dev/null; then
         log "downloading $name"
-        (cd "$downloads" && apt_ready || apt-get update -qq; cd "$downloads" && apt-get download -q "$name" >/dev/null 2>&1 \
-            || { apt-get update -qq && apt-get download -q "$name" >/dev/null; })
+        # A stale package list can name a version the mirror no longer has: refresh and retry once.
+        (cd "$downloads" && { apt-get download -q "$name" >/dev/null 2>&1 \
+            || { apt-get update -qq && apt-get download -q "$name" >/dev/null; }; })
     fi
     compgen -G "$downloads/${name}_*.deb" | head -n1
 }
@@ -85,6 +85,7 @@ if [[ ! -f "$cache/vmlinuz" || ! -f "$cache/vmlinux" || "$(cat "$cache/kernel-ve
     mv "$cache/vmlinux.tmp" "$cache/vmlinux"
     echo "$abi" > "$cache/kernel-version"
     rm -f "$cache/initramfs.cpio.gz"
+    find "$downloads" -name 'linux-image-*.deb' ! -name "${package}_*" -delete  # superseded kernels
 fi
 
 # ---- 3. The initramfs --------------------------------------------------------------------------
