@@ -12,10 +12,6 @@ internal import Glibc
 /// resources, or nothing), then call ``run(timeLimit:)`` once. All file descriptors, mappings and
 /// threads are released when ``run(timeLimit:)`` returns or the object is deallocated.
 public final class VirtualMachine: Sendable {
-    /// I/O port base of the first virtio-pci device's BAR0; each device gets 0x100 ports.
-    static let pciIOBase: UInt16 = 0xC000
-    /// First IOAPIC pin used for PCI INTx.
-    static let pciFirstInterruptPin = 16
     /// Guest-physical addresses KVM needs for real-mode support; inside the MMIO hole.
     static let identityMapAddress: UInt64 = 0xFFFB_C000
     static let tssAddress: UInt64 = 0xFFFB_D000
@@ -65,40 +61,11 @@ public final class VirtualMachine: Sendable {
                                         logDirtyPages: configuration.logDirtyPages)
         }
 
-        // Devices.
         let power = PowerControl()
-        let serial = Serial16550(sink: configuration.console,
-                                 interrupt: KVMInterruptLine(machine: machine, gsi: Serial16550.com1Interrupt))
-        var pciDevices: [Int: any PCIFunction] = [0: PCIHostBridge()]
-        var blockDevices: [VirtioPCILegacyDevice] = []
-        var routes: [PCIInterruptRoute] = []
-        for (index, disk) in configuration.disks.enumerated() {
-            let slot = index + 1
-            let pin = Self.pciFirstInterruptPin + index % 8
-            let device = VirtioPCILegacyDevice(
-                model: VirtioBlock(backend: disk), memory: memory,
-                ioBase: Self.pciIOBase + UInt16(index) * UInt16(VirtioPCILegacyDevice.barSize),
-                interruptLine: UInt8(pin), interrupt: KVMInterruptLine(machine: machine, gsi: UInt32(pin)))
-            pciDevices[slot] = device
-            blockDevices.append(device)
-            routes.append(PCIInterruptRoute(slot: slot, pin: 1, ioapicPin: pin))
-        }
-        let pci = PCIRootBus(devices: pciDevices)
-        let portBus = PortIOBus(mappings: [
-            .init(range: Serial16550.com1Port...(Serial16550.com1Port + 7), device: serial),
-            .init(range: PCIRootBus.configurationPort...(PCIRootBus.configurationPort + 7), device: pci),
-            .init(range: 0x60...0x64, device: I8042Controller(power: power)),
-            .init(range: 0x70...0x71, device: CMOSClock()),
-            .init(range: 0x80...0x80, device: SilentPorts()),
-            .init(range: 0xED...0xED, device: SilentPorts()),
-            .init(range: 0x92...0x92, device: SilentPorts(readValue: 0x02)),
-            .init(range: TestGuestABI.exitPort...(TestGuestABI.exitPort + 3), device: TestExitPort(power: power)),
-        ], fallback: pci)
-        let dispatcher = ExitDispatcher(portBus: portBus, mmioBus: MMIOBus(mappings: []), power: power,
-                                        markers: GuestMarkerPort())
+        let platform = Platform(configuration: configuration, memory: memory, machine: machine, power: power)
 
         // Boot image into memory.
-        let plan = try prepared.load(into: memory, vcpuCount: configuration.vcpuCount, pciRoutes: routes)
+        let plan = try prepared.load(into: memory, vcpuCount: configuration.vcpuCount, pciRoutes: platform.interruptRoutes)
 
         // vCPUs.
         let supportedCPUID = try kvm.supportedCPUID()
@@ -106,25 +73,9 @@ public final class VirtualMachine: Sendable {
         var vcpus: [KVMVCPU] = []
         for index in 0..<configuration.vcpuCount {
             let vcpu = try machine.createVCPU(index: index)
-            try vcpu.setCPUID(CPUIDPolicy.entries(from: supportedCPUID, vcpuIndex: index,
-                                                  vcpuCount: configuration.vcpuCount, hideCMPXCHG16B: hideCX16))
-            try vcpu.setModelSpecificRegisters(CPUIDPolicy.bootMSRs)
-            try vcpu.configureLocalInterruptPins()
-            if let entry = plan.entryStates[index] {
-                try vcpu.setSpecialRegisters(LongModeSetup.specialRegisters(base: try vcpu.specialRegisters(),
-                                                                            userMode: plan.userMode))
-                try vcpu.resetFPU()
-                var regs = kvm_regs()
-                regs.rip = entry.instructionPointer
-                regs.rsp = entry.stackPointer
-                regs.rbp = entry.stackPointer
-                regs.rflags = entry.flags
-                regs.rdi = entry.arguments.0
-                regs.rsi = entry.arguments.1
-                regs.rdx = entry.arguments.2
-                try vcpu.setRegisters(regs)
-                if index != 0 { try vcpu.makeRunnable() }
-            }
+            try vcpu.configure(cpuid: CPUIDPolicy.entries(from: supportedCPUID, vcpuIndex: index,
+                                                          vcpuCount: configuration.vcpuCount, hideCMPXCHG16B: hideCX16),
+                               entry: plan.entryStates[index], userMode: plan.userMode)
             vcpus.append(vcpu)
         }
 
@@ -133,10 +84,10 @@ public final class VirtualMachine: Sendable {
         self.kvm = kvm
         self.machine = machine
         self.vcpus = vcpus
-        self.dispatcher = dispatcher
+        self.dispatcher = platform.dispatcher
         self.power = power
-        self.serial = serial
-        self.blockDevices = blockDevices
+        self.serial = platform.serial
+        self.blockDevices = platform.blockDevices
     }
 
     private static func validate(_ configuration: VirtualMachineConfiguration) throws(HypervisorError) {
@@ -240,39 +191,5 @@ public final class VirtualMachine: Sendable {
             }
         }
         return pages
-    }
-}
-
-/// A boot source whose files are mapped and parsed, ready to load once memory exists.
-private struct PreparedBoot {
-    enum Kind {
-        case linux(kernel: MappedFile, parsed: LinuxLoader.Kernel, initrd: MappedFile?, commandLine: String)
-        case testGuest(image: MappedFile, parsed: ELFImage, configuration: TestGuestConfiguration)
-    }
-
-    let kind: Kind
-
-    init(_ source: BootSource) throws(HypervisorError) {
-        switch source {
-        case .linux(let linux):
-            let kernel = try MappedFile(path: linux.kernelPath, role: "kernel")
-            let parsed = try LinuxLoader.parseKernel(kernel)
-            let initrd = try linux.initrdPath.map { (path) throws(HypervisorError) in try MappedFile(path: path, role: "initrd") }
-            kind = .linux(kernel: kernel, parsed: parsed, initrd: initrd, commandLine: linux.commandLine)
-        case .testGuest(let guest):
-            let image = try MappedFile(path: guest.imagePath, role: "test guest image")
-            kind = .testGuest(image: image, parsed: try ELFImage(bytes: image.bytes, name: image.path), configuration: guest)
-        }
-    }
-
-    func load(into memory: GuestMemory, vcpuCount: Int, pciRoutes: [PCIInterruptRoute]) throws(HypervisorError) -> BootPlan {
-        switch kind {
-        case .linux(let kernel, let parsed, let initrd, let commandLine):
-            try LinuxLoader.load(kernelFile: kernel, kernel: parsed, initrdFile: initrd, commandLine: commandLine,
-                                 memory: memory, vcpuCount: vcpuCount, pciRoutes: pciRoutes)
-        case .testGuest(let image, let parsed, let configuration):
-            try TestGuestLoader.load(imageFile: image, image: parsed, configuration: configuration,
-                                     memory: memory, vcpuCount: vcpuCount, pciRoutes: pciRoutes)
-        }
     }
 }
