@@ -93,11 +93,9 @@ public final class CapturingConsole: ConsoleSink {
     /// Everything written so far, decoded as UTF-8 (invalid bytes replaced).
     public var text: String { String(decoding: buffer.withLock { $0 }, as: UTF8.self) }
 
-    /// The lines written so far (without terminators).
+    /// The lines written so far (without terminators; "\n" and "\r\n" both end a line).
     public var lines: [String] {
-        text.split(separator: "\n", omittingEmptySubsequences: false).map {
-            String($0.hasSuffix("\r") ? $0.dropLast() : $0)
-        }
+        text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map(String.init)
     }
 
     /// Waits until `predicate` holds for the captured text or `timeout` seconds pass.
