@@ -88,6 +88,27 @@ struct VirtualMachineTests {
         #expect(try machine.collectDirtyPages().isEmpty)  // reading the log cleared it
     }
 
+    @Test func memoryAboveFourGigabytesIsReachable() throws {
+        // 4 GiB + 64 MiB of RAM: 3 GiB below the MMIO hole, 1 GiB + 64 MiB from 4 GiB (lazily backed).
+        let base: UInt64 = (4 << 30) + (512 << 20)
+        let slice: UInt64 = 1 << 20
+        let (reason, console, machine) = try runTestGuest(.memoryFill, arguments: [slice, 99, base], vcpus: 2,
+                                                          memory: (4 << 30) + (64 << 20))
+        #expect(reason == .guestPoweredOff(status: 0), "\(console.text)")
+        #expect(machine.memory.regions.count == 2)
+        for vcpu in 0..<2 {
+            let start = base + UInt64(vcpu) * slice
+            #expect(console.lines.contains("vcpu \(vcpu): filled and verified 1024 KiB at 0x\(String(start, radix: 16))"))
+            for address in [start, start + slice - 8] {
+                #expect(try machine.memory.load(UInt64.self, at: address) == mix64(99 ^ (UInt64(vcpu) << 56) ^ address))
+            }
+        }
+        // The guest refuses addresses that are not RAM (inside the MMIO hole).
+        let refused = try runTestGuest(.memoryFill, arguments: [slice, 99, 0xD000_0000], memory: (4 << 30) + (64 << 20))
+        #expect(refused.reason == .guestPoweredOff(status: TestGuestResult.verifyMismatch.rawValue))
+        #expect(refused.console.text.contains("does not fit"))
+    }
+
     @Test func stopAndTimeLimitEndSpinningVCPUs() throws {
         let start = Date()
         let (reason, console, _) = try runTestGuest(.spin, vcpus: 2, timeLimit: 1.0)

@@ -123,11 +123,22 @@ static int throughput(const struct params *p) {
     return R_SUCCESS;
 }
 
-/* Each vCPU fills its own slice with its pattern, re-reads it, and reports a checksum. */
+/* True when [base, base + size) is guest RAM: below the 3 GiB hole, or in the part above 4 GiB. */
+static int ram_contains(const struct params *p, u64 base, u64 size) {
+    const u64 hole = 3ull << 30, high = 4ull << 30;
+    u64 low_end = p->memory_size < hole ? p->memory_size : hole;
+    u64 high_end = p->memory_size > hole ? high + (p->memory_size - hole) : high;
+    if (base + size < base) return 0;
+    if (base >= p->heap_start && base + size <= low_end) return 1;
+    return base >= high && base + size <= high_end;
+}
+
+/* Each vCPU fills its own slice with its pattern, re-reads it, and reports a checksum.
+ * args[0] = slice bytes per vCPU; args[2] = first slice's address (0: in the heap). */
 static int memory_slice(const struct params *p, u32 vcpu, u64 seed, int verbose_checksum) {
     u64 slice = p->args[0] ? p->args[0] : (1u << 20);
-    u64 base = p->heap_start + (16ull << 20) + slice * vcpu;
-    if (slice % 8 || base + slice > p->heap_end) {
+    u64 base = (p->args[2] ? p->args[2] : p->heap_start + (16ull << 20)) + slice * vcpu;
+    if (slice % 8 || !ram_contains(p, base, slice) || (!p->args[2] && base + slice > p->heap_end)) {
         gprintf("vcpu %u: slice of %lu bytes does not fit\n", vcpu, slice);
         return R_BAD_PARAMETERS;
     }

@@ -63,7 +63,8 @@ public enum TestGuestWorkload: UInt32, Sendable, CaseIterable {
     case diskVerifyPattern = 3
     /// Sends malformed descriptor chains to disk 0 and checks the device's answers.
     case hostileDescriptors = 4
-    /// Every vCPU fills and verifies args[0] bytes of its own memory with pattern args[1].
+    /// Every vCPU fills and verifies args[0] bytes of its own memory with pattern args[1], at
+    /// args[2] + index × args[0] (args[2] = 0: in the heap; may be above 4 GiB).
     case memoryFill = 5
     /// Sequential write then read of args[0] bytes in args[1]-byte requests, with markers 0x10–0x13.
     case diskThroughput = 6
