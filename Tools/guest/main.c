@@ -188,7 +188,7 @@ int guest_main(u64 vcpu, struct params *p, u64 count) {
         break;
     }
     if (vcpu != 0) park();
-    heap_init(p->heap_start, p->heap_start + (16ull << 20));
+    heap_init(p->heap_start, p->heap_end);
     switch (p->workload) {
     case WL_DISK_WRITE_PATTERN: return disk_pattern(p, 1);
     case WL_DISK_VERIFY_PATTERN: return disk_pattern(p, 0);

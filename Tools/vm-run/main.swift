@@ -66,7 +66,8 @@ struct VMRun: ParsableCommand {
             print("vmm_rss_file_bytes \(statusField("RssFile:"))")
         }
         if rawBaseline, let first = disk.first, arguments.count >= 1 {
-            try measureRawFile(nextTo: first, total: arguments[0], request: arguments.count > 1 ? arguments[1] : 1 << 20)
+            try measureRawFile(nextTo: first, total: arguments[0], request: arguments.count > 1 ? arguments[1] : 1 << 20,
+                               depth: arguments.count > 2 ? Int(arguments[2]) : 8)
         }
         print("vm-run: \(reason)")
         if case .guestPoweredOff(let status) = reason { throw ExitCode(Int32(truncatingIfNeeded: status)) }
@@ -74,14 +75,19 @@ struct VMRun: ParsableCommand {
     }
 
     /// Writes then reads `total` bytes in `request`-byte pieces through a RawFileDiskBackend on a
-    /// fresh sparse file, with the same flush as the guest, and prints the times.
-    func measureRawFile(nextTo path: String, total: UInt64, request: UInt64) throws {
+    /// fresh sparse file, with the same flush as the guest and the same buffer footprint
+    /// (`depth` request buffers used in turn), and prints the times.
+    func measureRawFile(nextTo path: String, total: UInt64, request: UInt64, depth: Int) throws {
         let baselinePath = path + ".baseline"
         defer { unlink(baselinePath) }
         let backend = try RawFileDiskBackend.createSparseFile(at: baselinePath, byteCount: total)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(request), alignment: 4096)
-        defer { buffer.deallocate() }
-        for i in stride(from: 0, to: Int(request), by: 8) { buffer.storeBytes(of: UInt64(i) &* 0x9E37, toByteOffset: i, as: UInt64.self) }
+        let buffers = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(request) * depth, alignment: 4096)
+        defer { buffers.deallocate() }
+        for i in stride(from: 0, to: buffers.count, by: 8) { buffers.storeBytes(of: UInt64(i) &* 0x9E37, toByteOffset: i, as: UInt64.self) }
+        func buffer(_ offset: UInt64) -> UnsafeMutableRawBufferPointer {
+            let slot = Int(offset / request) % depth * Int(request)
+            return UnsafeMutableRawBufferPointer(rebasing: buffers[slot..<slot + Int(request)])
+        }
         func now() -> UInt64 {
             var time = timespec()
             clock_gettime(CLOCK_MONOTONIC, &time)
@@ -89,12 +95,12 @@ struct VMRun: ParsableCommand {
         }
         let writeStart = now()
         for offset in stride(from: UInt64(0), to: total, by: Int(request)) {
-            try backend.write(UnsafeRawBufferPointer(buffer), at: offset)
+            try backend.write(UnsafeRawBufferPointer(buffer(offset)), at: offset)
         }
         try backend.flush()
         let writeEnd = now()
         for offset in stride(from: UInt64(0), to: total, by: Int(request)) {
-            try backend.read(into: buffer, at: offset)
+            try backend.read(into: buffer(offset), at: offset)
         }
         let readEnd = now()
         print("raw_write_ns \(writeEnd - writeStart)")
