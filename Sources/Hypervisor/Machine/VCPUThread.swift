@@ -12,7 +12,7 @@ struct ExitDispatcher: Sendable {
 
     /// Handles one port I/O exit (including `rep ins/outs`: `count` items of `size` bytes).
     func handlePortIO(vcpu: Int, port: UInt16, size: Int, count: Int, isWrite: Bool, data: UnsafeMutableRawPointer) {
-        guard [1, 2, 4].contains(size) else { return }
+        guard size == 1 || size == 2 || size == 4 else { return }
         for item in 0..<count {
             let slot = data + item * size
             if isWrite {

@@ -95,6 +95,11 @@ public final class GuestMemory: @unchecked Sendable {
     /// Copies bytes into guest memory.
     public func write(_ bytes: some Collection<UInt8>, at address: UInt64) throws(HypervisorError) {
         let destination = try pointer(address, bytes.count)
+        let copied: Void? = bytes.withContiguousStorageIfAvailable { source in
+            guard let base = source.baseAddress else { return }
+            destination.copyMemory(from: base, byteCount: source.count)
+        }
+        guard copied == nil else { return }
         var offset = 0
         for byte in bytes {
             destination.storeBytes(of: byte, toByteOffset: offset, as: UInt8.self)
