@@ -37,6 +37,10 @@ let package = Package(
         .target(name: "VMFSCore", dependencies: ["CVMFSLinux", "CURing"], swiftSettings: strictSettings),
         // The VMM: KVM wrappers, devices, boot paths. Knows nothing of VMFS; disks come through a protocol.
         .target(name: "Hypervisor", dependencies: ["CKVM", "CVMFSLinux"], swiftSettings: strictSettings),
+        // Runs one VM from the command line (benchmarks, manual checks); vmctl is the real tool.
+        .executableTarget(
+            name: "vm-run", dependencies: ["Hypervisor", argumentParser], path: "Tools/vm-run",
+            swiftSettings: strictSettings),
         .target(
             name: "VMFSToolSupport", dependencies: ["VMFSCore", argumentParser],
             path: "Tools/Support", swiftSettings: strictSettings),

@@ -1,0 +1,49 @@
+/// The devices of a PC-like machine and the buses that reach them: COM1, i8042, CMOS, silent
+/// legacy ports, the test-exit port, PCI conf1 with a host bridge and one virtio-blk per disk.
+struct Platform {
+    /// I/O port base of the first virtio-pci device's BAR0; each device gets 0x100 ports.
+    static let pciIOBase: UInt16 = 0xC000
+    /// First IOAPIC pin used for PCI INTx (pins 16–23, shared round-robin beyond eight devices).
+    static let pciFirstInterruptPin = 16
+
+    let serial: Serial16550
+    let blockDevices: [VirtioPCILegacyDevice]
+    /// INTx wiring of the PCI devices, for the MP table.
+    let interruptRoutes: [PCIInterruptRoute]
+    let dispatcher: ExitDispatcher
+
+    init(configuration: VirtualMachineConfiguration, memory: GuestMemory, machine: KVMVirtualMachine,
+         power: PowerControl) {
+        serial = Serial16550(sink: configuration.console,
+                             interrupt: KVMInterruptLine(machine: machine, gsi: Serial16550.com1Interrupt))
+        var pciDevices: [Int: any PCIFunction] = [0: PCIHostBridge()]
+        var blockDevices: [VirtioPCILegacyDevice] = []
+        var routes: [PCIInterruptRoute] = []
+        for (index, disk) in configuration.disks.enumerated() {
+            let slot = index + 1
+            let pin = Self.pciFirstInterruptPin + index % 8
+            let device = VirtioPCILegacyDevice(
+                model: VirtioBlock(backend: disk), memory: memory,
+                ioBase: Self.pciIOBase + UInt16(index) * UInt16(VirtioPCILegacyDevice.barSize),
+                interruptLine: UInt8(pin), interrupt: KVMInterruptLine(machine: machine, gsi: UInt32(pin)))
+            pciDevices[slot] = device
+            blockDevices.append(device)
+            routes.append(PCIInterruptRoute(slot: slot, pin: 1, ioapicPin: pin))
+        }
+        self.blockDevices = blockDevices
+        interruptRoutes = routes
+        let pci = PCIRootBus(devices: pciDevices)
+        let portBus = PortIOBus(mappings: [
+            .init(range: Serial16550.com1Port...(Serial16550.com1Port + 7), device: serial),
+            .init(range: PCIRootBus.configurationPort...(PCIRootBus.configurationPort + 7), device: pci),
+            .init(range: 0x60...0x64, device: I8042Controller(power: power)),
+            .init(range: 0x70...0x71, device: CMOSClock()),
+            .init(range: 0x80...0x80, device: SilentPorts()),
+            .init(range: 0xED...0xED, device: SilentPorts()),
+            .init(range: 0x92...0x92, device: SilentPorts(readValue: 0x02)),
+            .init(range: TestGuestABI.exitPort...(TestGuestABI.exitPort + 3), device: TestExitPort(power: power)),
+        ], fallback: pci)
+        dispatcher = ExitDispatcher(portBus: portBus, mmioBus: MMIOBus(mappings: []), power: power,
+                                    markers: GuestMarkerPort())
+    }
+}

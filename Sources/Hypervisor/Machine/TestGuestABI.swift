@@ -1,0 +1,86 @@
+/// The contract between the VMM and the freestanding test guest in `Tools/guest`.
+///
+/// Every vCPU enters the guest image's ELF entry point directly in 64-bit mode at CPL3 with
+/// IOPL=3 (`RFLAGS = 0x3002`), interrupts off, with:
+/// - `RDI` = vCPU index (0 = bootstrap processor),
+/// - `RSI` = ``parameterBlockAddress``,
+/// - `RDX` = vCPU count,
+/// - `RSP` = the top of that vCPU's private 64 KiB stack.
+///
+/// The guest reports through the 16550 UART at 0x3f8, writes progress codes to ``markerPort``,
+/// and ends by writing its result (``TestGuestResult``) to ``exitPort``.
+public enum TestGuestABI {
+    /// Guest-physical address of the parameter block (one page).
+    public static let parameterBlockAddress: UInt64 = 0x6000
+    /// A 32-bit write powers the VM off with that value as its status.
+    public static let exitPort: UInt16 = 0xF4
+    /// A 32-bit write records a timestamped ``GuestMarker``.
+    public static let markerPort: UInt16 = 0xF8
+    /// A write blocks the writing vCPU in the VMM until the machine powers off (an idle vCPU at
+    /// CPL3 cannot `hlt`; this keeps it from spinning).
+    public static let parkPort: UInt16 = 0xFC
+    /// "TGPB".
+    public static let parameterMagic: UInt32 = 0x4250_4754
+    public static let parameterVersion: UInt32 = 1
+    /// The guest image must load at or above this address (below it: GDT, TSS, parameters, page tables).
+    public static let imageMinimumAddress: UInt64 = 0x10_0000
+    /// Bytes of stack per vCPU.
+    public static let stackSize: UInt64 = 64 << 10
+    /// Number of 64-bit workload arguments in the parameter block.
+    public static let argumentCount = 8
+    /// Marker code the guest writes as its very first action.
+    public static let entryMarker: UInt32 = 1
+
+    /// Parameter block layout (all little-endian):
+    /// `u32 magic @0, u32 version @4, u32 vcpu_count @8, u32 workload @12, u64 memory_size @16,
+    /// u64 heap_start @24, u64 heap_end @32, u64 args[8] @40`.
+    static func parameterBlock(vcpuCount: Int, workload: TestGuestWorkload, memorySize: UInt64,
+                               heap: Range<UInt64>, arguments: [UInt64]) -> [UInt8] {
+        var writer = ByteWriter(count: 4096)
+        writer.put(parameterMagic, at: 0)
+        writer.put(parameterVersion, at: 4)
+        writer.put(UInt32(vcpuCount), at: 8)
+        writer.put(workload.rawValue, at: 12)
+        writer.put(memorySize, at: 16)
+        writer.put(heap.lowerBound, at: 24)
+        writer.put(heap.upperBound, at: 32)
+        for (index, argument) in arguments.prefix(argumentCount).enumerated() {
+            writer.put(argument, at: 40 + index * 8)
+        }
+        return writer.bytes
+    }
+}
+
+/// The workloads the test guest implements (`workload` in the parameter block).
+public enum TestGuestWorkload: UInt32, Sendable, CaseIterable {
+    /// The bootstrap vCPU prints a greeting and powers off with status 0.
+    case hello = 0
+    /// Every vCPU computes a checksum over its own memory slice and reports it; args[0] = bytes per vCPU.
+    case vcpuReport = 1
+    /// Writes a pattern at spread-out offsets across disk 0, flushes; args[0] = seed, args[1] = blocks.
+    case diskWritePattern = 2
+    /// Reads the pattern back and verifies it; same arguments as ``diskWritePattern``.
+    case diskVerifyPattern = 3
+    /// Sends malformed descriptor chains to disk 0 and checks the device's answers.
+    case hostileDescriptors = 4
+    /// Every vCPU fills and verifies args[0] bytes of its own memory with pattern args[1], at
+    /// args[2] + index × args[0] (args[2] = 0: in the heap; may be above 4 GiB).
+    case memoryFill = 5
+    /// Sequential write then read of args[0] bytes in args[1]-byte requests, with markers 0x10–0x13.
+    case diskThroughput = 6
+    /// Every vCPU spins in guest code forever (the host must stop the VM).
+    case spin = 7
+}
+
+/// Exit statuses of the test guest.
+public enum TestGuestResult: UInt32, Sendable {
+    case success = 0
+    case failure = 1
+    case badParameters = 2
+    case noDevice = 3
+    case deviceSetupFailed = 4
+    case ioError = 5
+    case verifyMismatch = 6
+    case hostileCheckFailed = 7
+    case timeout = 8
+}

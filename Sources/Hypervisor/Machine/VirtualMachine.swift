@@ -1,0 +1,195 @@
+internal import CKVM
+internal import CVMFSLinux
+internal import Synchronization
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// A KVM virtual machine: guest memory, vCPUs (one host thread each), the PC platform devices,
+/// virtio-blk disks on PCI, and a boot source.
+///
+/// Build one with ``init(configuration:)`` (which validates everything and creates all
+/// resources, or nothing), then call ``run(timeLimit:)`` once. All file descriptors, mappings and
+/// threads are released when ``run(timeLimit:)`` returns or the object is deallocated.
+public final class VirtualMachine: Sendable {
+    /// Guest-physical addresses KVM needs for real-mode support; inside the MMIO hole.
+    static let identityMapAddress: UInt64 = 0xFFFB_C000
+    static let tssAddress: UInt64 = 0xFFFB_D000
+
+    public let configuration: VirtualMachineConfiguration
+    /// Guest RAM (for inspection, snapshots, dirty tracking).
+    public let memory: GuestMemory
+    private let kvm: KVMSystem
+    private let machine: KVMVirtualMachine
+    private let vcpus: [KVMVCPU]
+    private let dispatcher: ExitDispatcher
+    private let power: PowerControl
+    private let serial: Serial16550
+    private let blockDevices: [VirtioPCILegacyDevice]
+    private let started = Atomic<Bool>(false)
+    private let running = Mutex<[VCPUThread]>([])
+
+    /// Validates `configuration`, creates the KVM VM, guest memory, devices and vCPUs, and loads the
+    /// boot image.
+    ///
+    /// - Throws: ``HypervisorError`` naming what is wrong: ``HypervisorError/Code/invalidConfiguration``
+    ///   (zero-size disk, bad memory size, …), ``HypervisorError/Code/resourceLimit`` (more vCPUs or
+    ///   memory than the host allows), ``HypervisorError/Code/invalidImage`` (corrupt or truncated
+    ///   kernel/guest image, with file and offset), ``HypervisorError/Code/kvmUnavailable``.
+    public init(configuration: VirtualMachineConfiguration) throws(HypervisorError) {
+        try Self.validate(configuration)
+        let kvm = try KVMSystem()
+        let hostMaximum = kvm.maximumVCPUCount
+        guard configuration.vcpuCount <= hostMaximum else {
+            throw HypervisorError(.resourceLimit, "\(configuration.vcpuCount) vCPUs requested; this host's KVM allows at most \(hostMaximum) (KVM_CAP_MAX_VCPUS)")
+        }
+        if let available = HostResources.availableMemoryBytes(), configuration.memorySize > available {
+            throw HypervisorError(.resourceLimit, "\(configuration.memorySize) bytes of guest memory requested; the host has \(available) bytes available (MemAvailable + SwapFree)")
+        }
+
+        // Parse images before allocating anything large.
+        let prepared = try PreparedBoot(configuration.bootSource)
+
+        let memory = try GuestMemory(size: configuration.memorySize, mergeable: configuration.mergeableMemory)
+        let machine = try kvm.createVirtualMachine()
+        try machine.setTSSAddress(Self.tssAddress)
+        try machine.setIdentityMapAddress(Self.identityMapAddress)
+        try machine.createInterruptController()
+        for (slot, region) in memory.regions.enumerated() {
+            try machine.setMemoryRegion(slot: UInt32(slot), guestPhysicalAddress: region.guestAddress, size: region.size,
+                                        hostAddress: memory.base + Int(region.hostOffset),
+                                        logDirtyPages: configuration.logDirtyPages)
+        }
+
+        let power = PowerControl()
+        let platform = Platform(configuration: configuration, memory: memory, machine: machine, power: power)
+
+        // Boot image into memory.
+        let plan = try prepared.load(into: memory, vcpuCount: configuration.vcpuCount, pciRoutes: platform.interruptRoutes)
+
+        // vCPUs.
+        let supportedCPUID = try kvm.supportedCPUID()
+        let hideCX16 = configuration.hidesCMPXCHG16B ?? hostUsesSoftwareHypervisor
+        var vcpus: [KVMVCPU] = []
+        for index in 0..<configuration.vcpuCount {
+            let vcpu = try machine.createVCPU(index: index)
+            try vcpu.configure(cpuid: CPUIDPolicy.entries(from: supportedCPUID, vcpuIndex: index,
+                                                          vcpuCount: configuration.vcpuCount, hideCMPXCHG16B: hideCX16),
+                               entry: plan.entryStates[index], userMode: plan.userMode)
+            vcpus.append(vcpu)
+        }
+
+        self.configuration = configuration
+        self.memory = memory
+        self.kvm = kvm
+        self.machine = machine
+        self.vcpus = vcpus
+        self.dispatcher = platform.dispatcher
+        self.power = power
+        self.serial = platform.serial
+        self.blockDevices = platform.blockDevices
+    }
+
+    private static func validate(_ configuration: VirtualMachineConfiguration) throws(HypervisorError) {
+        guard configuration.vcpuCount >= 1 else {
+            throw HypervisorError(.invalidConfiguration, "vcpuCount is \(configuration.vcpuCount); a VM needs at least one vCPU")
+        }
+        guard configuration.vcpuCount <= MPTable.maximumCPUCount else {
+            throw HypervisorError(.resourceLimit, "\(configuration.vcpuCount) vCPUs requested; the MP table (xAPIC) supports at most \(MPTable.maximumCPUCount)")
+        }
+        guard configuration.memorySize >= VirtualMachineConfiguration.minimumMemorySize else {
+            throw HypervisorError(.invalidConfiguration, "memorySize \(configuration.memorySize) is below the minimum of \(VirtualMachineConfiguration.minimumMemorySize) bytes")
+        }
+        guard configuration.memorySize % (2 << 20) == 0 else {
+            throw HypervisorError(.invalidConfiguration, "memorySize \(configuration.memorySize) is not a multiple of 2 MiB")
+        }
+        guard configuration.memorySize <= LongModeSetup.maximumMappedBytes - (GuestMemory.highMemoryStart - GuestMemory.mmioHoleStart) else {
+            throw HypervisorError(.resourceLimit, "memorySize \(configuration.memorySize) exceeds the supported maximum of 63 GiB")
+        }
+        guard configuration.disks.count <= VirtualMachineConfiguration.maximumDiskCount else {
+            throw HypervisorError(.invalidConfiguration, "\(configuration.disks.count) disks; at most \(VirtualMachineConfiguration.maximumDiskCount) are supported")
+        }
+        for (index, disk) in configuration.disks.enumerated() {
+            guard disk.byteCount > 0 else {
+                throw HypervisorError(.invalidConfiguration, "disk \(index) (\(disk.identifier)) has size 0")
+            }
+            guard disk.byteCount % 512 == 0 else {
+                throw HypervisorError(.invalidConfiguration, "disk \(index) (\(disk.identifier)) size \(disk.byteCount) is not a multiple of 512 bytes")
+            }
+        }
+    }
+
+    /// Runs the guest until it powers off, ``requestStop()`` is called, or `timeLimit` seconds pass.
+    /// All vCPU threads are joined before it returns. A VM runs once.
+    ///
+    /// - Returns: Why the VM stopped.
+    /// - Throws: ``HypervisorError/Code/invalidState`` on a second call, or a system error if the
+    ///   vCPU threads cannot be started.
+    public func run(timeLimit: Double? = nil) throws(HypervisorError) -> PowerOffReason {
+        guard !started.exchange(true, ordering: .acquiringAndReleasing) else {
+            throw HypervisorError(.invalidState, "this virtual machine has already run; create a new one")
+        }
+        let handlerResult = ckvm_install_kick_handler(CKVM_KICK_SIGNAL)
+        guard handlerResult == 0 else { throw .systemCall("sigaction for the vCPU kick signal", errno: -handlerResult) }
+        let deadline = timeLimit.map { cvmfs_monotonic_ns() + UInt64(max(0, $0) * 1e9) }
+        do {
+            for vcpu in vcpus {
+                let thread = try VCPUThread(vcpu: vcpu, dispatcher: dispatcher)
+                running.withLock { $0.append(thread) }
+            }
+        } catch {
+            power.requestPowerOff(.vcpuFailure(vcpu: running.withLock { $0.count }, description: error.description))
+        }
+        if !power.waitForPowerOff(deadlineNanoseconds: deadline) {
+            power.requestPowerOff(.timedOut)
+        }
+        stopThreads()
+        serial.flush()
+        return power.powerOffReason ?? .stopRequested
+    }
+
+    private func stopThreads() {
+        let threads = running.withLock { $0 }
+        for thread in threads { thread.kick() }
+        for thread in threads { thread.join() }
+        running.withLock { $0.removeAll() }
+    }
+
+    /// Asks a running VM to stop; ``run(timeLimit:)`` then returns ``PowerOffReason/stopRequested``.
+    /// Safe to call from any thread, before or during ``run(timeLimit:)``.
+    public func requestStop() {
+        power.requestPowerOff(.stopRequested)
+    }
+
+    /// Markers the guest wrote to ``TestGuestABI/markerPort`` so far, in arrival order.
+    public var guestMarkers: [GuestMarker] { dispatcher.markers.recorded }
+
+    /// Per-disk virtio-blk counters, in configuration order.
+    public var diskStatistics: [VirtioBlockStatistics] {
+        blockDevices.compactMap { ($0.model as? VirtioBlock)?.counters }
+    }
+
+    /// Per-disk virtio device status registers (bit 0x40 = NEEDS_RESET), in configuration order.
+    public var diskDeviceStatus: [UInt8] { blockDevices.map(\.deviceStatus) }
+
+    /// Guest pages written since the last call (memory slots registered with dirty logging).
+    ///
+    /// - Returns: Guest-physical page addresses.
+    /// - Throws: ``HypervisorError/Code/invalidState`` unless ``VirtualMachineConfiguration/logDirtyPages`` was set.
+    public func collectDirtyPages() throws(HypervisorError) -> [UInt64] {
+        guard configuration.logDirtyPages else {
+            throw HypervisorError(.invalidState, "dirty logging is off; set logDirtyPages in the configuration")
+        }
+        var pages: [UInt64] = []
+        for (slot, region) in memory.regions.enumerated() {
+            let pageCount = Int(region.size / GuestMemory.pageSize)
+            let bitmap = try machine.dirtyLog(slot: UInt32(slot), pageCount: pageCount)
+            for (wordIndex, word) in bitmap.enumerated() where word != 0 {
+                for bit in 0..<64 where word & (1 << UInt64(bit)) != 0 {
+                    pages.append(region.guestAddress + UInt64(wordIndex * 64 + bit) * GuestMemory.pageSize)
+                }
+            }
+        }
+        return pages
+    }
+}

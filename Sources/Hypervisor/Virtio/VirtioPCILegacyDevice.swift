@@ -1,0 +1,209 @@
+internal import Synchronization
+
+/// Register offsets of the legacy (0.9.5) virtio-pci I/O BAR (`<linux/virtio_pci.h>`).
+enum VirtioPCILegacyRegister {
+    static let hostFeatures: UInt16 = 0
+    static let guestFeatures: UInt16 = 4
+    static let queuePFN: UInt16 = 8
+    static let queueSize: UInt16 = 12
+    static let queueSelect: UInt16 = 14
+    static let queueNotify: UInt16 = 16
+    static let status: UInt16 = 18
+    static let isr: UInt16 = 19
+    /// Device-specific configuration starts here when MSI-X is off.
+    static let deviceConfiguration: UInt16 = 20
+}
+
+/// A transitional virtio device on PCI using the legacy register block in I/O BAR0, with INTx
+/// (pin A) wired to an IOAPIC input. Queue notifications are processed synchronously on the
+/// notifying vCPU's thread; completion raises the level-triggered line until the guest reads ISR.
+final class VirtioPCILegacyDevice: PCIFunction {
+    /// Size of I/O BAR0.
+    static let barSize: UInt32 = 0x100
+
+    private struct QueueState {
+        var pfn: UInt32 = 0
+        var queue: SplitVirtqueue?
+    }
+
+    private struct State {
+        var configuration: PCIConfigurationSpace
+        var guestFeatures: UInt32 = 0
+        var queueSelect: UInt16 = 0
+        var status: UInt8 = 0
+        var isr: UInt8 = 0
+        var queues: [QueueState]
+        var lastViolation: VirtqueueViolation?
+    }
+
+    let model: any VirtioDeviceModel
+    private let memory: GuestMemory
+    private let interrupt: any InterruptLine
+    private let state: Mutex<State>
+
+    /// - Parameters:
+    ///   - ioBase: The I/O port BAR0 is pre-assigned to.
+    ///   - interruptLine: The GSI (IOAPIC pin) INTA is routed to, reported in the Interrupt Line register.
+    init(model: any VirtioDeviceModel, memory: GuestMemory, ioBase: UInt16, interruptLine: UInt8,
+         interrupt: any InterruptLine) {
+        self.model = model
+        self.memory = memory
+        self.interrupt = interrupt
+        var space = PCIConfigurationSpace(
+            vendorID: 0x1AF4, deviceID: model.transitionalPCIDeviceID, revision: 0, classCode: model.pciClassCode,
+            subsystemVendorID: 0x1AF4, subsystemID: model.deviceType,
+            bars: [PCIBar(kind: .io, size: Self.barSize)], interruptPin: 1, interruptLine: interruptLine)
+        space.assignBar(0, address: UInt32(ioBase))
+        space.enable(command: 0x1)
+        state = Mutex(State(configuration: space, queues: model.queueSizes.map { _ in QueueState() }))
+    }
+
+    /// The device status register (tests check NEEDS_RESET).
+    var deviceStatus: UInt8 { state.withLock { $0.status } }
+    /// The last ring violation that put the device into NEEDS_RESET.
+    var lastViolation: VirtqueueViolation? { state.withLock { $0.lastViolation } }
+
+    // MARK: PCI configuration
+
+    func readConfiguration(offset: Int, size: Int) -> UInt32 {
+        state.withLock { $0.configuration.read(offset: offset, size: size) }
+    }
+
+    func writeConfiguration(offset: Int, size: Int, value: UInt32) {
+        state.withLock { $0.configuration.write(offset: offset, size: size, value: value) }
+    }
+
+    // MARK: I/O BAR
+
+    func readIO(port: UInt16, size: Int) -> UInt32? {
+        var lower = false
+        let value = state.withLock { s -> UInt32? in
+            guard let offset = s.configuration.ioOffset(of: port, inBar: 0) else { return nil }
+            return readRegister(&s, offset: offset, size: size, lowerInterrupt: &lower)
+        }
+        if lower { interrupt.setLevel(false) }
+        return value
+    }
+
+    func writeIO(port: UInt16, size: Int, value: UInt32) -> Bool {
+        var raise = false
+        var lower = false
+        let decoded = state.withLock { s -> Bool in
+            guard let offset = s.configuration.ioOffset(of: port, inBar: 0) else { return false }
+            writeRegister(&s, offset: offset, size: size, value: value, raise: &raise, lower: &lower)
+            return true
+        }
+        if lower { interrupt.setLevel(false) }
+        if raise { interrupt.setLevel(true) }
+        return decoded
+    }
+
+    private func readRegister(_ s: inout State, offset: UInt16, size: Int, lowerInterrupt: inout Bool) -> UInt32 {
+        typealias R = VirtioPCILegacyRegister
+        switch offset {
+        case R.hostFeatures: return model.offeredFeatures
+        case R.guestFeatures: return s.guestFeatures
+        case R.queuePFN: return s.queues.indices.contains(Int(s.queueSelect)) ? s.queues[Int(s.queueSelect)].pfn : 0
+        case R.queueSize:
+            return s.queues.indices.contains(Int(s.queueSelect)) ? UInt32(model.queueSizes[Int(s.queueSelect)]) : 0
+        case R.queueSelect: return UInt32(s.queueSelect)
+        case R.status: return UInt32(s.status)
+        case R.isr:
+            let value = s.isr
+            s.isr = 0
+            lowerInterrupt = value != 0
+            return UInt32(value)
+        default:
+            guard offset >= R.deviceConfiguration else { return allOnes(size: size) }
+            let configuration = model.configurationBytes
+            let start = Int(offset - R.deviceConfiguration)
+            guard start + size <= configuration.count else { return allOnes(size: size) }
+            return (0..<size).reduce(UInt32(0)) { $0 | UInt32(configuration[start + $1]) << (8 * UInt32($1)) }
+        }
+    }
+
+    private func writeRegister(_ s: inout State, offset: UInt16, size: Int, value: UInt32,
+                               raise: inout Bool, lower: inout Bool) {
+        typealias R = VirtioPCILegacyRegister
+        switch offset {
+        case R.guestFeatures:
+            s.guestFeatures = value & model.offeredFeatures
+        case R.queuePFN:
+            let index = Int(s.queueSelect)
+            guard s.queues.indices.contains(index) else { return }
+            s.queues[index].pfn = value
+            if value == 0 {
+                s.queues[index].queue = nil
+                return
+            }
+            do {
+                s.queues[index].queue = try SplitVirtqueue(
+                    size: model.queueSizes[index], address: UInt64(value) << 12, memory: memory)
+            } catch {
+                s.queues[index].queue = nil
+                markBroken(&s, error, raise: &raise)
+            }
+        case R.queueSelect:
+            s.queueSelect = UInt16(truncatingIfNeeded: value)
+        case R.queueNotify:
+            process(&s, queue: Int(UInt16(truncatingIfNeeded: value)), raise: &raise)
+        case R.status:
+            let status = UInt8(truncatingIfNeeded: value)
+            if status == 0 {
+                reset(&s)
+                lower = true
+            } else {
+                // NEEDS_RESET is device-owned: the driver cannot clear it except by reset.
+                s.status = status | (s.status & VirtioStatus.needsReset)
+            }
+        default:
+            break  // read-only registers and device configuration (block config is read-only)
+        }
+    }
+
+    private func reset(_ s: inout State) {
+        s.guestFeatures = 0
+        s.queueSelect = 0
+        s.status = 0
+        s.isr = 0
+        s.lastViolation = nil
+        s.queues = model.queueSizes.map { _ in QueueState() }
+    }
+
+    private func markBroken(_ s: inout State, _ violation: VirtqueueViolation, raise: inout Bool) {
+        s.status |= VirtioStatus.needsReset
+        s.lastViolation = violation
+        s.isr |= 0x2  // configuration change
+        raise = true
+    }
+
+    private func process(_ s: inout State, queue index: Int, raise: inout Bool) {
+        guard s.status & VirtioStatus.driverOK != 0, s.status & VirtioStatus.needsReset == 0,
+              s.queues.indices.contains(index), var queue = s.queues[index].queue else { return }
+        var completed = 0
+        defer { s.queues[index].queue = queue }
+        while true {
+            let next: AvailableChain?
+            do {
+                next = try queue.nextAvailable(memory: memory)
+            } catch {
+                markBroken(&s, error, raise: &raise)
+                break
+            }
+            guard let next else { break }
+            switch next {
+            case .chain(let chain):
+                let written = model.handle(chain, queue: index, memory: memory, negotiatedFeatures: s.guestFeatures)
+                queue.complete(head: chain.head, writtenLength: written, memory: memory)
+            case .malformed(let head, let violation):
+                let written = model.handleMalformed(head: head, violation: violation, queue: index)
+                queue.complete(head: head, writtenLength: written, memory: memory)
+            }
+            completed += 1
+        }
+        if completed > 0, queue.driverWantsInterrupt(memory: memory) {
+            s.isr |= 0x1
+            raise = true
+        }
+    }
+}
