@@ -41,6 +41,8 @@ let package = Package(
         .executableTarget(
             name: "vm-run", dependencies: ["Hypervisor", argumentParser], path: "Tools/vm-run",
             swiftSettings: strictSettings),
+        // VMs as files on a VMFS volume: .vmx/.vmdk, the VMFS-backed virtio-blk disk, running with locks.
+        .target(name: "VMManagement", dependencies: ["VMFSCore", "Hypervisor"], swiftSettings: strictSettings),
         .target(
             name: "VMFSToolSupport", dependencies: ["VMFSCore", argumentParser],
             path: "Tools/Support", swiftSettings: strictSettings),
@@ -59,7 +61,7 @@ let package = Package(
             name: "vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
             path: "Tools/vmfs", swiftSettings: strictSettings),
         .executableTarget(
-            name: "vmctl", dependencies: ["VMFSCore", "Hypervisor", "VMFSToolSupport", argumentParser],
+            name: "vmctl", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMFSToolSupport", argumentParser],
             path: "Tools/vmctl", swiftSettings: strictSettings),
         // A host process for tests and benchmarks: runs scripted workloads against a volume.
         .executableTarget(
@@ -75,6 +77,9 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "HypervisorTests", dependencies: ["Hypervisor", "vmctl"],
+            swiftSettings: strictSettings),
+        .testTarget(
+            name: "VirtualMachineTests", dependencies: ["VMManagement", "VMFSCore", "Hypervisor", "vmctl", "mkfs.vmfs", "vmfs"],
             swiftSettings: strictSettings),
     ]
 )

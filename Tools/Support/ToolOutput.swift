@@ -1,4 +1,5 @@
 import Foundation
+public import ArgumentParser
 public import VMFSCore
 
 /// Output helpers shared by the command-line tools.
@@ -25,6 +26,17 @@ public enum ToolOutput {
             Self.error("\(tool): error: \(error)")
         }
         exit(code)
+    }
+
+    /// Prints `error` as `tool: error: …` on standard error and returns the exit code to throw,
+    /// so that `defer` blocks (unmounting the volume) still run.
+    public static func failure(_ tool: String, _ error: any Error, code: Int32 = 1) -> ExitCode {
+        if let vmfs = error as? VMFSError {
+            Self.error("\(tool): error: \(vmfs.description)")
+        } else {
+            Self.error("\(tool): error: \(error)")
+        }
+        return ExitCode(code)
     }
 
     /// True when standard error is a terminal (for progress indicators).

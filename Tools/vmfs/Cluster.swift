@@ -26,7 +26,7 @@ struct Hosts: ParsableCommand {
             }
             print(table.render())
         } catch {
-            ToolOutput.fail("vmfs hosts", error)
+            throw ToolOutput.failure("vmfs hosts", error)
         }
     }
 }
@@ -48,7 +48,7 @@ struct Locks: ParsableCommand {
             }
             print(table.render())
         } catch {
-            ToolOutput.fail("vmfs locks", error)
+            throw ToolOutput.failure("vmfs locks", error)
         }
     }
 }
@@ -90,7 +90,7 @@ struct Recover: ParsableCommand {
             if recovered.isEmpty { print("no dead host to recover") }
             try volume.unmount()
         } catch {
-            ToolOutput.fail("vmfs recover", error)
+            throw ToolOutput.failure("vmfs recover", error)
         }
     }
 }
@@ -115,7 +115,7 @@ struct BreakLock: ParsableCommand {
             print(try volume.breakLock(index, force: force))
             try volume.unmount()
         } catch {
-            ToolOutput.fail("vmfs break-lock", error)
+            throw ToolOutput.failure("vmfs break-lock", error)
         }
     }
 }

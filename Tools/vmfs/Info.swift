@@ -58,7 +58,7 @@ struct Info: ParsableCommand {
                   max file:   \(formatSize(header.layout.maxFileSize))
                 """)
         } catch {
-            ToolOutput.fail("vmfs info", error)
+            throw ToolOutput.failure("vmfs info", error)
         }
     }
 }
@@ -103,7 +103,7 @@ struct List: ParsableCommand {
             }
             print(table.render())
         } catch {
-            ToolOutput.fail("vmfs ls", error)
+            throw ToolOutput.failure("vmfs ls", error)
         }
     }
 }

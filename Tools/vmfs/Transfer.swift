@@ -43,7 +43,7 @@ struct Put: ParsableCommand {
             try handle.close()
             try volume.unmount()
         } catch {
-            ToolOutput.fail("vmfs put", error)
+            throw ToolOutput.failure("vmfs put", error)
         }
     }
 }
@@ -81,7 +81,7 @@ struct Get: ParsableCommand {
             try handle.close()
             try volume.unmount()
         } catch {
-            ToolOutput.fail("vmfs get", error)
+            throw ToolOutput.failure("vmfs get", error)
         }
     }
 }
@@ -100,7 +100,7 @@ struct Remove: ParsableCommand {
             for name in names { try volume.remove(name) }
             try volume.unmount()
         } catch {
-            ToolOutput.fail("vmfs rm", error)
+            throw ToolOutput.failure("vmfs rm", error)
         }
     }
 }
@@ -122,7 +122,7 @@ struct Move: ParsableCommand {
             try volume.rename(source, to: target, mode: exchange ? .exchange : (noReplace ? .noReplace : .replace))
             try volume.unmount()
         } catch {
-            ToolOutput.fail("vmfs mv", error)
+            throw ToolOutput.failure("vmfs mv", error)
         }
     }
 }
@@ -150,7 +150,7 @@ struct Create: ParsableCommand {
             try handle.close()
             try volume.unmount()
         } catch {
-            ToolOutput.fail("vmfs create", error)
+            throw ToolOutput.failure("vmfs create", error)
         }
     }
 }

@@ -126,6 +126,58 @@ public final class VolumeInspector: Sendable {
         }
     }
 
+    /// Up to `limit` bytes of file `name`, read without taking its lock (what was last written
+    /// to the device; a file being written elsewhere may be seen half-way).
+    public func contents(of name: String, limit: Int = 1 << 20) throws(VMFSError) -> [UInt8] {
+        let names = try NamespaceCache.readTable(device: device, layout: layout, volumeID: header.volumeID)
+        guard let entry = names.first(where: { $0.name == name }) else { throw VMFSError(.notFound, "no file named '\(name)'") }
+        let address = layout.descriptor(entry.slot)
+        let size = FormatConstants.sectorSize
+        let primary = try device.read(count: size, at: address)
+        let descriptor: FileDescriptorRecord
+        if let decoded = try? FileDescriptorRecord.decode(primary, slot: entry.slot, volumeID: header.volumeID, address: address) {
+            descriptor = decoded
+        } else {
+            descriptor = try FileDescriptorRecord.decode(try device.read(count: size, at: layout.mirror(of: address)!), slot: entry.slot,
+                                                         volumeID: header.volumeID, address: address)
+        }
+        let count = Int(min(UInt64(limit), descriptor.size))
+        if descriptor.isInline { return Array(descriptor.inlineData.prefix(count)) }
+        var result: [UInt8] = []
+        let blockSize = UInt64(layout.blockSize)
+        var position: UInt64 = 0
+        while result.count < count {
+            let block = position / blockSize
+            let length = Int(min(blockSize, UInt64(count - result.count)))
+            let entryValue = try unlockedEntry(descriptor, block: block)
+            if entryValue == 0 || entryValue & FormatConstants.unwrittenFlag != 0 {
+                result += [UInt8](repeating: 0, count: length)
+            } else {
+                result += try device.read(count: length, at: layout.block(UInt64(entryValue)))
+            }
+            position += blockSize
+        }
+        return result
+    }
+
+    private func unlockedEntry(_ descriptor: FileDescriptorRecord, block: UInt64) throws(VMFSError) -> UInt32 {
+        guard let path = BlockMapGeometry.path(forBlock: block) else { return 0 }
+        switch path {
+        case .direct(let i):
+            return descriptor.direct[i]
+        case .indirect(let depth, let indices):
+            var number = descriptor.indirect[depth - 1]
+            for index in indices {
+                guard number > 0, number < layout.pointerNodeCount else { return 0 }
+                let address = layout.pointerNode(number)
+                let node = try PointerNode.decode(try device.read(count: FormatConstants.sectorSize, at: address), number: number,
+                                                  volumeID: header.volumeID, address: address)
+                number = node.entries[index]
+            }
+            return number
+        }
+    }
+
     /// The lock index of the file `name`.
     public func lockIndex(ofFile name: String) throws(VMFSError) -> Int {
         let names = try NamespaceCache.readTable(device: device, layout: layout, volumeID: header.volumeID)

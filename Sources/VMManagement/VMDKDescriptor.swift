@@ -1,0 +1,59 @@
+/// A VMware `monolithicFlat` disk descriptor (`NAME.vmdk`) naming the raw extent `NAME-flat.vmdk`,
+/// so that qemu-img and VMware tools can open the disk.
+public struct VMDKDescriptor: Sendable, Equatable {
+    /// Size of the disk in bytes (a multiple of 512).
+    public var byteCount: UInt64
+    /// File name of the raw extent, relative to the descriptor.
+    public var extentFileName: String
+    /// Content ID (VMware's change counter for the descriptor).
+    public var contentID: UInt32
+
+    public init(byteCount: UInt64, extentFileName: String, contentID: UInt32 = 0xFFFF_FFFE) {
+        self.byteCount = byteCount
+        self.extentFileName = extentFileName
+        self.contentID = contentID
+    }
+
+    /// The descriptor text.
+    public var text: String {
+        let sectors = byteCount / 512
+        let cylinders = min(sectors / (255 * 63), 65535)
+        return """
+            # Disk DescriptorFile
+            version=1
+            encoding="UTF-8"
+            CID=\(String(contentID, radix: 16))
+            parentCID=ffffffff
+            createType="monolithicFlat"
+
+            # Extent description
+            RW \(sectors) FLAT "\(extentFileName)" 0
+
+            # The Disk Data Base
+            #DDB
+
+            ddb.adapterType = "lsilogic"
+            ddb.geometry.cylinders = "\(cylinders)"
+            ddb.geometry.heads = "255"
+            ddb.geometry.sectors = "63"
+            ddb.virtualHWVersion = "4"
+
+            """
+    }
+
+    /// Parses a descriptor; only single-extent flat disks are accepted.
+    public init(parsing text: String, fileName: String) throws(VMError) {
+        var extent: (UInt64, String)?
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 4).map(String.init)
+            guard parts.count >= 4, parts[0] == "RW" || parts[0] == "RDONLY", parts[2] == "FLAT" else { continue }
+            guard extent == nil, let sectors = UInt64(parts[1]) else {
+                throw VMError(.malformedConfiguration, "\(fileName): only one flat extent is supported")
+            }
+            let name = parts[3].hasPrefix("\"") ? String(parts[3].dropFirst().prefix { $0 != "\"" }) : parts[3]
+            extent = (sectors, name)
+        }
+        guard let extent else { throw VMError(.malformedConfiguration, "\(fileName): no FLAT extent line") }
+        self.init(byteCount: extent.0 * 512, extentFileName: extent.1)
+    }
+}

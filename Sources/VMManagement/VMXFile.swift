@@ -1,0 +1,66 @@
+/// A VMware-style `.vmx` configuration: `key = "value"` lines, `#` comments.
+///
+/// Keys are case-insensitive (as in VMware); values are quoted strings with `|22` escaping a
+/// double quote and `|7C` a bar, as VMware writes them.
+public struct VMXFile: Sendable, Equatable {
+    /// Entries in file order (keys as written).
+    public private(set) var entries: [(key: String, value: String)] = []
+
+    public init() {}
+
+    public static func == (lhs: VMXFile, rhs: VMXFile) -> Bool {
+        lhs.entries.map(\.key) == rhs.entries.map(\.key) && lhs.entries.map(\.value) == rhs.entries.map(\.value)
+    }
+
+    /// Parses `text`.
+    ///
+    /// - Throws: ``VMError`` naming the file and line of the first malformed line.
+    public init(parsing text: String, fileName: String) throws(VMError) {
+        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "\r", with: "")
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            guard let equals = line.firstIndex(of: "=") else {
+                throw VMError(.malformedConfiguration, "\(fileName) line \(index + 1): expected key = \"value\", found '\(line)'")
+            }
+            let key = line[..<equals].trimmingCharacters(in: .whitespaces)
+            var value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            guard !key.isEmpty, key.allSatisfy({ $0.isLetter || $0.isNumber || "._:-".contains($0) }) else {
+                throw VMError(.malformedConfiguration, "\(fileName) line \(index + 1): invalid key '\(key)'")
+            }
+            guard value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") else {
+                throw VMError(.malformedConfiguration, "\(fileName) line \(index + 1): the value of '\(key)' must be in double quotes")
+            }
+            value = String(value.dropFirst().dropLast())
+            if value.contains("\"") {
+                throw VMError(.malformedConfiguration, "\(fileName) line \(index + 1): unescaped quote in the value of '\(key)'")
+            }
+            value = value.replacingOccurrences(of: "|22", with: "\"").replacingOccurrences(of: "|7C", with: "|")
+            if self[key] != nil {
+                throw VMError(.malformedConfiguration, "\(fileName) line \(index + 1): '\(key)' is set twice")
+            }
+            entries.append((key, value))
+        }
+    }
+
+    /// The value of `key` (case-insensitive).
+    public subscript(key: String) -> String? {
+        get { entries.first { $0.key.lowercased() == key.lowercased() }?.value }
+        set {
+            if let index = entries.firstIndex(where: { $0.key.lowercased() == key.lowercased() }) {
+                if let newValue { entries[index].value = newValue } else { entries.remove(at: index) }
+            } else if let newValue {
+                entries.append((key, newValue))
+            }
+        }
+    }
+
+    /// The text of the file.
+    public var text: String {
+        entries.map { entry in
+            let escaped = entry.value.replacingOccurrences(of: "|", with: "|7C").replacingOccurrences(of: "\"", with: "|22")
+            return "\(entry.key) = \"\(escaped)\""
+        }.joined(separator: "\n") + "\n"
+    }
+}
+
+import Foundation

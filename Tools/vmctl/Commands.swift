@@ -1,0 +1,192 @@
+import ArgumentParser
+import Foundation
+import Hypervisor
+import VMFSCore
+import VMFSToolSupport
+import VMManagement
+
+/// Options naming the volume and this host.
+struct VolumeOptions: ParsableArguments {
+    @Option(help: "The VMFS volume (block device or image file).") var volume: String
+    @OptionGroup var host: HostIdentityOptions
+
+    func mount() throws -> Volume {
+        do { return try Volume.mount(path: volume, options: host.mountOptions()) } catch { throw fail(error) }
+    }
+}
+
+/// Prints the error and returns the exit code to throw (so `defer`s still unmount the volume).
+func fail(_ error: any Error) -> ExitCode {
+    ToolOutput.failure("vmctl", error)
+}
+
+struct Create: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Create a VM's files on the volume.")
+
+    @OptionGroup var target: VolumeOptions
+    @Option var name: String
+    @Option var vcpus = 1
+    @Option(help: "Guest memory, e.g. 256M (a multiple of 2 MiB).") var memory = "128M"
+    @Option(help: "Size of a virtual disk, e.g. 8G; repeat for more disks.") var disk: [String] = []
+    @Flag(help: "Preallocate the disks (lazily zeroed thick) instead of thin.") var thick = false
+    @Option(help: "Linux kernel (bzImage or vmlinux) to boot; copied onto the volume.") var kernel: String?
+    @Option(help: "initramfs for the Linux kernel.") var initrd: String?
+    @Option(help: "Kernel command line.") var cmdline: String = LinuxBootConfiguration.defaultCommandLine
+    @Option(help: "Test guest image (Tools/guest, built by Tools/scripts/build-guest.sh) to boot instead of Linux.") var guest: String?
+    @Option(help: "Test guest workload: \(TestGuestWorkload.allCases.map { "\($0)" }.joined(separator: ", ")).") var workload = "hello"
+    @Option(help: "Comma-separated workload arguments.") var args = ""
+
+    func run() throws {
+        guard let memoryBytes = parseSize(memory) else { throw ValidationError("--memory '\(memory)' is not a size") }
+        var sizes: [UInt64] = []
+        for text in disk {
+            guard let size = parseSize(text) else { throw ValidationError("--disk '\(text)' is not a size") }
+            sizes.append(size)
+        }
+        let boot: VirtualMachineStore.BootImages
+        switch (kernel, guest) {
+        case (let kernel?, nil):
+            boot = .linux(kernelPath: kernel, initrdPath: initrd, commandLine: cmdline)
+        case (nil, let guest?):
+            guard let chosen = TestGuestWorkload.allCases.first(where: { "\($0)" == workload }) else {
+                throw ValidationError("unknown --workload '\(workload)'")
+            }
+            var arguments: [UInt64] = []
+            for part in args.split(separator: ",") {
+                guard let value = UInt64(part) else { throw ValidationError("--args has '\(part)', not a number") }
+                arguments.append(value)
+            }
+            boot = .testGuest(imagePath: guest, workload: chosen, arguments: arguments)
+        default:
+            throw ValidationError("give exactly one of --kernel or --guest")
+        }
+        let volume = try target.mount()
+        defer { try? volume.unmount() }
+        do {
+            let definition = try VirtualMachineStore(volume: volume).create(
+                .init(name: name, vcpuCount: vcpus, memoryBytes: memoryBytes, diskSizes: sizes, thick: thick, boot: boot))
+            print("created VM '\(definition.name)': \(definition.vcpuCount) vCPU(s), \(formatSize(definition.memoryBytes)), "
+                  + "disks \(definition.disks.joined(separator: ", "))")
+            try volume.unmount()
+        } catch { throw fail(error) }
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a VM in this process until it powers off.",
+        discussion: "Exit status: 0 when the guest powers off with status 0; 2 when it powers off with another status; 3 on a reset; 4 on a vCPU failure; 5 when --time-limit passed.")
+
+    @OptionGroup var target: VolumeOptions
+    @Option(name: .customLong("time-limit"), help: "Stop the VM after this many seconds.") var timeLimit: Double?
+    @Flag(help: "Do not copy the console to standard output (the .log still gets it).") var quiet = false
+    @Argument var name: String
+
+    func run() throws {
+        let volume = try target.mount()
+        let reason: PowerOffReason
+        // SIGINT/SIGTERM power the VM off cleanly, so its locks are released on the way out.
+        let signals = SignalSources([SIGINT, SIGTERM])
+        defer { signals.cancel() }
+        do {
+            reason = try VirtualMachineStore(volume: volume).run(
+                name, console: quiet ? nil : StandardOutputConsole(), timeLimit: timeLimit,
+                started: { machine in signals.handle { machine.requestStop() } })
+        } catch {
+            try? volume.unmount()
+            throw fail(error)
+        }
+        try? volume.unmount()
+        switch reason {
+        case .guestPoweredOff(let status) where status == 0: return
+        case .guestPoweredOff(let status):
+            ToolOutput.error("vmctl: VM '\(name)' powered off with status \(status)")
+            throw ExitCode(2)
+        case .reset: throw ExitCode(3)
+        case .vcpuFailure(let vcpu, let description):
+            ToolOutput.error("vmctl: VM '\(name)': vCPU \(vcpu) failed: \(description)")
+            throw ExitCode(4)
+        case .timedOut: throw ExitCode(5)
+        case .stopRequested: return
+        }
+    }
+}
+
+struct List: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the VMs on the volume and whether they run.")
+
+    @OptionGroup var target: VolumeOptions
+    @Flag(help: "Print as JSON.") var json = false
+
+    func run() throws {
+        let volume = try target.mount()
+        defer { try? volume.unmount() }
+        do {
+            let machines = try VirtualMachineStore(volume: volume).list()
+            if json {
+                ToolOutput.json(machines)
+            } else {
+                var table = TextTable(header: ["NAME", "VCPUS", "MEMORY", "DISKS", "STATE", "HOST"])
+                for vm in machines {
+                    table.add([vm.name, "\(vm.vcpuCount)", formatSize(vm.memoryBytes), vm.diskBytes.map(formatSize).joined(separator: ","),
+                               vm.state, vm.runningOn ?? "-"])
+                }
+                print(table.render())
+            }
+            try volume.unmount()
+        } catch { throw fail(error) }
+    }
+}
+
+struct Show: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a VM's configuration (.vmx).")
+
+    @OptionGroup var target: VolumeOptions
+    @Argument var name: String
+
+    func run() throws {
+        let volume = try target.mount()
+        defer { try? volume.unmount() }
+        do {
+            print(try VirtualMachineStore(volume: volume).definition(of: name).vmx.text, terminator: "")
+            try volume.unmount()
+        } catch { throw fail(error) }
+    }
+}
+
+struct Remove: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove a VM and its files (refused while it runs).")
+
+    @OptionGroup var target: VolumeOptions
+    @Argument var name: String
+
+    func run() throws {
+        let volume = try target.mount()
+        defer { try? volume.unmount() }
+        do {
+            try VirtualMachineStore(volume: volume).remove(name)
+            try volume.unmount()
+        } catch { throw fail(error) }
+    }
+}
+
+/// Signal sources that run one handler (the VM stop) when any of their signals arrives.
+final class SignalSources: @unchecked Sendable {
+    private let sources: [any DispatchSourceSignal]
+
+    init(_ numbers: [Int32]) {
+        sources = numbers.map { number in
+            signal(number, SIG_IGN)
+            return DispatchSource.makeSignalSource(signal: number, queue: .global())
+        }
+    }
+
+    func handle(_ handler: @escaping @Sendable () -> Void) {
+        for source in sources {
+            source.setEventHandler(handler: handler)
+            source.resume()
+        }
+    }
+
+    func cancel() { sources.forEach { $0.cancel() } }
+}
