@@ -68,6 +68,11 @@ let package = Package(
             name: "vmfs-testhost", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
             path: "Tools/vmfs-testhost", swiftSettings: strictSettings),
 
+        // Measurements for the benchmark scripts (Tools/scripts/bench-*.sh); not a test.
+        .executableTarget(
+            name: "vmfs-bench", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
+            path: "Benchmarks/vmfs-bench", swiftSettings: strictSettings),
+
         // ---- Tests -----------------------------------------------------------------------
         .testTarget(
             name: "VMFSCoreTests", dependencies: ["VMFSCore", "CVMFSLinux"], swiftSettings: strictSettings),
