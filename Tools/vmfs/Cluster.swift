@@ -9,6 +9,7 @@ struct Hosts: ParsableCommand {
         discussion: "Liveness is judged by watching each slot change on this machine's clock (--observe-ms, default 1.5 × the longest renew interval).")
 
     @Option(name: .customLong("observe-ms"), help: "How long to watch the slots.") var observeMs: UInt64?
+    @Flag(help: "Also show free slots that hosts used before.") var all = false
     @Flag(help: "Print as JSON.") var json = false
     @Argument(help: "Block device or image file.") var device: String
 
@@ -17,7 +18,7 @@ struct Hosts: ParsableCommand {
             let inspector = try VolumeInspector(path: device)
             let quick = try inspector.hosts(observeMilliseconds: 0)
             let longestRenew = quick.filter { $0.state != "free" }.map { UInt64($0.renewIntervalMs) }.max() ?? 0
-            let hosts = try inspector.hosts(observeMilliseconds: observeMs ?? (longestRenew * 3 / 2))
+            let hosts = try inspector.hosts(observeMilliseconds: observeMs ?? (longestRenew * 3 / 2)).filter { all || $0.state != "free" }
             if json { ToolOutput.json(hosts); return }
             var table = TextTable(header: ["SLOT", "STATE", "LIVENESS", "GEN", "MS SINCE CHANGE", "HOST", "NAME", "PID", "LAST RENEWAL (OWNER'S CLOCK)"])
             for host in hosts {
