@@ -86,3 +86,89 @@ struct CommandLineTests {
         try reopened.unmount()
     }
 }
+
+@Suite("Bad input to the tools")
+struct BadInputTests {
+    /// Each damaged image: every read-only tool and a mount fail clearly, and nothing is written.
+    @Test(arguments: ["random bytes", "truncated", "wrong magic", "future version", "corrupt header checksum", "tiny file"])
+    func damagedImagesGiveClearErrorsAndStayUntouched(kind: String) throws {
+        let scratch = Scratch("bad")
+        let image = scratch.file("lun.img")
+        #expect(try runTool("mkfs.vmfs", ["--size", "512M", image]).status == 0)
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: image))
+        var expectedFragment = "volume header"
+        switch kind {
+        case "random bytes":
+            try handle.seek(toOffset: 0)
+            try handle.write(contentsOf: Data((0..<8192).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 17) }))
+            expectedFragment = "no VMFS volume"
+        case "truncated":
+            try handle.truncate(atOffset: 300 << 20)
+            expectedFragment = "truncated"
+        case "wrong magic":
+            try handle.seek(toOffset: 2)
+            try handle.write(contentsOf: Data([0x58]))
+            expectedFragment = "magic"
+        case "future version":
+            var header = try Data(contentsOf: URL(fileURLWithPath: image)).prefix(4096)
+            header[8] = 7
+            let crc = CRC32C.checksum([UInt8](header), excludingFieldAt: 12)
+            header.replaceSubrange(12..<16, with: withUnsafeBytes(of: crc.littleEndian) { Data($0) })
+            try handle.seek(toOffset: 0)
+            try handle.write(contentsOf: header)
+            expectedFragment = "format version 7.0"
+        case "corrupt header checksum":
+            try handle.seek(toOffset: 40)
+            try handle.write(contentsOf: Data([0xEE]))
+            expectedFragment = "checksum"
+        default:
+            try handle.truncate(atOffset: 100)
+            expectedFragment = "too small"
+        }
+        try handle.close()
+        let before = try fingerprint(image)
+        for arguments in [["vmfs", "info", image], ["vmfs", "ls", image], ["vmfs", "put", image, "/etc/hostname", "x"],
+                          ["fsck.vmfs", "-n", image], ["vmfs", "hosts", image]] {
+            let result = try runTool(arguments[0], Array(arguments.dropFirst()))
+            #expect(result.status != 0, "\(kind): \(arguments) must fail")
+            #expect(result.output.contains(expectedFragment), "\(kind): \(arguments): \(result.output)")
+            #expect(!result.output.contains("Fatal error") && !result.output.contains("Backtrac"), "\(kind): \(arguments) crashed")
+            if arguments[0] != "fsck.vmfs" || kind != "truncated" {
+                #expect(result.output.contains("offset") || result.output.contains("byte") || kind == "tiny file" || kind == "truncated",
+                        "\(kind): the error must name the offset: \(result.output)")
+            }
+        }
+        #expect(try fingerprint(image) == before, "\(kind): a failing tool wrote to the image")
+    }
+
+    @Test func fsckExitCodesOnAnImageFile() throws {
+        let scratch = Scratch("fsck-cli")
+        let image = scratch.file("lun.img")
+        #expect(try runTool("mkfs.vmfs", ["--size", "1G", image]).status == 0)
+        let local = scratch.file("data.bin")
+        try Data((0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 / 4096) }).write(to: URL(fileURLWithPath: local))
+        #expect(try runTool("vmfs", ["put", image, local, "data.bin"]).status == 0)
+        let header = try Volume.readHeader(try FileBlockDevice(path: image, readOnly: true))
+        for target in [header.layout.descriptorOffset + 2, header.layout.nameTableOffset + 100, header.layout.blockBitmapOffset + 70, UInt64(30)] {
+            let handle = try FileHandle(forUpdating: URL(fileURLWithPath: image))
+            try handle.seek(toOffset: target)
+            let old = try handle.read(upToCount: 1)![0]
+            try handle.seek(toOffset: target)
+            try handle.write(contentsOf: Data([old ^ 0x24]))
+            try handle.close()
+            let before = try fingerprint(image)
+            let check = try runTool("fsck.vmfs", ["-n", image])
+            #expect(check.status == 4, "\(target): \(check.output)")
+            #expect(try fingerprint(image) == before, "fsck -n wrote")
+            let repair = try runTool("fsck.vmfs", ["-y", image])
+            #expect(repair.status == 1, "\(target): \(repair.output)")
+            let again = try runTool("fsck.vmfs", ["-n", image])
+            #expect(again.status == 0, "\(target): \(again.output)")
+        }
+        let back = scratch.file("back.bin")
+        #expect(try runTool("vmfs", ["get", image, "data.bin", back]).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: back)) == Data(contentsOf: URL(fileURLWithPath: local)))
+        #expect(try runTool("fsck.vmfs", ["-n", "-y", image]).status != 0, "-n and -y together are refused")
+        #expect(try runTool("fsck.vmfs", ["-n", "/nonexistent/lun.img"]).status == 8)
+    }
+}
