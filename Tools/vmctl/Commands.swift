@@ -80,6 +80,7 @@ struct Run: ParsableCommand {
     @OptionGroup var target: VolumeOptions
     @Option(name: .customLong("time-limit"), help: "Stop the VM after this many seconds.") var timeLimit: Double?
     @Flag(help: "Do not copy the console to standard output (the .log still gets it).") var quiet = false
+    @Flag(help: ArgumentHelp("Print guest markers and VMM memory after the run (benchmarks).", visibility: .hidden)) var report = false
     @Argument var name: String
 
     func run() throws {
@@ -88,13 +89,23 @@ struct Run: ParsableCommand {
         // SIGINT/SIGTERM power the VM off cleanly, so its locks are released on the way out.
         let signals = SignalSources([SIGINT, SIGTERM])
         defer { signals.cancel() }
+        let machineBox = MachineBox()
         do {
             reason = try VirtualMachineStore(volume: volume).run(
                 name, console: quiet ? nil : StandardOutputConsole(), timeLimit: timeLimit,
-                started: { machine in signals.handle { machine.requestStop() } })
+                started: { machine in
+                    machineBox.machine = machine
+                    signals.handle { machine.requestStop() }
+                })
         } catch {
             try? volume.unmount()
             throw fail(error)
+        }
+        if report, let machine = machineBox.machine {
+            for marker in machine.guestMarkers {
+                print("marker \(marker.code) vcpu \(marker.vcpu) monotonic_ns \(marker.monotonicNanoseconds) realtime_ns \(marker.realtimeNanoseconds)")
+            }
+            for field in ["VmRSS:", "RssAnon:", "RssFile:"] { print("vmm_\(field.dropLast().lowercased())_bytes \(statusField(field))") }
         }
         try? volume.unmount()
         switch reason {
@@ -189,4 +200,17 @@ final class SignalSources: @unchecked Sendable {
     }
 
     func cancel() { sources.forEach { $0.cancel() } }
+}
+
+/// Holds the running machine for the report.
+final class MachineBox: @unchecked Sendable {
+    var machine: VirtualMachine?
+}
+
+/// A "kB" field of /proc/self/status, in bytes.
+func statusField(_ name: String) -> UInt64 {
+    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = text.split(separator: "\n").first(where: { $0.hasPrefix(name) }),
+          let kilobytes = UInt64(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+    return kilobytes * 1024
 }

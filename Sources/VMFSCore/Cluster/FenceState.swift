@@ -14,11 +14,16 @@ final class FenceState: Sendable {
 
     private let state: Mutex<State>
     let writeWindow: UInt64
+    /// Renews the heartbeat now (a compare-and-write of the own slot); returns false if it failed.
+    private let renewer = Mutex<(@Sendable () -> Bool)?>(nil)
 
     init(timing: HeartbeatTiming) {
         writeWindow = timing.writeWindowNanoseconds
         state = Mutex(State(lastRenewalIssued: Clock.monotonicNanoseconds, lost: nil))
     }
+
+    /// Installs the renewal used when a writer finds the window expired (a starved heartbeat thread).
+    func setRenewer(_ renew: @escaping @Sendable () -> Bool) { renewer.withLock { $0 = renew } }
 
     /// Records a successful renewal that was issued at `issued` (monotonic ns).
     func renewed(issuedAt issued: UInt64) {
@@ -34,11 +39,17 @@ final class FenceState: Sendable {
     var lostReason: String? { state.withLock { $0.lost } }
 
     /// Throws ``VMFSError/Code/fenced`` when a write now could land after others declared this host dead.
+    ///
+    /// When the window expired only because the heartbeat thread was starved (CPU load), the writer
+    /// renews the slot itself first: a successful compare-and-write proves nobody took the slot,
+    /// so the host is alive again. A lost slot stays lost.
     func checkWritable() throws(VMFSError) {
-        let (issued, lost) = state.withLock { ($0.lastRenewalIssued, $0.lost) }
-        if let lost { throw VMFSError(.fenced, "this host lost its heartbeat slot and may not write: \(lost)") }
-        let age = Clock.monotonicNanoseconds &- issued
-        if age >= writeWindow {
+        for attempt in 0..<2 {
+            let (issued, lost) = state.withLock { ($0.lastRenewalIssued, $0.lost) }
+            if let lost { throw VMFSError(.fenced, "this host lost its heartbeat slot and may not write: \(lost)") }
+            let age = Clock.monotonicNanoseconds &- issued
+            if age < writeWindow { return }
+            if attempt == 0, let renew = renewer.withLock({ $0 }), renew() { continue }
             throw VMFSError(.fenced, "heartbeat not renewed for \(age / 1_000_000) ms (limit \(writeWindow / 1_000_000) ms); writes are suspended")
         }
     }

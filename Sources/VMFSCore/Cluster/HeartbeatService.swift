@@ -173,13 +173,25 @@ final class HeartbeatService: Sendable {
         }
     }
 
-    /// One renewal: compare-and-write of the own slot with stamp + 1.
-    func renewOnce() {
+    /// One renewal: compare-and-write of the own slot with stamp + 1. Returns true when it was written.
+    @discardableResult
+    func renewOnce() -> Bool {
         guard let (membership, raw, slot) = state.withLock({ s -> (Membership, [UInt8], HeartbeatSlot)? in
             guard let m = s.membership else { return nil }
             return (m, s.lastRaw, s.lastSlot)
-        }) else { return }
-        if fence.lostReason != nil { return }
+        }) else { return false }
+        if fence.lostReason != nil { return false }
+        return renewSerial.withLock(0) { () -> Bool in renew(membership, raw, slot) }
+    }
+
+    /// Serializes renewals of the heartbeat thread and of writers renewing on their own.
+    private let renewSerial = KeyedLocks<Int>()
+
+    private func renew(_ membership: Membership, _ expectedRaw: [UInt8], _ expectedSlot: HeartbeatSlot) -> Bool {
+        // Another renewal may have landed while this one waited: start from the latest image.
+        let (raw, slot) = state.withLock { s in
+            s.membership == membership ? (s.lastRaw, s.lastSlot) : (expectedRaw, expectedSlot)
+        }
         let issued = Clock.monotonicNanoseconds
         var next = slot
         next.stamp &+= 1
@@ -195,6 +207,7 @@ final class HeartbeatService: Sendable {
                     $0.renewals += 1
                 }
                 fence.renewed(issuedAt: issued)
+                return true
             case .mismatch(let current):
                 let found = try? HeartbeatSlot.decode(current, index: membership.slot, volumeID: volumeID,
                                                       address: layout.heartbeatSlot(membership.slot))
@@ -208,9 +221,11 @@ final class HeartbeatService: Sendable {
                 fence.markLost(reason)
                 state.withLock { $0.membership = nil }
                 callbacks.withLock { $0.lost }?(reason)
+                return false
             }
         } catch {
             state.withLock { $0.failedRenewals += 1 }
+            return false
         }
     }
 

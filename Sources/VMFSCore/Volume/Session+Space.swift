@@ -291,26 +291,6 @@ extension Session {
 
     /// Free and total space, from the allocation bitmaps (read without locks).
     func spaceStatistics() throws(VMFSError) -> VolumeStatistics {
-        func free(_ pool: ClusterBitmap.Pool) throws(VMFSError) -> UInt64 {
-            let count = Int(pool == .blocks ? layout.blockClusterCount : layout.pointerClusterCount)
-            let base = pool == .blocks ? layout.blockBitmapOffset : layout.pointerBitmapOffset
-            let perCluster = UInt64(pool == .blocks ? layout.blocksPerCluster : layout.nodesPerCluster)
-            let total = pool == .blocks ? layout.totalBlocks : UInt64(layout.pointerNodeCount)
-            let region = try rawDevice.read(count: count * FormatConstants.sectorSize, at: base)
-            var sum: UInt64 = 0
-            for c in 0..<count {
-                let reader = ByteReader(Array(region[(c * FormatConstants.sectorSize)..<((c + 1) * FormatConstants.sectorSize)]))
-                if reader.isAllZero {
-                    let first = UInt64(c) * perCluster
-                    sum += min(perCluster, total - min(first, total)) - (c == 0 ? 1 : 0)
-                } else {
-                    sum += UInt64(reader.u32(40))
-                }
-            }
-            return sum
-        }
-        return VolumeStatistics(blockSize: layout.blockSize, totalBlocks: layout.totalBlocks, freeBlocks: try free(.blocks),
-                                maxFiles: FormatConstants.maxFiles, files: try namespace.entries().count,
-                                freePointerBlocks: try free(.pointers))
+        try SpaceAccounting.statistics(device: rawDevice, layout: layout, files: try namespace.entries().count)
     }
 }

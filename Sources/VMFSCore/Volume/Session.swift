@@ -175,6 +175,7 @@ final class Session: Sendable {
             lost: { [weak self] reason in self?.handleLoss(reason) },
             observed: { [weak self] in self?.recoverDeadHosts() })
         recovery.onRecovered { [weak self] _ in self?.cleanUpOrphans() }
+        fence.setRenewer { [weak self] in self?.heartbeat.renewOnce() ?? false }
         heartbeat.start()
         let interval = UInt64(options.commitIntervalMs)
         let committer = BackgroundThread(name: "vmfs-commit") { [weak self] in

@@ -36,26 +36,7 @@ public final class VolumeInspector: Sendable {
 
     /// Free and total space from the bitmaps.
     public func statistics() throws(VMFSError) -> VolumeStatistics {
-        func free(_ base: UInt64, _ count: Int, _ perCluster: UInt64, _ total: UInt64) throws(VMFSError) -> UInt64 {
-            let region = try device.read(count: count * FormatConstants.sectorSize, at: base)
-            var sum: UInt64 = 0
-            for c in 0..<count {
-                let reader = ByteReader(Array(region[(c * FormatConstants.sectorSize)..<((c + 1) * FormatConstants.sectorSize)]))
-                if reader.isAllZero {
-                    let first = UInt64(c) * perCluster
-                    sum += min(perCluster, total - min(first, total)) - (c == 0 ? 1 : 0)
-                } else {
-                    sum += UInt64(reader.u32(40))
-                }
-            }
-            return sum
-        }
-        return VolumeStatistics(
-            blockSize: layout.blockSize, totalBlocks: layout.totalBlocks,
-            freeBlocks: try free(layout.blockBitmapOffset, Int(layout.blockClusterCount), UInt64(layout.blocksPerCluster), layout.totalBlocks),
-            maxFiles: FormatConstants.maxFiles, files: try files().count,
-            freePointerBlocks: try free(layout.pointerBitmapOffset, Int(layout.pointerClusterCount), UInt64(layout.nodesPerCluster),
-                                        UInt64(layout.pointerNodeCount)))
+        try SpaceAccounting.statistics(device: device, layout: layout, files: try files().count)
     }
 
     /// Heartbeat slots in use, watched for `observeMilliseconds` to tell live hosts from silent ones.
