@@ -39,6 +39,17 @@ int cvmfs_ofd_lock(int fd, short type, int64_t start, int64_t length, int wait) 
     }
 }
 
+int cvmfs_ofd_range_locked(int fd, int64_t start, int64_t length) {
+    struct flock lock;
+    memset(&lock, 0, sizeof lock);
+    lock.l_type = F_WRLCK;
+    lock.l_whence = SEEK_SET;
+    lock.l_start = start;
+    lock.l_len = length;
+    if (fcntl(fd, F_OFD_GETLK, &lock) != 0) return -errno;
+    return lock.l_type == F_UNLCK ? 0 : 1;
+}
+
 int cvmfs_fallocate(int fd, int mode, int64_t offset, int64_t length) {
     for (;;) {
         if (fallocate(fd, mode, offset, length) == 0) return 0;

@@ -160,7 +160,19 @@ struct ClusterTests {
         let lun = try SharedLUN(loopDevice: false)
         let holder = try LiveProcess("vmfs-testhost", ["hold", lun.path, "--host-id", "sleeper", "--file", "vm.vmdk", "--create"] + fastHostFlags)
         #expect(holder.waitForLine(startingWith: "WROTE 10", timeout: 60) != nil)
-        holder.kill(SIGSTOP)
+        // Freeze the holder outside the emulated atomic update of its heartbeat slot: a real
+        // COMPARE AND WRITE is one SCSI command and cannot be frozen half-way; the emulation's
+        // byte-range lock can, and would then block everyone's updates of that slot until SIGCONT.
+        let slot = try Int(#require(holder.output.first { $0.hasPrefix("READY slot=") }).dropFirst("READY slot=".count))!
+        let probe = try FileBlockDevice(path: lun.path, readOnly: true)
+        let slotAddress = try Volume.readHeader(probe).layout.heartbeatOffset + UInt64(slot * 4096)
+        for _ in 0..<100 {
+            holder.kill(SIGSTOP)
+            Thread.sleep(forTimeInterval: 0.01)
+            if !probe.isRangeLockedElsewhere(offset: slotAddress, length: 4096) { break }
+            holder.kill(SIGCONT)
+            Thread.sleep(forTimeInterval: 0.003)
+        }
         Thread.sleep(forTimeInterval: 1.2)  // past D = 0.8 s
         let taker = try Volume.mount(path: lun.path, options: fastOptions("taker", lockWaitMs: 10_000))
         let handle = try taker.open("vm.vmdk", access: .readWrite)

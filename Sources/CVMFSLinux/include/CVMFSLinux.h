@@ -18,6 +18,8 @@ extern const int CVMFS_F_OFD_SETLKW;
 /// Takes (type = F_WRLCK/F_RDLCK) or drops (F_UNLCK) an OFD byte-range lock.
 /// `wait` selects F_OFD_SETLKW. Returns 0 or -errno.
 int cvmfs_ofd_lock(int fd, short type, int64_t start, int64_t length, int wait);
+/// 1 when another open file description holds a conflicting OFD lock on the range, 0 when not, -errno on error.
+int cvmfs_ofd_range_locked(int fd, int64_t start, int64_t length);
 
 // ---- fallocate(2) ------------------------------------------------------------------------
 extern const int CVMFS_FALLOC_FL_KEEP_SIZE;

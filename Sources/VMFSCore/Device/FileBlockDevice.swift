@@ -225,13 +225,37 @@ public final class FileBlockDevice: BlockDevice {
         }
     }
 
+    /// How long ``lockRange(offset:length:)`` waits for another process before giving up. The
+    /// critical sections it guards take microseconds; a process that holds one for this long is
+    /// frozen (stopped) or dead-locked, and waiting forever would freeze this host too.
+    public static let rangeLockWaitLimitNanoseconds: UInt64 = 10_000_000_000
+
     public func lockRange(offset: UInt64, length: UInt64) throws(VMFSError) {
         rangeLocks.lock(offset)
-        let result = cvmfs_ofd_lock(descriptor, Int16(F_WRLCK), Int64(offset), Int64(length), 1)
-        if result != 0 {
-            rangeLocks.unlock(offset)
-            throw VMFSError.system("fcntl(F_OFD_SETLKW)", errno: -result, path: path, offset: offset)
+        let deadline = Clock.monotonicNanoseconds + Self.rangeLockWaitLimitNanoseconds
+        var pause: UInt64 = 50_000
+        while true {
+            let result = cvmfs_ofd_lock(descriptor, Int16(F_WRLCK), Int64(offset), Int64(length), 0)
+            if result == 0 { return }
+            guard result == -EAGAIN || result == -EACCES else {
+                rangeLocks.unlock(offset)
+                throw VMFSError.system("fcntl(F_OFD_SETLK)", errno: -result, path: path, offset: offset)
+            }
+            if Clock.monotonicNanoseconds >= deadline {
+                rangeLocks.unlock(offset)
+                throw VMFSError(.timedOut, "the sector at byte \(offset) stayed locked by another process for "
+                                + "\(Self.rangeLockWaitLimitNanoseconds / 1_000_000_000) s (a stopped host?)",
+                                location: .init(device: path, offset: offset))
+            }
+            Clock.sleep(nanoseconds: pause)
+            pause = min(pause * 2, 5_000_000)
         }
+    }
+
+    /// True when another process (or another open of the device) holds a range lock overlapping
+    /// `[offset, offset + length)` right now.
+    public func isRangeLockedElsewhere(offset: UInt64, length: UInt64) -> Bool {
+        cvmfs_ofd_range_locked(descriptor, Int64(offset), Int64(length)) == 1
     }
 
     public func unlockRange(offset: UInt64, length: UInt64) {
