@@ -20,8 +20,7 @@ struct BlockMap {
                             location: .init(structure: "file descriptor \(descriptor.slot)", offset: layout.descriptor(descriptor.slot)))
         }
         let address = layout.pointerNode(number)
-        let node = try PointerNode.decode(try store.sector(address, lockIndex: lockIndex), number: number,
-                                          volumeID: volumeID, address: address)
+        let node = try store.pointerNode(address, number: number, lockIndex: lockIndex)
         guard node.level == level, node.ownerSlot == descriptor.slot, node.ownerGeneration == descriptor.generation else {
             throw VMFSError(.corrupt, "pointer block \(number) belongs to slot \(node.ownerSlot) generation \(node.ownerGeneration) "
                             + "level \(node.level), not to file \(descriptor.slot) generation \(descriptor.generation) level \(level)",

@@ -13,6 +13,8 @@ final class MetadataStore: Sendable {
     struct Cached {
         var image: [UInt8]
         var lockIndex: Int
+        /// The decoded pointer block, kept so the hot read path does not re-validate the sector.
+        var node: PointerNode?
     }
 
     private struct State {
@@ -194,6 +196,16 @@ final class MetadataStore: Sendable {
             if (try? SectorCodec.open(mirror, magic: magic, volumeID: volumeID, address: address)) != nil { return mirror }
             throw error
         }
+    }
+
+    /// A pointer block from the cache (decoded once per change), reading it if needed.
+    func pointerNode(_ address: UInt64, number: UInt32, lockIndex: Int) throws(VMFSError) -> PointerNode {
+        if let node = state.withLock({ $0.cache[address]?.node }) { return node }
+        let node = try PointerNode.decode(try sector(address, lockIndex: lockIndex), number: number, volumeID: volumeID, address: address)
+        state.withLock { s in
+            if s.cache[address] != nil && SectorCodec.version(of: s.cache[address]!.image) == node.version { s.cache[address]?.node = node }
+        }
+        return node
     }
 
     /// Records a new image for `address`. `encode` receives the version to stamp: one more than
