@@ -2,7 +2,8 @@
 # Hypervisor benchmark with the VM on a VMFS volume (not a test): `vmctl run` from process start to
 # the guest's first instruction (includes joining the volume and taking the VM's locks), VMM memory
 # beyond guest RAM, and guest virtio-blk sequential throughput on a thin VMFS disk as a ratio to the
-# same I/O on a raw file measured in the same run (vm-run --raw-baseline).
+# raw device: fio with O_DIRECT, the same request size, queue depth 1, on a file of the same
+# filesystem, measured in the same run (VMFS uses O_DIRECT on its device too).
 # Usage: Benchmarks/hypervisor/bench-vmfs.sh [total-MiB] [request-KiB] [requests-per-notify]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -45,10 +46,12 @@ mbps() { awk -v b="$total" -v ns="$1" 'BEGIN { printf "%.0f", b / 1048576 / (ns 
 ratio() { awk -v g="$1" -v r="$2" 'BEGIN { printf "%.2f", r / g }'; }
 wr=(); rd=(); wratio=(); rratio=()
 for _ in $(seq "$runs"); do
-    raw="$work/raw.img"; rm -f "$raw"; truncate -s "$total" "$raw"
-    baseline="$("$bin/vm-run" --guest "$guest" --workload 6 --memory 128 --disk "$raw" --arguments "$total" "$request" "$depth" --report --raw-baseline)"
-    raw_write_ns="$(awk '$1 == "raw_write_ns" { print $2 }' <<<"$baseline")"
-    raw_read_ns="$(awk '$1 == "raw_read_ns" { print $2 }' <<<"$baseline")"
+    raw="$work/raw.img"; rm -f "$raw"
+    fio_ns() { python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; d=j["write"] if j["write"]["io_bytes"]>0 else j["read"]; print(int(d["runtime"])*1000000)'; }
+    common=(--name=raw --filename="$raw" --size="$total" --bs="${request_kib}k" --direct=1 --ioengine=psync --output-format=json)
+    raw_write_ns="$(fio "${common[@]}" --rw=write --end_fsync=1 | fio_ns)"
+    raw_read_ns="$(fio "${common[@]}" --rw=read | fio_ns)"
+    rm -f "$raw"
     out="$("$bin/vmctl" run --volume "$lun" --quiet --report disk)"
     marker() { awk -v c="$1" '$1 == "marker" && $2 == c { print $6; exit }' <<<"$out"; }
     write_ns=$(( $(marker 17) - $(marker 16) )); read_ns=$(( $(marker 19) - $(marker 18) ))
