@@ -49,7 +49,7 @@ struct ClusterTests {
         try counter.close()
         try setup.unmount()
         let hosts = 8
-        let increments = 25
+        let increments = 100
         let workers = try (0..<hosts).map { index in
             try LiveProcess("vmfs-testhost", ["counter", lun.path, "--host-id", "counter-\(index)", "--increments", "\(increments)"] + fastHostFlags)
         }

@@ -143,3 +143,34 @@ struct VMControlTests {
         #expect(try runTool("fsck.vmfs", ["-n", image.path]).status == 0)
     }
 }
+
+@Suite("A Linux VM stored on a VMFS volume", .enabled(if: hasKVM, "needs read-write /dev/kvm (NO_KVM=1 skips)"))
+struct LinuxVMOnVolumeTests {
+    /// The stock Debian kernel and initramfs are copied onto the volume by `vmctl create` and
+    /// booted by `vmctl run` from there. On these machines (software KVM) the kernel gets as far
+    /// as its console banner, e820 map and MP table, then stops in `alternative_instructions()`.
+    @Test func debianKernelFromTheVolumePrintsItsBannerIntoTheLog() throws {
+        let assets = repositoryRoot.appendingPathComponent(".cache/guest")
+        let vmlinux = assets.appendingPathComponent("vmlinux").path
+        let initramfs = assets.appendingPathComponent("initramfs.cpio.gz").path
+        if !FileManager.default.fileExists(atPath: vmlinux) {
+            let build = Process()
+            build.executableURL = repositoryRoot.appendingPathComponent("Tools/scripts/build-guest.sh")
+            try build.run()
+            build.waitUntilExit()
+        }
+        try #require(FileManager.default.fileExists(atPath: vmlinux), "Tools/scripts/build-guest.sh did not produce the kernel")
+        let image = try VolumeImage(size: "2G")
+        let created = try runTool("vmctl", ["create", "--volume", image.path, "--name", "debian", "--vcpus", "1", "--memory", "128M",
+                                            "--disk", "1G", "--kernel", vmlinux, "--initrd", initramfs, "--cmdline",
+                                            "console=ttyS0 earlyprintk=serial noxsave nokaslr pci=conf1 acpi=off reboot=k panic=1 8250.nr_uarts=1"])
+        #expect(created.status == 0, "\(created.stderr)")
+        let run = try runTool("vmctl", ["run", "--volume", image.path, "--quiet", "--time-limit", "90", "debian"])
+        #expect([0, 3, 4, 5].contains(run.status), "\(run.stderr)")
+        let log = try image.text(of: "debian.log")
+        #expect(log.contains("Linux version 6.1"), "the kernel banner must reach debian.log on the volume")
+        #expect(log.contains("BIOS-e820"), "the e820 map must be printed")
+        #expect(log.contains("MPTABLE") || log.contains("MP-table"), "the MP table must be found")
+        #expect(try runTool("fsck.vmfs", ["-n", image.path]).status == 0)
+    }
+}
