@@ -24,7 +24,7 @@ extension VolumeChecker {
             var writtenBeyondEnd = 0
             let structure = "file descriptor \(slot)"
             let address = layout.descriptor(slot)
-            let blocksInSize = (descriptor.size + UInt64(layout.blockSize) - 1) / UInt64(layout.blockSize)
+            let blocksInSize = descriptor.size.pieces(of: UInt64(layout.blockSize))
 
             // Returns false when the entry must be cleared.
             func visitData(_ entry: UInt32, fileBlock: UInt64) throws(VMFSError) -> Bool {

@@ -47,13 +47,13 @@ struct BlockMap {
             copy.version = version
             return copy.encoded(volumeID: volumeID, address: address)
         }
-        descriptor.pointerBlocks += 1
+        descriptor.pointerBlocks = descriptor.pointerBlocks.saturatingAdd(1)
         return node
     }
 
     private mutating func release(_ node: PointerNode) throws(VMFSError) {
         try pointers.free(UInt64(node.number))
-        descriptor.pointerBlocks -= 1
+        descriptor.pointerBlocks = descriptor.pointerBlocks.saturatingSubtract(1)
     }
 
     // MARK: Lookup

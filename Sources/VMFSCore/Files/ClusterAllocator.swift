@@ -193,7 +193,7 @@ final class ClusterAllocator: Sendable {
     /// Leases the clusters of `items` (waiting for other hosts if needed) and pins them for
     /// `body`, which frees items in them.
     func withClustersHeld<T>(of items: [UInt64], deadline: UInt64, _ body: () throws(VMFSError) -> T) throws(VMFSError) -> T {
-        let needed = Set(items.map { cluster(of: $0) }).sorted()
+        let needed = Set(items.filter(isValid).map { cluster(of: $0) }).sorted()
         var pinned: [Int] = []
         defer { state.withLock { s in for c in pinned { s.held[c]?.pins -= 1 } } }
         for c in needed {
@@ -218,6 +218,9 @@ final class ClusterAllocator: Sendable {
         }
         return try body()
     }
+
+    /// True when `item` is an allocatable item of this pool (not the reserved item 0, inside the volume).
+    func isValid(_ item: UInt64) -> Bool { item > 0 && item < totalItems }
 
     /// True when this host leases the cluster of `item`.
     func holdsCluster(of item: UInt64) -> Bool { state.withLock { $0.held[cluster(of: item)] != nil } }
@@ -262,6 +265,9 @@ final class ClusterAllocator: Sendable {
 
     /// Frees `item`; its cluster must be leased. It becomes reusable after the next commit.
     func free(_ item: UInt64) throws(VMFSError) {
+        guard isValid(item) else {
+            throw VMFSError(.corrupt, "freeing \(noun) \(item), which is outside the volume")
+        }
         let c = cluster(of: item)
         guard state.withLock({ $0.held[c] != nil }) else {
             throw VMFSError(.invalidArgument, "freeing \(noun) \(item) without leasing its cluster \(c)")

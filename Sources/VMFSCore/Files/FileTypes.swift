@@ -26,7 +26,8 @@ public struct FileStatus: Sendable, Equatable {
         slot = d.slot
         generation = d.generation
         size = d.size
-        allocatedBytes = d.allocatedBlocks * UInt64(blockSize) + d.pointerBlocks * UInt64(FormatConstants.sectorSize)
+        allocatedBytes = d.allocatedBlocks.saturatingMultiply(UInt64(blockSize))
+            .saturatingAdd(d.pointerBlocks.saturatingMultiply(UInt64(FormatConstants.sectorSize)))
         mode = d.mode
         uid = d.uid
         gid = d.gid

@@ -67,7 +67,7 @@ public struct HeartbeatSlot: Sendable, Equatable {
             w.put(lastRenewalWallTime, at: 152)
             w.put(claimedWallTime, at: 160)
             w.put(uuid: replayer, at: 168)
-            w.put(UInt16(replayerSlot), at: 184)
+            w.put(UInt16(truncatingIfNeeded: replayerSlot), at: 184)
             w.put(replayerGeneration, at: 192)
             w.put(recoveringGeneration, at: 200)
         }

@@ -67,13 +67,13 @@ public struct LockRecord: Sendable, Equatable {
             w.put(UInt32(index), at: 32)
             w.put(kind.rawValue, at: 36)
             w.put(mode.rawValue, at: 38)
-            w.put(UInt8(holders.count), at: 39)
+            w.put(UInt8(truncatingIfNeeded: min(holders.count, FormatConstants.maxLockHolders)), at: 39)
             w.put(UInt32(releaseRequested ? 1 : 0), at: 40)
             w.put(changedWallTime, at: 48)
             for (i, holder) in holders.prefix(FormatConstants.maxLockHolders).enumerated() {
                 let base = Self.holdersOffset + i * Self.holderSize
                 w.put(uuid: holder.host, at: base)
-                w.put(UInt16(holder.slot), at: base + 16)
+                w.put(UInt16(truncatingIfNeeded: holder.slot), at: base + 16)
                 w.put(holder.generation, at: base + 24)
                 w.put(holder.since, at: base + 32)
                 w.put(holder.pid, at: base + 40)

@@ -96,10 +96,7 @@ extension Session {
         try checkWritable()
         try file.checkUsable()
         guard buffer.count > 0 else { return }
-        let end = offset + UInt64(buffer.count)
-        guard end <= layout.maxFileSize else {
-            throw VMFSError(.fileTooLarge, "writing up to byte \(end) exceeds the maximum file size of \(layout.maxFileSize) bytes")
-        }
+        let end = try rangeEnd(offset: offset, length: UInt64(buffer.count), limit: layout.maxFileSize)
         let mutable = UnsafeMutableRawBufferPointer(mutating: buffer)
         try file.withSharedData { () throws(VMFSError) in
             // Fast path: every block already written and the size unchanged: data only.
@@ -213,7 +210,7 @@ extension Session {
                 if let piece { try device.write(UnsafeRawBufferPointer(piece), at: base + within) }
             }
             try map.setEntry(UInt32(number), at: block)
-            if entry == 0 { map.descriptor.allocatedBlocks += 1 }
+            if entry == 0 { map.descriptor.allocatedBlocks = map.descriptor.allocatedBlocks.saturatingAdd(1) }
             try storeDescriptor(map.descriptor)
             file.state.withLock { $0.descriptor = map.descriptor }
         }

@@ -1,7 +1,7 @@
 /// Changing how much space a file uses: truncate, hole punching, preallocation, and the
 /// freeing of blocks in bounded operations.
 extension Session {
-    private func blocksCovering(_ size: UInt64) -> UInt64 { (size + blockSize - 1) / blockSize }
+    private func blocksCovering(_ size: UInt64) -> UInt64 { size.pieces(of: blockSize) }
 
     /// Frees mapped blocks in file blocks `[from, to)` (only written ones with `onlyWritten`),
     /// in operations small enough for one journal transaction each. The metadata lock is held.
@@ -32,10 +32,13 @@ extension Session {
                     while index < batch.count && store.dirtyCount - before < MetadataStore.operationBudget - 10 {
                         let (block, _) = batch[index]
                         let old = try map.clearEntry(at: block)
-                        if old != 0 {
-                            let number = UInt64(old & ~FormatConstants.unwrittenFlag)
+                        let number = UInt64(old & ~FormatConstants.unwrittenFlag)
+                        if old != 0 && !blocks.isValid(number) {
+                            // A corrupt entry points outside the volume: drop it, there is nothing to free.
+                            map.descriptor.allocatedBlocks = map.descriptor.allocatedBlocks.saturatingSubtract(1)
+                        } else if old != 0 {
                             try blocks.free(number)
-                            map.descriptor.allocatedBlocks -= 1
+                            map.descriptor.allocatedBlocks = map.descriptor.allocatedBlocks.saturatingSubtract(1)
                             if old & FormatConstants.unwrittenFlag == 0 { freed.append(number) }
                         }
                         index += 1
@@ -150,7 +153,9 @@ extension Session {
         try checkWritable()
         try file.checkUsable()
         guard length > 0 else { return }
-        let end = offset + length
+        // Punching past the maximum size frees nothing more: clamp instead of failing.
+        let end = min(offset.saturatingAdd(length), layout.maxFileSize)
+        guard offset < end else { return }
         try file.withExclusiveData { () throws(VMFSError) in
             try file.withMetadataLock { () throws(VMFSError) in
                 let descriptor = file.descriptor
@@ -194,10 +199,7 @@ extension Session {
         try checkWritable()
         try file.checkUsable()
         guard length > 0 else { return }
-        let end = offset + length
-        guard end <= layout.maxFileSize else {
-            throw VMFSError(.fileTooLarge, "allocating up to byte \(end) exceeds the maximum file size of \(layout.maxFileSize) bytes")
-        }
+        let end = try rangeEnd(offset: offset, length: length, limit: layout.maxFileSize)
         try file.withSharedData { () throws(VMFSError) in
             try file.withMetadataLock { () throws(VMFSError) in
                 if end > file.descriptor.size { try trimBeyondEnd(file) }
@@ -241,7 +243,7 @@ extension Session {
                                         if eagerZero { try device.zero(offset: layout.block(number), length: blockSize) }
                                         let entry = eagerZero ? UInt32(number) : UInt32(number) | FormatConstants.unwrittenFlag
                                         try map.setEntry(entry, at: holes[index])
-                                        map.descriptor.allocatedBlocks += 1
+                                        map.descriptor.allocatedBlocks = map.descriptor.allocatedBlocks.saturatingAdd(1)
                                         index += 1
                                     }
                                     try storeDescriptor(map.descriptor)
