@@ -3,19 +3,18 @@ public final class AlignedBuffer: @unchecked Sendable {
     /// The memory.
     public let mutableBytes: UnsafeMutableRawBufferPointer
 
-    /// Allocates `count` zeroed bytes aligned to `alignment`.
-    public init(count: Int, alignment: Int = 4096) {
+    /// Allocates `count` bytes aligned to `alignment`, zeroed unless `zeroed` is false (bounce
+    /// buffers that are filled completely before use skip the cost).
+    public init(count: Int, alignment: Int = 4096, zeroed: Bool = true) {
+        // A zero-byte request still allocates one byte, so the base address is never nil.
         mutableBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: alignment)
-        mutableBytes.initializeMemory(as: UInt8.self, repeating: 0)
-        if count == 0 {
-            // Keep a one-byte allocation but present an empty buffer.
-        }
+        if zeroed { mutableBytes.initializeMemory(as: UInt8.self, repeating: 0) }
         self.count = count
     }
 
     /// Allocates aligned memory holding a copy of `bytes`.
     public convenience init(copying bytes: [UInt8], alignment: Int = 4096) {
-        self.init(count: bytes.count, alignment: alignment)
+        self.init(count: bytes.count, alignment: alignment, zeroed: false)
         bytes.withUnsafeBytes { source in
             if let base = source.baseAddress, !bytes.isEmpty {
                 mutableBytes.baseAddress?.copyMemory(from: base, byteCount: bytes.count)

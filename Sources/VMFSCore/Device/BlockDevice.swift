@@ -56,7 +56,7 @@ public struct DeviceRequest: @unchecked Sendable {
 extension BlockDevice {
     /// Reads `count` bytes at `offset` into a new array.
     public func read(count: Int, at offset: UInt64) throws(VMFSError) -> [UInt8] {
-        let buffer = AlignedBuffer(count: count, alignment: max(alignment, 4096))
+        let buffer = AlignedBuffer(count: count, alignment: max(alignment, 4096), zeroed: false)
         try read(into: buffer.bytes, at: offset)
         return buffer.array
     }

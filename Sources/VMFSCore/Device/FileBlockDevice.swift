@@ -99,7 +99,7 @@ public final class FileBlockDevice: BlockDevice {
         let a = UInt64(alignment)
         let start = offset / a * a
         let end = (offset + UInt64(buffer.count) + a - 1) / a * a
-        let bounce = AlignedBuffer(count: Int(end - start), alignment: max(alignment, 4096))
+        let bounce = AlignedBuffer(count: Int(end - start), alignment: max(alignment, 4096), zeroed: false)
         try rawRead(into: bounce.bytes, at: start)
         let skip = Int(offset - start)
         buffer.baseAddress!.copyMemory(from: bounce.bytes.baseAddress! + skip, byteCount: buffer.count)
@@ -118,7 +118,7 @@ public final class FileBlockDevice: BlockDevice {
         let a = UInt64(alignment)
         let start = offset / a * a
         let end = (offset + UInt64(buffer.count) + a - 1) / a * a
-        let bounce = AlignedBuffer(count: Int(end - start), alignment: max(alignment, 4096))
+        let bounce = AlignedBuffer(count: Int(end - start), alignment: max(alignment, 4096), zeroed: false)
         let skip = Int(offset - start)
         let headPartial = start < offset
         let tailPartial = end > offset + UInt64(buffer.count)
