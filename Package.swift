@@ -74,17 +74,19 @@ let package = Package(
             path: "Benchmarks/vmfs-bench", swiftSettings: strictSettings),
 
         // ---- Tests -----------------------------------------------------------------------
+        // Running the built tools and host processes from tests.
+        .target(name: "VMFSTestSupport", dependencies: ["VMFSCore"], path: "Tests/TestSupport", swiftSettings: strictSettings),
         .testTarget(
             name: "VMFSCoreTests", dependencies: ["VMFSCore", "CVMFSLinux"], swiftSettings: strictSettings),
         .testTarget(
             name: "ToolTests",
-            dependencies: ["VMFSCore", "mkfs.vmfs", "fsck.vmfs", "vmfs", "vmfs-testhost", "vmfs-fuse"],
+            dependencies: ["VMFSCore", "VMFSTestSupport", "mkfs.vmfs", "fsck.vmfs", "vmfs", "vmfs-testhost", "vmfs-fuse"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "HypervisorTests", dependencies: ["Hypervisor", "vmctl"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "VirtualMachineTests", dependencies: ["VMManagement", "VMFSCore", "Hypervisor", "vmctl", "mkfs.vmfs", "vmfs"],
+            name: "VirtualMachineTests", dependencies: ["VMManagement", "VMFSCore", "VMFSTestSupport", "Hypervisor", "vmctl", "mkfs.vmfs", "vmfs"],
             swiftSettings: strictSettings),
     ]
 )

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import VMFSCore
+import VMFSTestSupport
 
 private let fastHostFlags = ["--heartbeat-ms", "100", "--dead-ms", "800", "--io-timeout-ms", "300"]
 

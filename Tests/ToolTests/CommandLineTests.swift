@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import VMFSCore
+import VMFSTestSupport
 
 @Suite("Command-line tools on image files")
 struct CommandLineTests {

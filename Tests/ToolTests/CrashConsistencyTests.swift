@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import VMFSCore
+import VMFSTestSupport
 
 /// What the crash workload's log says each name must look like.
 private enum Expected: Equatable {

@@ -1,13 +1,11 @@
 import Foundation
 import Testing
 @testable import VMFSCore
+import VMFSTestSupport
 
 let hasKVM = access("/dev/kvm", R_OK | W_OK) == 0 && getenv("NO_KVM") == nil
 
 let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-let toolsDirectory: URL = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "")
-    .deletingLastPathComponent()
 
 /// The test guest image, built by Tools/scripts/build-guest.sh if needed.
 func testGuestImage() throws -> String {
@@ -19,29 +17,6 @@ func testGuestImage() throws -> String {
     process.waitUntilExit()
     guard process.terminationStatus == 0 else { throw VMFSError(.io, "build-guest.sh failed") }
     return repositoryRoot.appendingPathComponent(".cache/guest/testguest.elf").path
-}
-
-struct ToolResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
-
-@discardableResult
-func runTool(_ name: String, _ arguments: [String]) throws -> ToolResult {
-    let process = Process()
-    process.executableURL = toolsDirectory.appendingPathComponent(name)
-    process.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return ToolResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
 }
 
 /// A scratch directory with a formatted volume image.

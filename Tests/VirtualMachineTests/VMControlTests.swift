@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import VMFSCore
 import VMManagement
+import VMFSTestSupport
 
 @Suite("VMs on a VMFS volume through vmctl", .serialized, .enabled(if: hasKVM, "needs read-write /dev/kvm (NO_KVM=1 skips)"))
 struct VMControlTests {

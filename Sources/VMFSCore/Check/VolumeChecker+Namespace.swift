@@ -42,6 +42,15 @@ extension VolumeChecker {
         }
     }
 
+    /// When repairing, rewrites a sector whose two copies are both damaged with its empty state,
+    /// and marks the problem just recorded as repaired, saying what was lost.
+    func resetLostSector(_ address: UInt64, consequence: String, _ make: (UInt64) -> [UInt8]) throws(VMFSError) {
+        guard options.repair else { return }
+        try writeRepaired(address, make)
+        report.problems[report.problems.count - 1].repaired = true
+        report.problems[report.problems.count - 1].message += "; \(consequence)"
+    }
+
     // MARK: Names and descriptors
 
     func checkNames() throws(VMFSError) {
@@ -52,14 +61,12 @@ extension VolumeChecker {
             let sector = try mirrored(address, structure: "name table sector \(index)") { (bytes) throws(VMFSError) in
                 try NameTableSector.decode(bytes, index: index, volumeID: volumeID, address: address)
             }
-            if sector == nil && options.repair {
-                try writeRepaired(address) { version in
+            if sector == nil {
+                try resetLostSector(address, consequence: "its names are lost (their files are reconnected as lost+found.N)") { version in
                     var empty = NameTableSector(index: index)
                     empty.version = version
                     return empty.encoded(volumeID: volumeID, address: address)
                 }
-                report.problems[report.problems.count - 1].repaired = true
-                report.problems[report.problems.count - 1].message += "; its names are lost (their files are reconnected as lost+found.N)"
             }
             nameSectors.append(sector ?? NameTableSector(index: index))
         }
@@ -68,14 +75,12 @@ extension VolumeChecker {
             let descriptor = try mirrored(address, structure: "file descriptor \(slot)") { (bytes) throws(VMFSError) in
                 try FileDescriptorRecord.decode(bytes, slot: slot, volumeID: volumeID, address: address)
             }
-            if descriptor == nil && options.repair {
-                try writeRepaired(address) { version in
+            if descriptor == nil {
+                try resetLostSector(address, consequence: "the file in this slot is lost") { version in
                     var free = FileDescriptorRecord(slot: slot)
                     free.version = version
                     return free.encoded(volumeID: volumeID, address: address)
                 }
-                report.problems[report.problems.count - 1].repaired = true
-                report.problems[report.problems.count - 1].message += "; the file in this slot is lost"
             }
             descriptors[slot] = descriptor
         }

@@ -1,26 +1,31 @@
-import Foundation
-import Testing
-@testable import VMFSCore
+public import Foundation
+import VMFSCore
 
 /// The directory holding the built tools (next to the test bundle).
-let toolsDirectory: URL = {
+public let toolsDirectory: URL = {
     let executable = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
     return executable.deletingLastPathComponent()
 }()
 
 /// The result of running a tool.
-struct ToolResult {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var output: String { stdout + stderr }
+public struct ToolResult: Sendable {
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
+    public var output: String { stdout + stderr }
 }
 
 /// Runs a built tool to completion.
 @discardableResult
-func runTool(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
+public func runTool(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
+    try runSystem(toolsDirectory.appendingPathComponent(name).path, arguments, environment: environment)
+}
+
+/// Runs a program (a system command such as losetup or mkfs.ext4) to completion.
+@discardableResult
+public func runSystem(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
     let process = Process()
-    process.executableURL = toolsDirectory.appendingPathComponent(name)
+    process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
     if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     let out = Pipe()
@@ -35,32 +40,14 @@ func runTool(_ name: String, _ arguments: [String], environment: [String: String
                       stderr: String(decoding: errData, as: UTF8.self))
 }
 
-/// Runs a system command (losetup, mkfs.ext4, …).
-@discardableResult
-func runSystem(_ path: String, _ arguments: [String]) throws -> ToolResult {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    let out = Pipe()
-    let err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    let outData = out.fileHandleForReading.readDataToEndOfFile()
-    let errData = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return ToolResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
-}
-
 /// A child process whose output lines are read as they come.
-final class LiveProcess: @unchecked Sendable {
-    let process = Process()
+public final class LiveProcess: @unchecked Sendable {
+    public let process = Process()
     private let lock = NSLock()
     private var lines: [String] = []
     private var partial = ""
 
-    init(_ name: String, _ arguments: [String]) throws {
+    public init(_ name: String, _ arguments: [String]) throws {
         process.executableURL = toolsDirectory.appendingPathComponent(name)
         process.arguments = arguments
         let out = Pipe()
@@ -80,14 +67,14 @@ final class LiveProcess: @unchecked Sendable {
         try process.run()
     }
 
-    var output: [String] {
+    public var output: [String] {
         lock.lock()
         defer { lock.unlock() }
         return lines
     }
 
     /// Waits until a line starting with `prefix` appears; returns it, or nil after `timeout` seconds.
-    func waitForLine(startingWith prefix: String, timeout: Double) -> String? {
+    public func waitForLine(startingWith prefix: String, timeout: Double) -> String? {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if let line = output.first(where: { $0.hasPrefix(prefix) }) { return line }
@@ -98,9 +85,9 @@ final class LiveProcess: @unchecked Sendable {
         return nil
     }
 
-    func kill(_ signal: Int32 = SIGKILL) { Foundation.kill(process.processIdentifier, signal) }
+    public func kill(_ signal: Int32 = SIGKILL) { Foundation.kill(process.processIdentifier, signal) }
 
-    func wait() { process.waitUntilExit() }
+    public func wait() { process.waitUntilExit() }
 
     deinit {
         if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
@@ -108,39 +95,51 @@ final class LiveProcess: @unchecked Sendable {
 }
 
 /// A scratch directory removed at the end of a test.
-final class Scratch {
-    let path: String
+public final class Scratch {
+    public let path: String
 
-    init(_ name: String, base: String = NSTemporaryDirectory()) {
+    public init(_ name: String, base: String = NSTemporaryDirectory()) {
         path = (base as NSString).appendingPathComponent("vmfs-\(name)-\(UUID().uuidString.prefix(8))")
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
 
-    func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+    public func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
 
     deinit { try? FileManager.default.removeItem(atPath: path) }
 }
 
 /// Whether this process runs as root (loop devices, FUSE).
-let isRoot = geteuid() == 0
+public let isRoot = geteuid() == 0
 
 /// Attaches `image` to a free loop device and returns its path.
-func attachLoop(_ image: String) throws -> String {
+public func attachLoop(_ image: String) throws -> String {
     let result = try runSystem("/sbin/losetup", ["--find", "--show", image])
     guard result.status == 0 else { throw VMFSError(.io, "losetup failed: \(result.stderr)") }
     return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
-func detachLoop(_ device: String) {
+public func detachLoop(_ device: String) {
     _ = try? runSystem("/sbin/losetup", ["-d", device])
 }
 
 /// Fast heartbeat timing flags for mkfs.vmfs: renew 100 ms, dead 800 ms, I/O timeout 300 ms.
-let fastMkfsFlags = ["--heartbeat-interval", "100", "--dead-interval", "800", "--io-timeout", "300"]
+public let fastMkfsFlags = ["--heartbeat-interval", "100", "--dead-interval", "800", "--io-timeout", "300"]
 
 /// A checksum of a file's bytes and its size (to prove a tool wrote nothing).
-func fingerprint(_ path: String) throws -> String {
+public func fingerprint(_ path: String) throws -> String {
     let data = try Data(contentsOf: URL(fileURLWithPath: path))
-    let crc = data.withUnsafeBytes { CRC32C.checksum($0) }
-    return "\(data.count):\(crc)"
+    // FNV-1a over 8-byte words: enough to notice any change.
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    data.withUnsafeBytes { raw in
+        var index = 0
+        while index + 8 <= raw.count {
+            hash = (hash ^ raw.loadUnaligned(fromByteOffset: index, as: UInt64.self)) &* 0x100_0000_01b3
+            index += 8
+        }
+        while index < raw.count {
+            hash = (hash ^ UInt64(raw[index])) &* 0x100_0000_01b3
+            index += 1
+        }
+    }
+    return "\(data.count):\(hash)"
 }
