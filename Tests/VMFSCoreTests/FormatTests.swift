@@ -199,3 +199,15 @@ struct FormatTests {
         #expect(split == CRC32C.checksum(big))
     }
 }
+
+@Suite("Allocation bitmap search")
+struct BitmapSearchTests {
+    @Test func nextFreeNeverWrapsAndSkipsFullBytes() {
+        var bitmap = ClusterBitmap(pool: .blocks, index: 1, firstItem: 64, itemCount: 64)
+        for i in 0..<64 where i != 3 && i != 40 { bitmap.set(i, allocated: true) }
+        #expect(bitmap.nextFree(from: 0) == 3)
+        #expect(bitmap.nextFree(from: 4) == 40)
+        #expect(bitmap.nextFree(from: 41) == nil, "the search must not wrap to item 3")
+        #expect(bitmap.firstFree(from: 41) == 3, "firstFree wraps")
+    }
+}
