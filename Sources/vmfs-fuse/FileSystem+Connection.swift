@@ -1,0 +1,38 @@
+internal import CFuse
+internal import VMFSCore
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// INIT: what the daemon asks of the kernel for this connection.
+extension FileSystem {
+    /// Sets request sizes and capabilities.
+    ///
+    /// - 1 MiB WRITE and READ requests (`max_write`, `max_read`; the mount carries the same
+    ///   `max_read`, or libfuse refuses INIT).
+    /// - No writeback cache: it is a per-connection switch, and with it the kernel trusts its
+    ///   own file size and times over the daemon's for good, so a file another host extended
+    ///   would keep its old size here. Writes go through to the daemon (and the device) as
+    ///   they are made; the page cache still serves reads.
+    /// - Splice of READ replies when `splice_read` is on.
+    /// - Readahead up to `read_ahead_kb` (the daemon also raises the connection's bdi limit).
+    func initialize(_ connection: UnsafeMutablePointer<fuse_conn_info>) {
+        let capable = connection.pointee.capable
+        connection.pointee.max_write = configuration.maxTransfer
+        connection.pointee.max_read = configuration.maxTransfer
+        connection.pointee.want &= ~UInt32(FUSE_CAP_WRITEBACK_CACHE)
+        var wanted = UInt32(FUSE_CAP_ASYNC_READ | FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_ASYNC_DIO | FUSE_CAP_ATOMIC_O_TRUNC)
+        if configuration.spliceReads { wanted |= UInt32(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE) }
+        connection.pointee.want |= capable & wanted
+        if configuration.readAheadKiB > 0 {
+            connection.pointee.max_readahead = configuration.readAheadKiB * 1024
+        }
+        connection.pointee.max_background = 64
+        connection.pointee.congestion_threshold = 48
+        connection.pointee.time_gran = 1
+        Log.debug("init: protocol \(connection.pointee.proto_major).\(connection.pointee.proto_minor), "
+                  + "capable 0x\(String(capable, radix: 16)), want 0x\(String(connection.pointee.want, radix: 16)), "
+                  + "max_write \(connection.pointee.max_write), max_read \(connection.pointee.max_read), "
+                  + "max_readahead \(connection.pointee.max_readahead)")
+    }
+}

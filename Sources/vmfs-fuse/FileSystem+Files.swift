@@ -1,0 +1,107 @@
+internal import CFuse
+internal import VMFSCore
+import Synchronization
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// OPEN, FLUSH, RELEASE and FSYNC: the life of an open file and its cluster lock.
+///
+/// Opening for writing takes the file's exclusive on-disk lock (another host gets `EBUSY`,
+/// logged with the owner); read-only opens share the lock with other readers. The last
+/// RELEASE of this host commits the file's metadata and drops the lock.
+extension FileSystem {
+    func open(_ request: Request, inode: fuse_ino_t, info: UnsafeMutablePointer<fuse_file_info>?) {
+        request.answer("open") { () throws(VMFSError) in
+            guard let info else { throw VMFSError(.invalidArgument, "open without file info") }
+            let (slot, generation) = try inodes.file(inode)
+            let open = try openFile(inode: inode, slot: slot, generation: generation, flags: info.pointee.flags)
+            try finishOpen(request, open.handle, info: info, keepCache: open.keepCache, create: false)
+        }
+    }
+
+    /// Opens the file in `slot` for `flags`, truncating it for `O_TRUNC`.
+    ///
+    /// `keepCache` is true when this host already had the file open, so its lock was held
+    /// without a gap and the kernel's cached pages of the file cannot be stale.
+    func openFile(inode: fuse_ino_t, slot: Int, generation: UInt32, flags: Int32) throws(VMFSError) -> (handle: OpenHandle, keepCache: Bool) {
+        let writable = flags & O_ACCMODE != O_RDONLY
+        if writable && configuration.readOnly { throw VMFSError(.readOnly, "the volume is mounted read-only") }
+        return try slots.withOpenCloseLock(slot) { () throws(VMFSError) -> (OpenHandle, Bool) in
+            let lockWasHeld = slots.counts(slot).handles > 0
+            let handle = try volume.open(slot: slot, generation: generation, access: writable ? .readWrite : .readOnly)
+            if writable && flags & O_TRUNC != 0 && handle.size != 0 {
+                do throws(VMFSError) {
+                    try handle.truncate(to: 0)
+                } catch {
+                    try? handle.close()
+                    throw error
+                }
+            }
+            slots.opened(slot, writable: writable)
+            return (OpenHandle(handle: handle, inode: inode, writable: writable), lockWasHeld)
+        }
+    }
+
+    /// Hands `open` to the kernel as `info->fh` and answers OPEN or CREATE. If the kernel no
+    /// longer waits for the answer (the caller was interrupted), no RELEASE will come: close now.
+    func finishOpen(_ request: Request, _ open: OpenHandle, info: UnsafeMutablePointer<fuse_file_info>, keepCache: Bool,
+                    create: Bool) throws(VMFSError) {
+        let number = files.insert(open)
+        info.pointee.fh = number
+        info.pointee.keep_cache = keepCache ? 1 : 0
+        info.pointee.direct_io = 0
+        let status = create ? fuse_reply_create(request.raw, [entry(for: try open.handle.status())], info)
+                            : fuse_reply_open(request.raw, info)
+        if status != 0 {
+            Log.debug("open of inode \(open.inode) was abandoned by the kernel (\(status)); closing it")
+            if let abandoned = files.remove(number) { closeHandle(abandoned) }
+        }
+    }
+
+    func flush(_ request: Request, info: UnsafeMutablePointer<fuse_file_info>?) {
+        request.answer("flush") { () throws(VMFSError) in
+            let open = try openHandle(info)
+            // close(2) returns before the kernel sends RELEASE: make what was written visible
+            // to other hosts (and durable) now, not when the lock is dropped a moment later.
+            if open.writable && open.dirty.exchange(false, ordering: .acquiringAndReleasing) {
+                try open.handle.sync()
+            }
+            request.reply(error: 0)
+        }
+    }
+
+    func release(_ request: Request, info: UnsafeMutablePointer<fuse_file_info>?) {
+        guard let info, let open = files.remove(info.pointee.fh) else {
+            request.reply(error: EBADF)
+            return
+        }
+        closeHandle(open)
+        request.reply(error: 0)
+    }
+
+    /// Closes one handle: the last one of this host commits and drops the file's lock. When it
+    /// was the last writer, the kernel forgets the file's attributes first.
+    func closeHandle(_ open: OpenHandle) {
+        slots.withOpenCloseLock(open.slot) {
+            let left = slots.closed(open.slot, writable: open.writable)
+            if open.writable && left.writers == 0 && configuration.lockedAttributeTimeout > 0 {
+                invalidateAttributes(of: open.inode)
+            }
+            do throws(VMFSError) {
+                try open.handle.close()
+            } catch {
+                Log.error("closing file slot \(open.slot): \(error.description)")
+            }
+        }
+    }
+
+    func fsync(_ request: Request, info: UnsafeMutablePointer<fuse_file_info>?) {
+        request.answer("fsync") { () throws(VMFSError) in
+            let open = try openHandle(info)
+            open.dirty.store(false, ordering: .releasing)
+            try open.handle.sync()
+            request.reply(error: 0)
+        }
+    }
+}
