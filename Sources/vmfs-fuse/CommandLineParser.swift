@@ -195,7 +195,7 @@ struct CommandLineParser {
                 if name == "subtype" { sawSubtype = true }
                 configuration.fuseOptions.append("\(name)=\(value)")
             } else {
-                throw UsageError("unknown mount option '\(value.map { "\(name)=\($0)" } ?? name)' (see vmfs-fuse --help)")
+                throw UsageError("unknown mount option '\(value.map { "\(name)=\($0)" } ?? name)'")
             }
         }
     }
