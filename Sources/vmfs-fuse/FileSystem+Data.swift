@@ -71,3 +71,34 @@ extension FileSystem {
         }
     }
 }
+
+/// LSEEK with `SEEK_DATA` and `SEEK_HOLE` (the kernel answers the other kinds itself), so that
+/// sparse-aware copiers (`cp`, `qemu-img convert`) skip holes instead of reading zeros.
+///
+/// Preallocated blocks never written count as holes. Pages dirtied through a shared mapping
+/// and not yet written back are not known here (the kernel does not flush before asking).
+extension FileSystem {
+    func lseek(_ request: Request, offset: off_t, whence: Int32, info: UnsafeMutablePointer<fuse_file_info>?) {
+        request.answer("lseek") { () throws(VMFSError) in
+            let open = try openHandle(info)
+            guard offset >= 0 else { throw VMFSError(.invalidArgument, "negative offset \(offset)") }
+            let position = UInt64(offset)
+            switch whence {
+            case LinuxConstants.seekData:
+                guard let data = try open.handle.nextData(from: position) else {
+                    request.reply(error: ENXIO)
+                    return
+                }
+                fuse_reply_lseek(request.raw, off_t(data))
+            case LinuxConstants.seekHole:
+                guard position < open.handle.size else {
+                    request.reply(error: ENXIO)
+                    return
+                }
+                fuse_reply_lseek(request.raw, off_t(try open.handle.nextHole(from: position)))
+            default:
+                throw VMFSError(.invalidArgument, "lseek whence \(whence) is handled by the kernel")
+            }
+        }
+    }
+}

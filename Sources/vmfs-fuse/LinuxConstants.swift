@@ -10,6 +10,10 @@ enum LinuxConstants {
     static let fallocPunchHole: Int32 = 0x02
     static let fallocZeroRange: Int32 = 0x10
 
+    // lseek(2) whence
+    static let seekData: Int32 = 3
+    static let seekHole: Int32 = 4
+
     // open(2) flag
     static let oDirect: Int32 = 0o40000
 

@@ -1,3 +1,4 @@
+internal import CFuse
 internal import VMFSCore
 #if canImport(Glibc)
 internal import Glibc
