@@ -1,0 +1,142 @@
+import Foundation
+import Testing
+import VMFSCore
+
+extension FuseSuite {
+    /// Two hosts (two daemons with different host ids) mounting one volume.
+    @Suite("Two hosts on one volume")
+    struct ClusterMountTests {
+        @Test("data written and closed on host A reads back identical on host B at once")
+        func writeOnAReadOnB() throws {
+            let volume = try TestVolume("write-a-read-b")
+            let a = try volume.mount("A")
+            let b = try volume.mount("B")
+            // Larger than one 1 MiB block, unaligned size; plus a small (inline) file.
+            let big = patternBytes(37 << 20 | 12345, seed: 1)
+            let small = Array("written on A\n".utf8)
+            try Posix.writeFile(a.path("big.bin"), big)
+            try Posix.writeFile(a.path("small.txt"), small)
+            #expect(try Posix.readFile(b.path("big.bin")) == big)
+            #expect(try Posix.readFile(b.path("small.txt")) == small)
+            #expect(try Posix.stat(b.path("big.bin")).st_size == off_t(big.count))
+
+            // Overwrite in the middle on B; A sees it at once, size unchanged.
+            let patch = patternBytes(3 << 20, seed: 2)
+            let descriptor = try Posix.open(b.path("big.bin"), O_WRONLY)
+            try Posix.write(descriptor, patch, at: 5 << 20 | 777)
+            try Posix.close(descriptor)
+            var expected = big
+            expected.replaceSubrange((5 << 20 | 777)..<((5 << 20 | 777) + patch.count), with: patch)
+            #expect(try Posix.readFile(a.path("big.bin")) == expected)
+
+            // Growing and shrinking on A show on B.
+            #expect(truncate(a.path("small.txt"), 5 << 20) == 0)
+            #expect(try Posix.stat(b.path("small.txt")).st_size == 5 << 20)
+            #expect(truncate(a.path("big.bin"), 100) == 0)
+            #expect(try Posix.readFile(b.path("big.bin")) == Array(big[0..<100]))
+            #expect(try a.unmount() == 0)
+            #expect(try b.unmount() == 0)
+            let fsck = try volume.check()
+            #expect(fsck.status == 0, "\(fsck)")
+        }
+
+        @Test("opening for write takes the exclusive lock: the other host gets EBUSY, named in its log")
+        func lockExclusionAcrossMounts() throws {
+            let volume = try TestVolume("locks")
+            let a = try volume.mount("A")
+            let b = try volume.mount("B", options: ["lock_wait_ms=200"])
+            try Posix.writeFile(a.path("vm.vmdk"), patternBytes(1 << 20, seed: 3))
+
+            let writer = try Posix.open(a.path("vm.vmdk"), O_RDWR)
+            #expect(Posix.openError(b.path("vm.vmdk"), O_RDWR) == EBUSY)
+            #expect(Posix.openError(b.path("vm.vmdk"), O_RDONLY) == EBUSY, "readers are excluded by a writer too")
+            #expect(unlink(b.path("vm.vmdk")) != 0 && errno == EBUSY, "a file open on another host cannot be removed")
+            #expect(chmod(b.path("vm.vmdk"), 0o600) != 0 && errno == EBUSY, "attribute changes need the lock")
+            let warning = b.log.split(separator: "\n").first { $0.contains("EBUSY") || $0.contains("locked exclusive") }
+            #expect(warning?.contains("(A, slot") == true, "B's log must name the owner host: \(b.log)")
+            // The lock is visible to the admin tools, held by A.
+            let held = try volume.locks().first { $0.object == "file 'vm.vmdk'" }
+            #expect(held?.mode == "exclusive")
+            #expect(held?.holders.map(\.hostName) == ["A"])
+            try Posix.close(writer)
+
+            // After A's close (RELEASE is asynchronous; the open waits up to lock_wait_ms).
+            let reopened = try Posix.open(b.path("vm.vmdk"), O_RDWR)
+            #expect(Posix.openError(a.path("vm.vmdk"), O_RDONLY) == EBUSY)
+            try Posix.close(reopened)
+
+            // Readers share: both hosts open read-only at once; a writer is refused meanwhile.
+            let readerA = try Posix.open(a.path("vm.vmdk"), O_RDONLY)
+            let readerB = try Posix.open(b.path("vm.vmdk"), O_RDONLY)
+            #expect(Posix.openError(b.path("vm.vmdk"), O_WRONLY) == EBUSY, "A still reads: B cannot upgrade")
+            let shared = try volume.locks().first { $0.object == "file 'vm.vmdk'" }
+            #expect(shared?.mode == "read-only")
+            #expect(shared?.holders.map(\.hostName).sorted() == ["A", "B"])
+            try Posix.close(readerA)
+            try Posix.close(readerB)
+            #expect(try a.unmount() == 0)
+            #expect(try b.unmount() == 0)
+        }
+
+        @Test("creates, renames and unlinks on one host show in the other's listing at once")
+        func namespaceVisibility() throws {
+            let volume = try TestVolume("names")
+            let a = try volume.mount("A")
+            let b = try volume.mount("B")
+            #expect(try Posix.list(b.mountpoint) == [])
+            try Posix.writeFile(a.path("one"), Array("1".utf8))
+            #expect(try Posix.list(b.mountpoint) == ["one"])
+            #expect(try Posix.readFile(b.path("one")) == Array("1".utf8))
+
+            #expect(rename(b.path("one"), b.path("two")) == 0)
+            #expect(try Posix.list(a.mountpoint) == ["two"])
+            #expect(Posix.openError(a.path("one"), O_RDONLY) == ENOENT, "the old name is gone on A at once")
+            #expect(try Posix.readFile(a.path("two")) == Array("1".utf8))
+
+            // The same name recreated on the other host is a different file (new generation).
+            #expect(unlink(a.path("two")) == 0)
+            #expect(try Posix.list(b.mountpoint) == [])
+            #expect(Posix.openError(b.path("two"), O_RDONLY) == ENOENT)
+            try Posix.writeFile(b.path("two"), Array("second".utf8))
+            #expect(try Posix.readFile(a.path("two")) == Array("second".utf8))
+
+            // RENAME_NOREPLACE and RENAME_EXCHANGE across hosts.
+            try Posix.writeFile(a.path("three"), Array("3".utf8))
+            #expect(renameat2(b.path("two"), b.path("three"), flags: RENAME_NOREPLACE) == -1 && errno == EEXIST)
+            #expect(renameat2(b.path("two"), b.path("three"), flags: RENAME_EXCHANGE) == 0)
+            #expect(try Posix.readFile(a.path("two")) == Array("3".utf8))
+            #expect(try Posix.readFile(a.path("three")) == Array("second".utf8))
+            #expect(renameat2(a.path("two"), a.path("four"), flags: RENAME_WHITEOUT) == -1 && errno == EINVAL)
+
+            // Many files: each host sees the other's whole set, stat agrees.
+            for index in 0..<40 { try Posix.writeFile(a.path("file-\(index)"), patternBytes(index * 100, seed: UInt64(index))) }
+            let listed = try Posix.list(b.mountpoint)
+            #expect(listed.count == 42)
+            for index in [0, 17, 39] {
+                #expect(try Posix.stat(b.path("file-\(index)")).st_size == off_t(index * 100))
+            }
+            #expect(try a.unmount() == 0)
+            #expect(try b.unmount() == 0)
+        }
+
+        @Test("a clean unmount releases every lock and the heartbeat slot")
+        func cleanUnmountReleasesEverything() throws {
+            let volume = try TestVolume("unmount")
+            let a = try volume.mount("A")
+            let b = try volume.mount("B")
+            #expect(try volume.liveHosts() == ["A", "B"])
+            try Posix.writeFile(a.path("data"), patternBytes(8 << 20, seed: 9))
+            let reader = try Posix.open(b.path("data"), O_RDONLY)
+            #expect(try volume.locks().contains { $0.object == "file 'data'" && $0.holders.map(\.hostName) == ["B"] })
+            try Posix.close(reader)
+            #expect(try a.unmount() == 0)
+            #expect(try volume.liveHosts() == ["B"])
+            #expect(try b.unmount() == 0)
+            #expect(try volume.liveHosts() == [])
+            #expect(try volume.locks() == [])
+            #expect(a.log.contains("file locks and heartbeat slot released"))
+            let fsck = try volume.check()
+            #expect(fsck.status == 0, "\(fsck)")
+        }
+    }
+}
