@@ -126,3 +126,13 @@ func renameat2(_ from: String, _ to: String, flags: UInt32) -> Int32 {
     let atCurrentDirectory: Int32 = -100
     return function(atCurrentDirectory, from, atCurrentDirectory, to, flags)
 }
+
+/// `fallocate(2)` (glibc declares it only under `_GNU_SOURCE`); -1 with errno set on failure.
+func fallocate(_ descriptor: Int32, _ mode: Int32, _ offset: off_t, _ length: off_t) -> Int32 {
+    typealias Function = @convention(c) (Int32, Int32, off_t, off_t) -> Int32
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "fallocate") else {
+        errno = ENOSYS
+        return -1
+    }
+    return unsafeBitCast(symbol, to: Function.self)(descriptor, mode, offset, length)
+}
