@@ -19,7 +19,7 @@ internal import Glibc
 enum Daemon {
     static func run(_ configuration: Configuration) -> Int32 {
         SignalWatcher.blockSignals()
-        if configuration.readyDescriptor != nil { Launcher.enterOwnSession() }
+        if let ready = configuration.readyDescriptor { Launcher.detachFromCaller(keeping: ready) }
         Log.setVerbose(configuration.debug)
         let volume: Volume
         do {

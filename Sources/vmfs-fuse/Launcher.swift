@@ -44,9 +44,26 @@ enum Launcher {
         return 128 + (status & 0x7f)  // killed by a signal
     }
 
-    /// In the detached copy: leave the caller's session before anything else happens.
-    static func enterOwnSession() {
+    /// In the detached copy, before anything else happens: leave the caller's session and
+    /// close every descriptor inherited from the caller but the standard ones and the pipe.
+    /// (A caller that waits for a descriptor it passed to reach end of file — a test
+    /// harness's process monitor, a pipe of mount(8)'s caller — would otherwise wait for as
+    /// long as the daemon lives.)
+    static func detachFromCaller(keeping ready: Int32) {
         _ = setsid()
+        var inherited: [Int32] = []
+        if let directory = opendir("/proc/self/fd") {
+            while let entry = readdir(directory) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                    String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                if let descriptor = Int32(name) { inherited.append(descriptor) }
+            }
+            closedir(directory)
+        }
+        for descriptor in inherited where descriptor > STDERR_FILENO && descriptor != ready {
+            close(descriptor)
+        }
     }
 
     /// In the detached copy, once mounted: tell the caller, then stop using its terminal.
