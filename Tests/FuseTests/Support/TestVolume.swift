@@ -28,12 +28,16 @@ struct Timing {
 final class TestVolume {
     let scratch: Scratch
     let image: String
+    /// Where file data starts on the device (below: header, heartbeats, locks, journals, metadata).
+    let dataOffset: UInt64
 
     init(_ name: String, size: String = "16G", timing: Timing = .relaxed) throws {
         scratch = Scratch(name)
         image = scratch.file("volume.img")
-        let made = try run(Environment.product("mkfs.vmfs"), ["--size", size, "--journal-size", "4M", image] + timing.mkfsFlags)
+        let made = try run(Environment.product("mkfs.vmfs"), ["--json", "--size", size, "--journal-size", "4M", image] + timing.mkfsFlags)
         guard made.status == 0 else { throw HarnessError("mkfs.vmfs failed: \(made)") }
+        struct Made: Decodable { var dataOffset: UInt64 }
+        dataOffset = try JSONDecoder().decode(Made.self, from: Data(made.stdout.utf8)).dataOffset
     }
 
     /// Mounts the volume as host `hostID` (a foreground daemon, `-o auto_unmount`).
