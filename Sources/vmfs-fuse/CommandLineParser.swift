@@ -39,7 +39,7 @@ struct CommandLineParser {
           host_id=ID            host identity: a UUID, or any text hashed to one
           ro                    mount read-only (shared file locks only)
           lock_wait_ms=N        as --lock-wait-ms
-          attr_timeout=SECONDS  attribute cache time for files this host holds exclusively (default 1)
+          attr_timeout=SECONDS  attribute cache time for files this host has open (default 1)
           read_ahead_kb=N       kernel readahead of the mount (default 1024; 0 = kernel default)
           max_threads=N         FUSE worker threads (default 16)
           splice_read           answer reads by splicing from the device

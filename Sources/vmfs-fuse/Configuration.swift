@@ -24,8 +24,8 @@ struct Configuration: Sendable, Equatable {
     /// the kernel's asynchronous RELEASE: `close(2)` returns before the other host's daemon
     /// has dropped the lock.
     var lockWaitMs: UInt32 = 1000
-    /// Attribute cache timeout (seconds) for files this host holds exclusively; every other
-    /// attribute and every name is revalidated on each use.
+    /// Attribute cache timeout (seconds) for files this host has open (and so holds the lock
+    /// of); every other attribute and every name is revalidated on each use.
     var lockedAttributeTimeout: Double = 1.0
     /// Largest READ and WRITE request (bytes).
     var maxTransfer: UInt32 = 1 << 20

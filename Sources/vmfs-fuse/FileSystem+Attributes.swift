@@ -14,8 +14,8 @@ extension FileSystem {
                 return
             }
             let status: FileStatus
-            if let info, let open = files.value(info.pointee.fh), open.inode == inode {
-                status = try open.handle.status()
+            if let info, let open = OpenHandle.borrowed(info.pointee.fh), open.inode == inode {
+                status = open.handle.heldStatus
             } else {
                 let (slot, generation) = try inodes.file(inode)
                 status = try volume.status(slot: slot, generation: generation)
@@ -37,12 +37,12 @@ extension FileSystem {
             if configuration.readOnly { throw VMFSError(.readOnly, "the volume is mounted read-only") }
             let changes = Self.changes(attributes.pointee, toSet: toSet)
             let status: FileStatus
-            if let info, let open = files.value(info.pointee.fh), open.writable, open.inode == inode {
+            if let info, let open = OpenHandle.borrowed(info.pointee.fh), open.writable, open.inode == inode {
                 try slots.withWriteLock(open.slot, exclusive: true) { () throws(VMFSError) in
                     try open.handle.setAttributes(changes)
                 }
                 open.dirty.store(true, ordering: .releasing)
-                status = try open.handle.status()
+                status = open.handle.heldStatus
             } else {
                 let (slot, generation) = try inodes.file(inode)
                 status = try slots.withOpenCloseLock(slot) { () throws(VMFSError) -> FileStatus in

@@ -1,5 +1,6 @@
 internal import CFuse
 internal import VMFSCore
+import Synchronization
 #if canImport(Glibc)
 internal import Glibc
 #endif
@@ -14,16 +15,24 @@ extension FileSystem {
     ///   own file size and times over the daemon's for good, so a file another host extended
     ///   would keep its old size here. Writes go through to the daemon (and the device) as
     ///   they are made; the page cache still serves reads.
+    /// - No automatic invalidation of cached data by modification time (with it, the kernel asks
+    ///   for attributes before every read). The page cache is kept only while this host holds the
+    ///   file's lock, and dropped at the first open after a gap (see `openFile`).
     /// - Splice of READ replies when `splice_read` is on.
     /// - Readahead up to `read_ahead_kb` (the daemon also raises the connection's bdi limit).
     func initialize(_ connection: UnsafeMutablePointer<fuse_conn_info>) {
         let capable = connection.pointee.capable
         connection.pointee.max_write = configuration.maxTransfer
         connection.pointee.max_read = configuration.maxTransfer
-        connection.pointee.want &= ~UInt32(FUSE_CAP_WRITEBACK_CACHE)
+        connection.pointee.want &= ~UInt32(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_AUTO_INVAL_DATA)
         var wanted = UInt32(FUSE_CAP_ASYNC_READ | FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_ASYNC_DIO | FUSE_CAP_ATOMIC_O_TRUNC)
         if configuration.spliceReads { wanted |= UInt32(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE) }
         connection.pointee.want |= capable & wanted
+        if let splicer {
+            let granted = connection.pointee.want & UInt32(FUSE_CAP_SPLICE_WRITE) != 0
+            splicer.enabled.store(granted, ordering: .relaxed)
+            if !granted { Log.warning("splice_read: the kernel does not accept spliced replies; reads are copied") }
+        }
         if configuration.readAheadKiB > 0 {
             connection.pointee.max_readahead = configuration.readAheadKiB * 1024
         }

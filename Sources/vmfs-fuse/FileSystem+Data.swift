@@ -11,6 +11,7 @@ extension FileSystem {
         request.answer("read") { () throws(VMFSError) in
             let open = try openHandle(info)
             guard offset >= 0 else { throw VMFSError(.invalidArgument, "negative read offset \(offset)") }
+            if let splicer, try splicer.reply(request, handle: open.handle, size: size, offset: UInt64(offset)) { return }
             try buffers.withBuffer(count: size) { (buffer) throws(VMFSError) in
                 let count = try open.handle.read(into: buffer, at: UInt64(offset))
                 request.reply(buffer: buffer.baseAddress, count: count)

@@ -47,15 +47,17 @@ extension FileSystem {
     /// longer waits for the answer (the caller was interrupted), no RELEASE will come: close now.
     func finishOpen(_ request: Request, _ open: OpenHandle, info: UnsafeMutablePointer<fuse_file_info>, keepCache: Bool,
                     create: Bool) throws(VMFSError) {
-        let number = files.insert(open)
-        info.pointee.fh = number
+        let entry = create ? entry(for: open.handle.heldStatus) : nil
+        files.add(open)
+        info.pointee.fh = open.retainForKernel()
         info.pointee.keep_cache = keepCache ? 1 : 0
         info.pointee.direct_io = 0
-        let status = create ? fuse_reply_create(request.raw, [entry(for: try open.handle.status())], info)
-                            : fuse_reply_open(request.raw, info)
+        let status = if let entry { fuse_reply_create(request.raw, [entry], info) } else { fuse_reply_open(request.raw, info) }
         if status != 0 {
             Log.debug("open of inode \(open.inode) was abandoned by the kernel (\(status)); closing it")
-            if let abandoned = files.remove(number) { closeHandle(abandoned) }
+            _ = OpenHandle.released(info.pointee.fh)
+            files.remove(open)
+            closeHandle(open)
         }
     }
 
@@ -72,20 +74,21 @@ extension FileSystem {
     }
 
     func release(_ request: Request, info: UnsafeMutablePointer<fuse_file_info>?) {
-        guard let info, let open = files.remove(info.pointee.fh) else {
+        guard let info, let open = OpenHandle.released(info.pointee.fh) else {
             request.reply(error: EBADF)
             return
         }
+        files.remove(open)
         closeHandle(open)
         request.reply(error: 0)
     }
 
-    /// Closes one handle: the last one of this host commits and drops the file's lock. When it
-    /// was the last writer, the kernel forgets the file's attributes first.
+    /// Closes one handle: the last one of this host commits and drops the file's lock, and the
+    /// kernel forgets the file's attributes first.
     func closeHandle(_ open: OpenHandle) {
         slots.withOpenCloseLock(open.slot) {
             let left = slots.closed(open.slot, writable: open.writable)
-            if open.writable && left.writers == 0 && configuration.lockedAttributeTimeout > 0 {
+            if left.handles == 0 && configuration.lockedAttributeTimeout > 0 {
                 invalidateAttributes(of: open.inode)
             }
             do throws(VMFSError) {

@@ -15,18 +15,20 @@ internal import Glibc
 ///
 /// Caching (see docs/FUSE.md): names are never cached by the kernel (entry timeout 0), so other
 /// hosts' creates, removes and renames show at once; a file's attributes are cached only while
-/// this host holds it open for writing (its exclusive lock keeps every other host out) and are
-/// invalidated when that ends; a file's page cache survives an open only when this host held
-/// the file's lock without a gap since the cache was filled.
+/// this host has it open (its lock keeps every other host from changing it) and are
+/// invalidated when the last handle closes; a file's page cache survives an open only when this
+/// host held the file's lock without a gap since the cache was filled.
 final class FileSystem: Sendable {
     let volume: Volume
     let configuration: Configuration
     let blockSize: UInt32
     let inodes = InodeTable()
     let slots = SlotTable(slots: InodeTable.slotCount)
-    let files = HandleTable<OpenHandle>()
+    let files = OpenHandleRegistry()
     let directories = HandleTable<DirectorySnapshot>()
     let buffers: BufferPool
+    /// Splices READ replies from the device (`-o splice_read`), when enabled and possible.
+    let splicer: SpliceReader?
     private let createdAt: Int64
     private let session = Mutex<SessionReference?>(nil)
 
@@ -41,6 +43,8 @@ final class FileSystem: Sendable {
         blockSize = volume.header.layout.blockSize
         createdAt = volume.header.creationTime
         buffers = BufferPool(bufferSize: Int(configuration.maxTransfer))
+        splicer = configuration.spliceReads
+            ? SpliceReader(devicePath: volume.device.path, maxTransfer: Int(configuration.maxTransfer)) : nil
     }
 
     /// Records the session so that the filesystem can send invalidations.
@@ -52,9 +56,10 @@ final class FileSystem: Sendable {
     var rootAttributes: stat { Attributes.rootStat(createdAt: createdAt, blockSize: blockSize) }
 
     /// How long the kernel may cache the attributes of the file in `slot`: only while this host
-    /// holds the file's exclusive lock can nobody else change them.
+    /// has the file open, and so holds its lock (shared or exclusive), can no other host change
+    /// them (size, data and attribute changes all need the exclusive lock).
     func attributeTimeout(slot: Int) -> Double {
-        slots.isHeldExclusively(slot) ? configuration.lockedAttributeTimeout : 0
+        slots.counts(slot).handles > 0 ? configuration.lockedAttributeTimeout : 0
     }
 
     /// A lookup answer for `file`, remembering the generation the kernel now knows.
@@ -65,7 +70,7 @@ final class FileSystem: Sendable {
 
     /// The open file behind `info->fh`.
     func openHandle(_ info: UnsafeMutablePointer<fuse_file_info>?) throws(VMFSError) -> OpenHandle {
-        guard let info, let open = files.value(info.pointee.fh) else {
+        guard let info, let open = OpenHandle.borrowed(info.pointee.fh) else {
             throw VMFSError(.invalidArgument, "unknown file handle")
         }
         return open
@@ -73,8 +78,8 @@ final class FileSystem: Sendable {
 
     /// Drops the kernel's cached attributes of `inode` (not its data).
     ///
-    /// Called when this host gives up a file's exclusive lock: from then on another host may
-    /// change the file, and the kernel must ask again. Safe inside a request handler: with a
+    /// Called when this host closes its last handle of a file and so gives up the file's lock:
+    /// from then on another host may change the file, and the kernel must ask again. Safe inside a request handler: with a
     /// negative offset the kernel touches no page and waits for no request.
     func invalidateAttributes(of inode: fuse_ino_t) {
         guard let session = session.withLock({ $0 }) else { return }

@@ -3,6 +3,10 @@ internal import VMFSCore
 import Synchronization
 
 /// A file opened through the mount: what `fi->fh` stands for between OPEN and RELEASE.
+///
+/// `fi->fh` is the object's address, retained for the kernel from OPEN until RELEASE, so the
+/// data path finds it without a table lookup (a shared table's lock was measurable under many
+/// parallel requests). The kernel only ever hands back values this daemon gave it.
 final class OpenHandle: Sendable {
     let handle: FileHandle
     let inode: fuse_ino_t
@@ -17,6 +21,41 @@ final class OpenHandle: Sendable {
         self.inode = inode
         self.slot = handle.slot
         self.writable = writable
+    }
+
+    /// Retains the handle for the kernel and returns its `fi->fh` value.
+    func retainForKernel() -> UInt64 {
+        UInt64(UInt(bitPattern: Unmanaged.passRetained(self).toOpaque()))
+    }
+
+    /// The handle behind an `fi->fh` value, still retained for the kernel.
+    static func borrowed(_ fh: UInt64) -> OpenHandle? {
+        guard let pointer = UnsafeRawPointer(bitPattern: UInt(fh)) else { return nil }
+        return Unmanaged<OpenHandle>.fromOpaque(pointer).takeUnretainedValue()
+    }
+
+    /// The handle behind an `fi->fh` value, no longer retained for the kernel (RELEASE).
+    static func released(_ fh: UInt64) -> OpenHandle? {
+        guard let pointer = UnsafeRawPointer(bitPattern: UInt(fh)) else { return nil }
+        return Unmanaged<OpenHandle>.fromOpaque(pointer).takeRetainedValue()
+    }
+}
+
+/// Every file handle the kernel holds, for closing them when the mount goes away.
+final class OpenHandleRegistry: Sendable {
+    private let handles = Mutex<[ObjectIdentifier: OpenHandle]>([:])
+
+    func add(_ open: OpenHandle) { handles.withLock { $0[ObjectIdentifier(open)] = open } }
+
+    func remove(_ open: OpenHandle) { handles.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(open)) } }
+
+    /// Forgets every handle (at unmount) and returns them.
+    func removeAll() -> [OpenHandle] {
+        handles.withLock { handles in
+            let all = Array(handles.values)
+            handles.removeAll()
+            return all
+        }
     }
 }
 

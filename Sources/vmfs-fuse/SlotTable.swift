@@ -29,9 +29,6 @@ final class SlotTable: Sendable {
     /// The open handles of `slot` now.
     func counts(_ slot: Int) -> Counts { counts.withLock { $0[slot] } }
 
-    /// True while this mount has `slot` open for writing.
-    func isHeldExclusively(_ slot: Int) -> Bool { counts(slot).writers > 0 }
-
     /// Runs `body` while no OPEN or RELEASE of `slot` runs on another thread.
     func withOpenCloseLock<R, E: Error>(_ slot: Int, _ body: () throws(E) -> R) throws(E) -> R {
         try openCloseLocks[slot].withLock(body)

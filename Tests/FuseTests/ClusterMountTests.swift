@@ -10,7 +10,7 @@ extension FuseSuite {
         func writeOnAReadOnB() throws {
             let volume = try TestVolume("write-a-read-b")
             let a = try volume.mount("A")
-            let b = try volume.mount("B")
+            let b = try volume.mount("B", options: ["splice_read"])
             // Larger than one 1 MiB block, unaligned size; plus a small (inline) file.
             let big = patternBytes(37 << 20 | 12345, seed: 1)
             let small = Array("written on A\n".utf8)
