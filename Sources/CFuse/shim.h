@@ -22,6 +22,13 @@ static inline char *const *cfuse_environ(void) {
     return environ;
 }
 
+/// syncfs(2), declared by glibc only under _GNU_SOURCE: writes back the kernel's dirty pages of
+/// the filesystem holding `fd`.
+static inline int cfuse_syncfs(int fd) {
+    extern int syncfs(int);
+    return syncfs(fd);
+}
+
 /// Installs a handler for `signal` that does nothing, without SA_RESTART, so that the signal
 /// interrupts blocking calls (sem_wait in fuse_session_loop_mt) of the thread it is sent to.
 static inline int cfuse_install_wakeup_handler(int signal_number);

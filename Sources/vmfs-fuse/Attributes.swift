@@ -40,11 +40,11 @@ enum Attributes {
         return st
     }
 
-    /// A lookup or create answer for `file`: no entry caching (names change on any host at any
-    /// time), attributes cached for `attributeTimeout` seconds.
-    static func entry(for file: FileStatus, blockSize: UInt32, attributeTimeout: Double) -> fuse_entry_param {
+    /// A lookup or create answer for `file` under node id `node`: no entry caching (names change
+    /// on any host at any time), attributes cached for `attributeTimeout` seconds.
+    static func entry(for file: FileStatus, node: fuse_ino_t, blockSize: UInt32, attributeTimeout: Double) -> fuse_entry_param {
         var entry = fuse_entry_param()
-        entry.ino = fuse_ino_t(file.inode)
+        entry.ino = node
         entry.generation = UInt64(file.generation)
         entry.attr = stat(of: file, blockSize: blockSize)
         entry.attr_timeout = attributeTimeout

@@ -42,6 +42,8 @@ struct CommandLineParser {
           attr_timeout=SECONDS  attribute cache time for files this host has open (default 1)
           read_ahead_kb=N       kernel readahead of the mount (default 1024; 0 = kernel default)
           max_threads=N         FUSE worker threads (default 16)
+          no_writeback_cache    send every write to the daemon as it is made (default: the kernel
+                                caches writes while this host holds the file's exclusive lock)
           splice_read           answer reads by splicing from the device
         FUSE options (-o), passed to libfuse and the kernel:
           allow_other, allow_root, auto_unmount, default_permissions (on by default), fsname=,
@@ -176,6 +178,8 @@ struct CommandLineParser {
                 throw UsageError("option attr_timeout needs seconds between 0 and 3600")
             }
             configuration.lockedAttributeTimeout = seconds
+        case "writeback_cache": configuration.writebackCache = true
+        case "no_writeback_cache": configuration.writebackCache = false
         case "splice_read": configuration.spliceReads = true
         case "no_splice_read": configuration.spliceReads = false
         case "no_default_permissions": noDefaultPermissions = true

@@ -36,6 +36,9 @@ struct Configuration: Sendable, Equatable {
     var maxThreads: Int32 = 16
     /// Answer reads by splicing from the device (`splice_read`) instead of copying.
     var spliceReads = false
+    /// Let the kernel cache writes (`writeback_cache`, the default; see ``InodeTable`` for how
+    /// other hosts' changes stay visible).
+    var writebackCache = true
     /// Options handed to libfuse and the kernel (`allow_other`, `auto_unmount`, …).
     var fuseOptions: [String] = []
     /// Internal: the pipe to the waiting parent (set in the detached child).

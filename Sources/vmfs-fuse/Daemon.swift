@@ -59,6 +59,7 @@ enum Daemon {
             }
             defer { fuse_session_destroy(session) }
             fileSystem.attach(session: session)
+            fileSystem.startJanitor()
             guard fuse_session_mount(session, configuration.mountpoint) == 0 else {
                 Log.error("cannot mount FUSE on \(configuration.mountpoint) (see the message above)")
                 return 1
@@ -80,8 +81,10 @@ enum Daemon {
     private static func loop(_ session: OpaquePointer, _ configuration: Configuration) -> Int32 {
         let finished = Atomic<Bool>(false)
         let target = SessionBox(raw: session)
+        let mountpoint = configuration.mountpoint
         SignalWatcher.start(mainThread: pthread_self(), loopFinished: { finished.load(ordering: .acquiring) }) { signal in
             Log.info("received signal \(signal): unmounting")
+            writeBackKernelCache(mountpoint)
             fuse_session_exit(target.raw)
         }
         SignalWatcher.acceptWakeups()
@@ -102,6 +105,24 @@ enum Daemon {
             return 1
         }
         return 0
+    }
+
+    /// Asks the kernel to write back what it caches for the mount (`syncfs`) while the session
+    /// still serves the WRITEs: once the session ends, dirty pages of the writeback cache are
+    /// lost. Gives up after 10 s (a device that stopped answering must not keep the daemon).
+    private static func writeBackKernelCache(_ mountpoint: String) {
+        let done = Atomic<Bool>(false)
+        let started = NativeThread.start {
+            let descriptor = open(mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if descriptor >= 0 {
+                if cfuse_syncfs(descriptor) != 0 { Log.warning("writing back cached data: \(String(cString: strerror(errno)))") }
+                close(descriptor)
+            }
+            done.store(true, ordering: .releasing)
+        }
+        guard started else { return }
+        for _ in 0..<1000 where !done.load(ordering: .acquiring) { usleep(10_000) }
+        if !done.load(ordering: .acquiring) { Log.warning("cached data not written back after 10 s; unmounting anyway") }
     }
 
     /// Raises the kernel readahead of the new mount (its bdi, named after its device number)

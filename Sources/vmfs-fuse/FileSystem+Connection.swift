@@ -11,10 +11,13 @@ extension FileSystem {
     ///
     /// - 1 MiB WRITE and READ requests (`max_write`, `max_read`; the mount carries the same
     ///   `max_read`, or libfuse refuses INIT).
-    /// - No writeback cache: it is a per-connection switch, and with it the kernel trusts its
-    ///   own file size and times over the daemon's for good, so a file another host extended
-    ///   would keep its old size here. Writes go through to the daemon (and the device) as
-    ///   they are made; the page cache still serves reads.
+    /// - The writeback cache (unless `no_writeback_cache`): the kernel caches writes and sends
+    ///   them in batches. Only files this host has open can be written, and opening for writing
+    ///   takes the exclusive lock, so the cached data is never stale on another host: the
+    ///   kernel writes everything back before FLUSH (close) and RELEASE, and the lock is dropped
+    ///   only after that. The catch is per connection: with the writeback cache the kernel keeps
+    ///   every regular file's size and times itself, and ``InodeTable`` hands out a new inode
+    ///   when another host changed a file this host does not have open.
     /// - No automatic invalidation of cached data by modification time (with it, the kernel asks
     ///   for attributes before every read). The page cache is kept only while this host holds the
     ///   file's lock, and dropped at the first open after a gap (see `openFile`).
@@ -25,6 +28,13 @@ extension FileSystem {
         connection.pointee.max_write = configuration.maxTransfer
         connection.pointee.max_read = configuration.maxTransfer
         connection.pointee.want &= ~UInt32(FUSE_CAP_WRITEBACK_CACHE | FUSE_CAP_AUTO_INVAL_DATA)
+        if configuration.writebackCache {
+            if capable & UInt32(FUSE_CAP_WRITEBACK_CACHE) != 0 {
+                connection.pointee.want |= UInt32(FUSE_CAP_WRITEBACK_CACHE)
+            } else {
+                Log.warning("the kernel offers no writeback cache: writes go to the daemon as they are made")
+            }
+        }
         var wanted = UInt32(FUSE_CAP_ASYNC_READ | FUSE_CAP_PARALLEL_DIROPS | FUSE_CAP_ASYNC_DIO | FUSE_CAP_ATOMIC_O_TRUNC)
         if configuration.spliceReads { wanted |= UInt32(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE) }
         connection.pointee.want |= capable & wanted

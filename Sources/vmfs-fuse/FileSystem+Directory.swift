@@ -51,7 +51,9 @@ extension FileSystem {
                     } else {
                         let file = listing[index - 2]
                         name = file.name
-                        entry = plus ? self.entry(for: file) : Attributes.entry(for: file, blockSize: blockSize, attributeTimeout: 0)
+                        // READDIRPLUS entries become kernel inodes like lookups; plain READDIR
+                        // only shows the inode number and type.
+                        if plus { entry = self.entry(for: file) } else { entry.attr = Attributes.stat(of: file, blockSize: blockSize) }
                     }
                     // Each call returns the space the entry needs and writes nothing when it
                     // does not fit: stop there, the kernel asks again from this offset.

@@ -24,21 +24,48 @@ extension FileSystem {
     ///
     /// `keepCache` is true when this host already had the file open, so its lock was held
     /// without a gap and the kernel's cached pages of the file cannot be stale.
+    ///
+    /// - Throws: `staleHandle` when the kernel's inode `inode` no longer matches the file
+    ///   (another host changed it after the lookup, see ``InodeTable``): the kernel then looks
+    ///   the name up again and opens the new inode.
     func openFile(inode: fuse_ino_t, slot: Int, generation: UInt32, flags: Int32) throws(VMFSError) -> (handle: OpenHandle, keepCache: Bool) {
         let writable = flags & O_ACCMODE != O_RDONLY
         if writable && configuration.readOnly { throw VMFSError(.readOnly, "the volume is mounted read-only") }
         return try slots.withOpenCloseLock(slot) { () throws(VMFSError) -> (OpenHandle, Bool) in
             let lockWasHeld = slots.counts(slot).handles > 0
             let handle = try volume.open(slot: slot, generation: generation, access: writable ? .readWrite : .readOnly)
-            if writable && flags & O_TRUNC != 0 && handle.size != 0 {
-                do throws(VMFSError) {
-                    try handle.truncate(to: 0)
-                } catch {
-                    try? handle.close()
-                    throw error
-                }
-            }
+            // Counted from here on, so no lookup hands out another instance meanwhile.
             slots.opened(slot, writable: writable)
+            let current = inodes.isCurrent(inode)
+            let unchanged = inodes.matches(handle.heldStatus)
+            if !current || (!lockWasHeld && !unchanged) {
+                if lockWasHeld {
+                    // Another handle keeps the lock and the current instance is right: the
+                    // kernel just used an old inode. Its retry finds the current one.
+                    slots.closed(slot, writable: writable)
+                    try? handle.close()
+                } else {
+                    if !unchanged { inodes.renew(handle.heldStatus) }
+                    if let replaced = graces.keep(handle, slot: slot, writable: writable) {
+                        slots.closed(slot, writable: replaced.writable)
+                        try? replaced.handle.close()
+                    }
+                }
+                throw VMFSError(.staleHandle, "file slot \(slot) changed on another host since the kernel looked it up; "
+                                + "the kernel looks it up again")
+            }
+            do throws(VMFSError) {
+                if writable && flags & O_TRUNC != 0 && handle.size != 0 { try handle.truncate(to: 0) }
+            } catch {
+                slots.closed(slot, writable: writable)
+                try? handle.close()
+                throw error
+            }
+            // A handle kept for a refused OPEN is taken over by this one.
+            if let kept = graces.take(slot: slot) {
+                slots.closed(slot, writable: kept.writable)
+                try? kept.handle.close()
+            }
             return (OpenHandle(handle: handle, inode: inode, writable: writable), lockWasHeld)
         }
     }
@@ -87,14 +114,32 @@ extension FileSystem {
     /// kernel forgets the file's attributes first.
     func closeHandle(_ open: OpenHandle) {
         slots.withOpenCloseLock(open.slot) {
-            let left = slots.closed(open.slot, writable: open.writable)
-            if left.handles == 0 && configuration.lockedAttributeTimeout > 0 {
-                invalidateAttributes(of: open.inode)
-            }
-            do throws(VMFSError) {
-                try open.handle.close()
-            } catch {
-                Log.error("closing file slot \(open.slot): \(error.description)")
+            close(open.handle, slot: open.slot, inode: open.inode, writable: open.writable)
+        }
+    }
+
+    /// Closes `handle` of `slot` (the slot's open/close lock held).
+    func close(_ handle: FileHandle, slot: Int, inode: fuse_ino_t?, writable: Bool) {
+        let left = slots.closed(slot, writable: writable)
+        if left.handles == 0 {
+            // The kernel wrote back all it cached before RELEASE: its inode now has exactly the
+            // attributes this host leaves on the volume.
+            inodes.settle(handle.heldStatus)
+            if let inode, configuration.lockedAttributeTimeout > 0 { invalidateAttributes(of: inode) }
+        }
+        do throws(VMFSError) {
+            try handle.close()
+        } catch {
+            Log.error("closing file slot \(slot): \(error.description)")
+        }
+    }
+
+    /// Closes kept handles of refused OPENs that no retry took over (run periodically).
+    func closeExpiredGraceHandles() {
+        for slot in graces.expiredSlots() {
+            slots.withOpenCloseLock(slot) {
+                guard let kept = graces.takeExpired(slot: slot) else { return }
+                close(kept.handle, slot: slot, inode: nil, writable: kept.writable)
             }
         }
     }

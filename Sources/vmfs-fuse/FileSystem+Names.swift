@@ -32,15 +32,14 @@ extension FileSystem {
             } catch where error.code == .alreadyExists && flags & O_EXCL == 0 {
                 // Another host created it after the kernel looked the name up: open that file.
                 let existing = try volume.status(of: name)
-                inodes.remember(existing)
-                let open = try openFile(inode: fuse_ino_t(existing.inode), slot: existing.slot, generation: existing.generation,
-                                        flags: flags)
+                let node = inodes.node(for: existing, held: slots.counts(existing.slot).handles > 0)
+                let open = try openFile(inode: node, slot: existing.slot, generation: existing.generation, flags: flags)
                 try finishOpen(request, open.handle, info: info, keepCache: open.keepCache, create: true)
                 return
             }
             let open = slots.withOpenCloseLock(handle.slot) { () -> OpenHandle in
                 slots.opened(handle.slot, writable: writable)
-                return OpenHandle(handle: handle, inode: fuse_ino_t(handle.slot + 2), writable: writable)
+                return OpenHandle(handle: handle, inode: inodes.node(for: handle.heldStatus, held: true), writable: writable)
             }
             try finishOpen(request, open, info: info, keepCache: false, create: true)
         }

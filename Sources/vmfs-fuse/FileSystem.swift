@@ -17,14 +17,19 @@ internal import Glibc
 /// hosts' creates, removes and renames show at once; a file's attributes are cached only while
 /// this host has it open (its lock keeps every other host from changing it) and are
 /// invalidated when the last handle closes; a file's page cache survives an open only when this
-/// host held the file's lock without a gap since the cache was filled.
+/// host held the file's lock without a gap since the cache was filled; written data is cached
+/// by the kernel (writeback cache) only while this host holds the file's exclusive lock, and a
+/// file changed elsewhere gets a fresh kernel inode (``InodeTable``).
 final class FileSystem: Sendable {
     let volume: Volume
     let configuration: Configuration
     let blockSize: UInt32
-    let inodes = InodeTable()
+    let inodes: InodeTable
     let slots = SlotTable(slots: InodeTable.slotCount)
     let files = OpenHandleRegistry()
+    /// Handles kept for a moment after an OPEN was refused with `ESTALE`.
+    let graces = GraceHandles()
+    private let janitorStop = Atomic<Bool>(false)
     let directories = HandleTable<DirectorySnapshot>()
     let buffers: BufferPool
     /// Splices READ replies from the device (`-o splice_read`), when enabled and possible.
@@ -42,9 +47,20 @@ final class FileSystem: Sendable {
         self.configuration = configuration
         blockSize = volume.header.layout.blockSize
         createdAt = volume.header.creationTime
+        inodes = InodeTable(versioned: configuration.writebackCache)
         buffers = BufferPool(bufferSize: Int(configuration.maxTransfer))
         splicer = configuration.spliceReads
             ? SpliceReader(devicePath: volume.device.path, maxTransfer: Int(configuration.maxTransfer)) : nil
+    }
+
+    /// Starts the thread that closes expired grace handles (see ``GraceHandles``).
+    func startJanitor() {
+        NativeThread.start { [self] in
+            while !janitorStop.load(ordering: .acquiring) {
+                usleep(250_000)
+                closeExpiredGraceHandles()
+            }
+        }
     }
 
     /// Records the session so that the filesystem can send invalidations.
@@ -62,10 +78,11 @@ final class FileSystem: Sendable {
         slots.counts(slot).handles > 0 ? configuration.lockedAttributeTimeout : 0
     }
 
-    /// A lookup answer for `file`, remembering the generation the kernel now knows.
+    /// A lookup answer for `file`, under the node id the kernel is to use for it now.
     func entry(for file: FileStatus) -> fuse_entry_param {
-        inodes.remember(file)
-        return Attributes.entry(for: file, blockSize: blockSize, attributeTimeout: attributeTimeout(slot: file.slot))
+        let held = slots.counts(file.slot).handles > 0
+        let node = inodes.node(for: file, held: held)
+        return Attributes.entry(for: file, node: node, blockSize: blockSize, attributeTimeout: attributeTimeout(slot: file.slot))
     }
 
     /// The open file behind `info->fh`.
@@ -91,6 +108,11 @@ final class FileSystem: Sendable {
 
     /// Closes every handle the kernel left open (the mount went away under open files).
     func closeAll() {
+        janitorStop.store(true, ordering: .releasing)
+        for (slot, kept) in graces.takeAll() {
+            slots.closed(slot, writable: kept.writable)
+            try? kept.handle.close()
+        }
         for open in files.removeAll() {
             slots.closed(open.slot, writable: open.writable)
             do {

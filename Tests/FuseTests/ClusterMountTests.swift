@@ -1,6 +1,9 @@
 import Foundation
 import Testing
 import VMFSCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension FuseSuite {
     /// Two hosts (two daemons with different host ids) mounting one volume.
@@ -119,6 +122,45 @@ extension FuseSuite {
             #expect(try b.unmount() == 0)
         }
 
+        @Test("an appender on A and a reader on B, racing through the file's lock, always agree on size and data")
+        func appenderAndReaderAgree() throws {
+            let volume = try TestVolume("race")
+            let a = try volume.mount("A")
+            let b = try volume.mount("B")
+            let path = "log"
+            try Posix.writeFile(a.path(path), [])
+            let chunk = AppendRace.chunk
+            let appends = 150
+            let problems = ProblemLog()
+            let writerPath = a.path(path)
+            let writer = Thread { AppendRace.append(to: writerPath, count: appends, problems: problems) }
+            writer.start()
+            var reads = 0
+            var lastSize = 0
+            while !problems.isFinished || reads == 0 {
+                let descriptor = try AppendRace.openRetrying(b.path(path), O_RDONLY)
+                var info = Glibc.stat()
+                fstat(descriptor, &info)
+                let content = try Posix.read(descriptor, count: Int(info.st_size) + chunk, at: 0)
+                close(descriptor)
+                reads += 1
+                if content.count != Int(info.st_size) { problems.add("read \(content.count) bytes, fstat said \(info.st_size)") }
+                if content.count % chunk != 0 { problems.add("size \(content.count) is not whole appends") }
+                if content.count < lastSize { problems.add("size went back from \(lastSize) to \(content.count)") }
+                lastSize = content.count
+                for index in 0..<(content.count / chunk) where Array(content[(index * chunk)..<((index + 1) * chunk)]) != AppendRace.block(index) {
+                    problems.add("append \(index) reads back wrong after \(reads) reads")
+                    break
+                }
+                if problems.count > 5 { break }
+            }
+            #expect(problems.all.isEmpty, "\(problems.all)")
+            #expect(try Posix.stat(b.path(path)).st_size == off_t(appends * chunk))
+            #expect(reads > 1)
+            #expect(try a.unmount() == 0)
+            #expect(try b.unmount() == 0)
+        }
+
         @Test("a clean unmount releases every lock and the heartbeat slot")
         func cleanUnmountReleasesEverything() throws {
             let volume = try TestVolume("unmount")
@@ -138,5 +180,42 @@ extension FuseSuite {
             let fsck = try volume.check()
             #expect(fsck.status == 0, "\(fsck)")
         }
+    }
+}
+
+/// Helpers of the append race test.
+private enum AppendRace {
+    static let chunk = 4096
+
+    /// The bytes of append number `index`.
+    static func block(_ index: Int) -> [UInt8] { patternBytes(chunk, seed: UInt64(index) &+ 1000) }
+
+    /// Appends `count` blocks to `path`, one open-append-close each; records problems.
+    static func append(to path: String, count: Int, problems: ProblemLog) {
+        do {
+            for index in 0..<count {
+                let descriptor = try openRetrying(path, O_WRONLY | O_APPEND)
+                let bytes = block(index)
+                let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, chunk) }
+                if written != chunk { problems.add("append \(index) wrote \(written)") }
+                close(descriptor)
+            }
+        } catch {
+            problems.add("writer: \(error)")
+        }
+        problems.finish()
+    }
+
+    /// Opens, waiting out the other host's lock (the daemons wait 1 s; EBUSY after that).
+    static func openRetrying(_ path: String, _ flags: Int32) throws -> Int32 {
+        // (A do/catch with `continue` here crashes the Swift 6.3 compiler; Result does not.)
+        for _ in 0..<30 {
+            switch Result(catching: { () throws(SystemCallError) -> Int32 in try Posix.open(path, flags) }) {
+            case .success(let descriptor): return descriptor
+            case .failure(let error) where error.code == EBUSY: continue
+            case .failure(let error): throw error
+            }
+        }
+        throw SystemCallError(code: EBUSY, call: "open \(path) (30 tries)")
     }
 }

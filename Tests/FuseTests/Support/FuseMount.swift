@@ -17,7 +17,9 @@ final class FuseMount {
         logPath = scratch.file("vmfs-fuse-\(hostID).log")
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: Environment.product("vmfs-fuse"))
-        process.arguments = ["-f", "-o", (["auto_unmount", "host_id=\(hostID)"] + options).joined(separator: ","),
+        // VMFS_FUSE_TEST_OPTIONS=no_writeback_cache (for example) runs the suite in another mode.
+        let extraOptions = ProcessInfo.processInfo.environment["VMFS_FUSE_TEST_OPTIONS"].map { [$0] } ?? []
+        process.arguments = ["-f", "-o", (["auto_unmount", "host_id=\(hostID)"] + options + extraOptions).joined(separator: ","),
                              device, mountpoint] + extra
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardError = log

@@ -136,3 +136,16 @@ func fallocate(_ descriptor: Int32, _ mode: Int32, _ offset: off_t, _ length: of
     }
     return unsafeBitCast(symbol, to: Function.self)(descriptor, mode, offset, length)
 }
+
+/// Problems found by a background thread, and whether it finished.
+final class ProblemLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var problems: [String] = []
+    private var finished = false
+
+    func add(_ problem: String) { lock.withLock { problems.append(problem) } }
+    func finish() { lock.withLock { finished = true } }
+    var all: [String] { lock.withLock { problems } }
+    var count: Int { lock.withLock { problems.count } }
+    var isFinished: Bool { lock.withLock { finished } }
+}
