@@ -122,7 +122,7 @@ extension FuseSuite {
         @Test("after SIGKILL of a host, another host recovers it and takes over its file")
         func killedHostIsRecovered() throws {
             let volume = try TestVolume("sigkill")
-            // The hidden timing options: this pair publishes a 1 s dead interval.
+            // The hidden timing options: this pair publishes a 2 s dead interval (the volume says 5 s).
             let timing = Timing.fast.daemonFlags
             let a = try volume.mount("A", arguments: timing)
             let b = try volume.mount("B", options: ["lock_wait_ms=10000"], arguments: timing)

@@ -12,7 +12,7 @@ struct Timing {
     /// other suites running alongside) never starves a heartbeat into fencing.
     static let relaxed = Timing(heartbeat: 200, dead: 5000, ioTimeout: 1500)
     /// For tests that wait for a killed host to be declared dead.
-    static let fast = Timing(heartbeat: 100, dead: 1000, ioTimeout: 300)
+    static let fast = Timing(heartbeat: 200, dead: 2000, ioTimeout: 600)
 
     var mkfsFlags: [String] {
         ["--heartbeat-interval", "\(heartbeat)", "--dead-interval", "\(dead)", "--io-timeout", "\(ioTimeout)"]
