@@ -52,7 +52,7 @@ extension FileSystem {
                     }
                 }
                 throw VMFSError(.staleHandle, "file slot \(slot) changed on another host since the kernel looked it up; "
-                                + "the kernel looks it up again")
+                                + "the kernel looks it up again", location: .init(structure: Request.expectedStructure))
             }
             do throws(VMFSError) {
                 if writable && flags & O_TRUNC != 0 && handle.size != 0 { try handle.truncate(to: 0) }

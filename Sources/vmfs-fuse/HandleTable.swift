@@ -108,5 +108,4 @@ final class HandleTable<Value: Sendable>: Sendable {
         }
     }
 
-    var count: Int { state.withLock { $0.values.count } }
 }

@@ -26,10 +26,6 @@ struct Request: @unchecked Sendable {
         fuse_reply_err(raw, code)
     }
 
-    func replyNone() {
-        fuse_reply_none(raw)
-    }
-
     func reply(entry: fuse_entry_param) {
         var entry = entry
         fuse_reply_entry(raw, &entry)
@@ -40,21 +36,8 @@ struct Request: @unchecked Sendable {
         fuse_reply_attr(raw, &attributes, timeout)
     }
 
-    func reply(open info: UnsafePointer<fuse_file_info>) {
-        fuse_reply_open(raw, info)
-    }
-
-    func reply(create entry: fuse_entry_param, info: UnsafePointer<fuse_file_info>) {
-        var entry = entry
-        fuse_reply_create(raw, &entry, info)
-    }
-
     func reply(buffer: UnsafeRawPointer?, count: Int) {
         fuse_reply_buf(raw, buffer?.assumingMemoryBound(to: CChar.self), count)
-    }
-
-    func reply(data: inout fuse_bufvec) {
-        fuse_reply_data(raw, &data, FUSE_BUF_SPLICE_MOVE)
     }
 
     func reply(written count: Int) {
@@ -73,8 +56,12 @@ struct Request: @unchecked Sendable {
         do {
             try body()
         } catch {
-            Log.requestFailed(String(describing: operation), error)
+            if error.location?.structure != Self.expectedStructure { Log.requestFailed(String(describing: operation), error) }
             reply(error: error.code.errno)
         }
     }
+
+    /// Marks errors that are part of normal operation (an OPEN of an outdated kernel inode,
+    /// answered `ESTALE` so the kernel looks the name up again): not logged.
+    static let expectedStructure = "kernel inode (expected, retried by the kernel)"
 }
