@@ -161,6 +161,30 @@ extension FuseSuite {
             #expect(try b.unmount() == 0)
         }
 
+        @Test("a read-only mount reads what another host wrote and refuses every change with EROFS")
+        func readOnlyMount() throws {
+            let volume = try TestVolume("read-only")
+            let a = try volume.mount("A")
+            let data = patternBytes(3 << 20, seed: 31)
+            try Posix.writeFile(a.path("image"), data)
+            let b = try volume.mount("B", options: ["ro"])
+            #expect(b.mountEntry?.contains(" ro,") == true, "\(b.mountEntry ?? "")")
+            #expect(try Posix.readFile(b.path("image")) == data)
+            #expect(Posix.openError(b.path("image"), O_WRONLY) == EROFS)
+            #expect(Posix.openError(b.path("new"), O_WRONLY | O_CREAT) == EROFS)
+            #expect(unlink(b.path("image")) == -1 && errno == EROFS)
+            #expect(rename(b.path("image"), b.path("other")) == -1 && errno == EROFS)
+            // B's readers share the lock: A can read meanwhile, but not write.
+            let reader = try Posix.open(b.path("image"), O_RDONLY)
+            #expect(try Posix.readFile(a.path("image")) == data)
+            #expect(Posix.openError(a.path("image"), O_WRONLY) == EBUSY)
+            try Posix.close(reader)
+            #expect(try b.unmount() == 0)
+            #expect(try a.unmount() == 0)
+            let fsck = try volume.check()
+            #expect(fsck.status == 0, "\(fsck)")
+        }
+
         @Test("a clean unmount releases every lock and the heartbeat slot")
         func cleanUnmountReleasesEverything() throws {
             let volume = try TestVolume("unmount")
