@@ -2,7 +2,7 @@
 # bench-fuse.sh — fio throughput of vmfs-fuse against libfuse's own passthrough_ll example and
 # against the raw backing filesystem, in one run, with ratios vmfs-fuse / passthrough_ll.
 #
-#   Tools/scripts/bench-fuse.sh [--size 4G] [--runtime 15] [--modes "buffered direct"]
+#   Tools/scripts/bench-fuse.sh [--size 4G] [--runtime 10] [--repeat 3] [--modes "buffered direct"]
 #                               [--scratch /var/tmp] [--vmfs-options OPTS] [--keep]
 #
 # Targets (all on the same backing filesystem, the one holding --scratch):
@@ -16,11 +16,15 @@
 # durability too; the page cache is dropped before every test.
 # Modes: buffered (psync, iodepth 1, through the page cache) and direct (O_DIRECT, libaio,
 # iodepth 16 — how a VM with cache=none uses its disk).
+# Each test runs --repeat times per target, targets interleaved; the median is reported (runs
+# on a shared 2-vCPU VM vary by ±20%). A target that fails a test (passthrough_ll cannot take
+# O_DIRECT writes: it hands the unaligned payload to an O_DIRECT file) shows "failed".
 # Needs root (mounts, drop_caches), fio, gcc, pkg-config and libfuse3-dev.
 set -euo pipefail
 
 size=4G
-runtime=15
+runtime=10
+repeat=3
 modes="buffered direct"
 scratch_base=/var/tmp
 vmfs_options=""
@@ -29,11 +33,12 @@ while (($#)); do
     case "$1" in
     --size) size=$2; shift 2 ;;
     --runtime) runtime=$2; shift 2 ;;
+    --repeat) repeat=$2; shift 2 ;;
     --modes) modes=$2; shift 2 ;;
     --scratch) scratch_base=$2; shift 2 ;;
     --vmfs-options) vmfs_options=$2; shift 2 ;;
     --keep) keep=1; shift ;;
-    -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench-fuse: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -106,11 +111,22 @@ fio_run() {
     esac
     drop_caches
     local line
-    line=$(fio "${args[@]}")
+    line=$(fio "${args[@]}" 2>/dev/null) || true
+    if [[ -z $line ]] || [[ $(cut -d';' -f5 <<<"$line") != 0 ]]; then
+        echo "failed failed"
+        return
+    fi
     case $test in
     *read) awk -F';' '{printf "%.1f %.0f\n", $7 / 1024, $8}' <<<"$line" ;;
     *write) awk -F';' '{printf "%.1f %.0f\n", $48 / 1024, $49}' <<<"$line" ;;
     esac
+}
+
+# median of the numbers on stdin ("failed" when any run failed)
+median() {
+    sort -g | awk '{ v[NR] = $1; if ($1 == "failed") bad = 1 } END {
+        if (bad || NR == 0) { print "failed"; exit }
+        if (NR % 2) print v[(NR + 1) / 2]; else printf "%.1f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 targets=(raw passthrough_ll vmfs-fuse)
@@ -124,28 +140,37 @@ for target in "${targets[@]}"; do
         --end_fsync=1 --output-format=terse >/dev/null
 done
 
-declare -A result
+declare -A runs
 for mode in $modes; do
     for test in seqwrite seqread randread randwrite; do
-        for target in "${targets[@]}"; do
-            result[$mode,$test,$target]=$(fio_run "$(directory "$target")" "$mode" "$test")
-            echo "  $mode $test $target: ${result[$mode,$test,$target]}" >&2
+        for ((round = 0; round < repeat; round++)); do
+            # rotate the order so no target always runs right after the same other one
+            for ((index = 0; index < ${#targets[@]}; index++)); do
+                target=${targets[(index + round) % ${#targets[@]}]}
+                value=$(fio_run "$(directory "$target")" "$mode" "$test")
+                runs[$mode,$test,$target]+="$value"$'\n'
+                echo "  $mode $test $target (run $((round + 1))): $value" >&2
+            done
         done
     done
 done
 
 echo
-echo "fio, file of $size, random tests ${runtime}s; $(nproc) CPUs; kernel $(uname -r); backing: $(df --output=fstype "$scratch" | tail -1) on $(df --output=source "$scratch" | tail -1)"
+echo "fio, file of $size, random tests ${runtime}s, median of $repeat runs; $(nproc) CPUs; kernel $(uname -r);" \
+    "backing: $(df --output=fstype "$scratch" | tail -1) on $(df --output=source "$scratch" | tail -1)"
 echo "vmfs-fuse options: ${vmfs_options:-defaults}"
 for mode in $modes; do
     echo
     if [[ $mode == direct ]]; then echo "== direct (O_DIRECT, libaio, iodepth 16)"; else echo "== buffered (psync, iodepth 1, page cache dropped before each test)"; fi
-    printf "%-10s %-6s %14s %16s %14s %18s\n" test unit raw passthrough_ll vmfs-fuse "vmfs/passthrough"
+    printf "%-10s %-6s %12s %16s %12s %18s %10s\n" test unit raw passthrough_ll vmfs-fuse "vmfs/passthrough" "vmfs/raw"
     for test in seqwrite seqread randread randwrite; do
         if [[ $test == seq* ]]; then unit=MiB/s; field=1; else unit=IOPS; field=2; fi
         values=()
-        for target in "${targets[@]}"; do values+=("$(cut -d' ' -f$field <<<"${result[$mode,$test,$target]}")"); done
-        ratio=$(awk -v v="${values[2]}" -v p="${values[1]}" 'BEGIN { if (p > 0) printf "%.2fx", v / p; else print "n/a" }')
-        printf "%-10s %-6s %14s %16s %14s %18s\n" "$test" "$unit" "${values[0]}" "${values[1]}" "${values[2]}" "$ratio"
+        for target in "${targets[@]}"; do
+            values+=("$(printf '%s' "${runs[$mode,$test,$target]}" | awk 'NF' | cut -d' ' -f$field | median)")
+        done
+        ratio() { awk -v v="$1" -v p="$2" 'BEGIN { if (p + 0 > 0 && v + 0 > 0) printf "%.2fx", v / p; else print "n/a" }'; }
+        printf "%-10s %-6s %12s %16s %12s %18s %10s\n" "$test" "$unit" "${values[0]}" "${values[1]}" "${values[2]}" \
+            "$(ratio "${values[2]}" "${values[1]}")" "$(ratio "${values[2]}" "${values[0]}")"
     done
 done
