@@ -50,7 +50,7 @@ extension FuseSuite {
             let a = try volume.mount("A")
             let b = try volume.mount("B")
             let sequential = ["--name=sequential", "--size=2G", "--bs=1M", "--rw=write", "--ioengine=libaio", "--iodepth=8",
-                              "--direct=1", "--verify=crc32c", "--verify_fatal=1", "--randseed=42"]
+                              "--direct=1", "--verify=crc32c", "--verify_fatal=1", "--randseed=42", "--verify_state_save=0"]
             let written = try run(fio, sequential + ["--filename=\(a.path("fio.dat"))"], timeout: 600)
             #expect(written.status == 0 && written.stdout.contains("err= 0"), "fio write+verify on A: \(written)")
             // Same job description, verify only, through the other host's mount (buffered reads).
@@ -60,7 +60,7 @@ extension FuseSuite {
             // Random mixed-size writes through the page cache into the same file, verified as they go.
             let random = ["--name=random", "--filename=\(b.path("fio.dat"))", "--size=2G", "--io_size=256M", "--bsrange=4k-256k",
                           "--rw=randwrite", "--ioengine=psync", "--verify=crc32c", "--verify_fatal=1", "--verify_backlog=64",
-                          "--randseed=7"]
+                          "--randseed=7", "--verify_state_save=0"]
             let randomResult = try run(fio, random, timeout: 600)
             #expect(randomResult.status == 0 && randomResult.stdout.contains("err= 0"), "fio randwrite+verify on B: \(randomResult)")
             #expect(try a.unmount() == 0)
