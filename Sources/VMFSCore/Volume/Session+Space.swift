@@ -230,6 +230,7 @@ extension Session {
                             blocks.unreserve(holes.count)
                             throw error
                         }
+                        let pointerBlocksBefore = file.descriptor.pointerBlocks
                         do throws(VMFSError) {
                             var index = 0
                             while index < holes.count {
@@ -253,7 +254,10 @@ extension Session {
                             pointers.unreserve(nodes)
                             throw error
                         }
-                        pointers.unreserve(0)
+                        // Holes under one missing pointer block each counted it: give back the
+                        // reservations no allocation used (they would leak until unmount).
+                        let usedNodes = Int(file.descriptor.pointerBlocks - pointerBlocksBefore)
+                        pointers.unreserve(max(0, nodes - usedNodes))
                     }
                 }
                 if !keepSize && end > file.descriptor.size { try setSize(file, end) }
