@@ -234,12 +234,12 @@ final class ClusterAllocator: Sendable {
                 guard state.withLock({ $0.held[c] != nil }) else { return nil }
                 var bitmap = try self.bitmap(c)
                 let pending = state.withLock { $0.pendingFree }
+                // One pass over the cluster; items freed by uncommitted transactions are skipped.
                 var start = 0
-                while let i = bitmap.firstFree(from: start) {
+                while let i = bitmap.nextFree(from: start) {
                     let item = bitmap.firstItem + UInt64(i)
                     if pending.contains(item) {
                         start = i + 1
-                        if start >= bitmap.itemCount { break }
                         continue
                     }
                     bitmap.set(i, allocated: true)

@@ -49,6 +49,20 @@ public struct ClusterBitmap: Sendable, Equatable {
         return itemCount - used
     }
 
+    /// The first free item at or after `start`, not wrapping around.
+    func nextFree(from start: Int) -> Int? {
+        var i = max(start, 0)
+        while i < itemCount {
+            if i & 7 == 0 && bits[i >> 3] == 0xFF {
+                i += 8
+                continue
+            }
+            if !isAllocated(i) { return i }
+            i += 1
+        }
+        return nil
+    }
+
     /// The first free item at or after `start`, wrapping around.
     func firstFree(from start: Int = 0) -> Int? {
         guard itemCount > 0 else { return nil }
