@@ -106,3 +106,34 @@ struct VolumeBasicsTests {
 extension VMFSError {
     var errno: Int32 { code.errno }
 }
+
+@Suite("Space reuse")
+struct SpaceReuseTests {
+    /// Blocks freed and not yet committed must not be handed out again, but a writer that needs
+    /// them gets them after a commit instead of waiting or failing.
+    @Test func freedBlocksAreReusedAfterTheFreeingTransactionCommits() throws {
+        let device = try makeMemoryVolume(size: 256 << 20)
+        let volume = try Volume.mount(device: device, options: hostOptions("reuse"))
+        defer { try? volume.unmount() }
+        let free = try volume.statistics().freeBlocks
+        let handle = try volume.create("big", access: .readWrite)
+        let everything = Int(free) << 20
+        try handle.write(bytes: [UInt8](repeating: 7, count: everything), at: 0)
+        try handle.sync()
+        do {
+            try handle.write(bytes: [1], at: UInt64(everything) + (1 << 20))
+            Issue.record("the volume must be full")
+        } catch {
+            #expect(error.code == .noSpace)
+        }
+        try handle.punchHole(offset: 0, length: UInt64(everything))
+        // No commit yet: the writer must wait for none and must get the freed blocks.
+        try handle.write(bytes: [UInt8](repeating: 9, count: 4 << 20), at: 0)
+        #expect(try handle.read(count: 4, at: (4 << 20) - 2) == [9, 9, 0, 0])
+        try handle.close()
+        var check = CheckOptions()
+        check.force = true
+        try volume.unmount()
+        #expect(VolumeChecker(device: device.readOnlyView(), options: check).run().exitCode == 0)
+    }
+}

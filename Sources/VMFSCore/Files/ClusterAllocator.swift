@@ -122,6 +122,11 @@ final class ClusterAllocator: Sendable {
             }
             if satisfied { return }
             if try leaseAnotherCluster() { continue }
+            // Items freed by the running transaction become usable once it commits.
+            if state.withLock({ !$0.pendingFree.isEmpty }) {
+                try store.commit()
+                continue
+            }
             if !refreshedHints {
                 refreshedHints = true
                 state.withLock { $0.freeHints = nil }
