@@ -40,6 +40,37 @@ extension FuseSuite {
             #expect(fsck.status == 0, "\(fsck)")
         }
 
+        @Test("four checkers on four files of one host at once: allocations and frees of different files race")
+        func concurrentCheckersOnOneHost() throws {
+            // Regression: a block freed by one file's truncate or punch could be handed to another
+            // file before the free was committed, and the free's discard then zeroed its data.
+            let checker = try CHelpers.executable("fsxcheck")
+            let volume = try TestVolume("fsx-parallel", size: "32G")
+            let a = try volume.mount("A")
+            let seed = Self.seed()
+            let processes = try (0..<4).map { index -> Process in
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: checker)
+                process.arguments = ["-q", "-N", "6000", "-S", "\(seed &+ UInt64(index))", "-l", "\(2 << 30)",
+                                     a.path("parallel-\(index)")]
+                let log = volume.scratch.file("checker-\(index).log")
+                _ = FileManager.default.createFile(atPath: log, contents: nil)
+                let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+                process.standardOutput = handle
+                process.standardError = handle
+                try process.run()
+                return process
+            }
+            for (index, process) in processes.enumerated() {
+                #expect(waitForExit(process, timeout: 180), "checker \(index) did not finish (a hang)")
+                let log = (try? String(contentsOfFile: volume.scratch.file("checker-\(index).log"), encoding: .utf8)) ?? ""
+                #expect(process.terminationStatus == 0, "checker \(index) (seed \(seed &+ UInt64(index))): \(log)")
+            }
+            #expect(try a.unmount() == 0)
+            let fsck = try volume.check()
+            #expect(fsck.status == 0, "\(fsck)")
+        }
+
         @Test("fio writes a 2 GiB file with crc32c verify on A; B verifies it; random writes verify; fsck clean")
         func fioVerify() throws {
             guard let fio = Environment.executable("fio") else {

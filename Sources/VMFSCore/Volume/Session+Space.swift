@@ -28,28 +28,28 @@ extension Session {
                 let before = store.dirtyCount
                 try store.operation { () throws(VMFSError) in
                     var map = self.map(of: file)
-                    var freed: [UInt64] = []
+                    let device = self.device
+                    let layout = self.layout
+                    let size = self.blockSize
                     while index < batch.count && store.dirtyCount - before < MetadataStore.operationBudget - 10 {
                         let (block, _) = batch[index]
                         let old = try map.clearEntry(at: block)
                         if old != 0 {
                             let number = UInt64(old & ~FormatConstants.unwrittenFlag)
+                            // Registered before the free, whose own after-commit action makes the
+                            // block reusable: the discard must run first, or it could wipe the
+                            // data of a file that was given the block in between.
+                            if old & FormatConstants.unwrittenFlag == 0 {
+                                store.afterCommit { try? device.discard(offset: layout.block(number), length: size) }
+                            }
                             try blocks.free(number)
                             map.descriptor.allocatedBlocks -= 1
-                            if old & FormatConstants.unwrittenFlag == 0 { freed.append(number) }
                         }
                         index += 1
                     }
                     map.descriptor.changeTime = Clock.wallNanoseconds
                     try storeDescriptor(map.descriptor)
                     file.state.withLock { $0.descriptor = map.descriptor }
-                    let device = self.device
-                    let layout = self.layout
-                    let size = self.blockSize
-                    let discarded = freed
-                    store.afterCommit {
-                        for number in discarded { try? device.discard(offset: layout.block(number), length: size) }
-                    }
                 }
             }
             }
