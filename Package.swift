@@ -49,7 +49,7 @@ let package = Package(
 
         // ---- Daemon and tools ------------------------------------------------------------
         .executableTarget(
-            name: "vmfs-fuse", dependencies: ["VMFSCore", "VMFSToolSupport", "CFuse", "CVMFSLinux"],
+            name: "vmfs-fuse", dependencies: ["VMFSCore", "CFuse"],
             swiftSettings: strictSettings),
         .executableTarget(
             name: "mkfs.vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
@@ -82,6 +82,11 @@ let package = Package(
             name: "ToolTests",
             dependencies: ["VMFSCore", "VMFSTestSupport", "mkfs.vmfs", "fsck.vmfs", "vmfs", "vmfs-testhost", "vmfs-fuse"],
             swiftSettings: strictSettings),
+        // Real FUSE mounts of real volumes by real daemon processes (needs root and /dev/fuse).
+        // Helpers/ holds C programs the tests compile with the system compiler.
+        .testTarget(
+            name: "FuseTests", dependencies: ["VMFSCore", "vmfs-fuse", "mkfs.vmfs", "fsck.vmfs", "vmfs"],
+            exclude: ["Helpers"], swiftSettings: strictSettings),
         .testTarget(
             name: "HypervisorTests", dependencies: ["Hypervisor", "vmctl"],
             swiftSettings: strictSettings),

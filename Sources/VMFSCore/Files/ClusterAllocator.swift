@@ -284,13 +284,16 @@ final class ClusterAllocator: Sendable {
                 throw VMFSError(.corrupt, "\(noun) \(item) is freed but was not allocated",
                                 location: .init(structure: "\(noun) cluster \(c) bitmap", offset: bitmapAddress(c)))
             }
+            // Pending before the bit is cleared, under the bitmap lock: an allocation that sees
+            // the bit free must also see it pending, or it could hand the item out before the
+            // free is committed (and before its data is discarded).
+            state.withLock { s in
+                s.pendingFree.insert(item)
+                s.held[c]?.usedSinceCommit = true
+                s.frees += 1
+            }
             bitmap.set(i, allocated: false)
             try store(bitmap)
-        }
-        state.withLock { s in
-            s.pendingFree.insert(item)
-            s.held[c]?.usedSinceCommit = true
-            s.frees += 1
         }
         store.afterCommit { [self] in
             state.withLock { s in

@@ -28,7 +28,9 @@ extension Session {
                 let before = store.dirtyCount
                 try store.operation { () throws(VMFSError) in
                     var map = self.map(of: file)
-                    var freed: [UInt64] = []
+                    let device = self.device
+                    let layout = self.layout
+                    let size = self.blockSize
                     while index < batch.count && store.dirtyCount - before < MetadataStore.operationBudget - 10 {
                         let (block, _) = batch[index]
                         let old = try map.clearEntry(at: block)
@@ -37,22 +39,20 @@ extension Session {
                             // A corrupt entry points outside the volume: drop it, there is nothing to free.
                             map.descriptor.allocatedBlocks = map.descriptor.allocatedBlocks.saturatingSubtract(1)
                         } else if old != 0 {
+                            // Registered before the free, whose own after-commit action makes the
+                            // block reusable: the discard must run first, or it could wipe the
+                            // data of a file that was given the block in between.
+                            if old & FormatConstants.unwrittenFlag == 0 {
+                                store.afterCommit { try? device.discard(offset: layout.block(number), length: size) }
+                            }
                             try blocks.free(number)
                             map.descriptor.allocatedBlocks = map.descriptor.allocatedBlocks.saturatingSubtract(1)
-                            if old & FormatConstants.unwrittenFlag == 0 { freed.append(number) }
                         }
                         index += 1
                     }
                     map.descriptor.changeTime = Clock.wallNanoseconds
                     try storeDescriptor(map.descriptor)
                     file.state.withLock { $0.descriptor = map.descriptor }
-                    let device = self.device
-                    let layout = self.layout
-                    let size = self.blockSize
-                    let discarded = freed
-                    store.afterCommit {
-                        for number in discarded { try? device.discard(offset: layout.block(number), length: size) }
-                    }
                 }
             }
             }
@@ -232,6 +232,7 @@ extension Session {
                             blocks.unreserve(holes.count)
                             throw error
                         }
+                        let pointerBlocksBefore = file.descriptor.pointerBlocks
                         do throws(VMFSError) {
                             var index = 0
                             while index < holes.count {
@@ -255,7 +256,10 @@ extension Session {
                             pointers.unreserve(nodes)
                             throw error
                         }
-                        pointers.unreserve(0)
+                        // Holes under one missing pointer block each counted it: give back the
+                        // reservations no allocation used (they would leak until unmount).
+                        let usedNodes = Int(file.descriptor.pointerBlocks - pointerBlocksBefore)
+                        pointers.unreserve(max(0, nodes - usedNodes))
                     }
                 }
                 if !keepSize && end > file.descriptor.size { try setSize(file, end) }

@@ -1,0 +1,80 @@
+internal import CFuse
+internal import VMFSCore
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// LOOKUP, CREATE, UNLINK and RENAME: the flat namespace. Every change is committed to the
+/// volume before it is answered, so other hosts see it at once.
+extension FileSystem {
+    func lookup(_ request: Request, parent: fuse_ino_t, name raw: UnsafePointer<CChar>?) {
+        request.answer("lookup") { () throws(VMFSError) in
+            try Self.requireRoot(parent)
+            let name = try Self.name(raw)
+            request.reply(entry: entry(for: try volume.status(of: name)))
+        }
+    }
+
+    func create(_ request: Request, parent: fuse_ino_t, name raw: UnsafePointer<CChar>?, mode: mode_t,
+                info: UnsafeMutablePointer<fuse_file_info>?) {
+        request.answer("create") { () throws(VMFSError) in
+            try Self.requireRoot(parent)
+            let name = try Self.name(raw)
+            guard let info else { throw VMFSError(.invalidArgument, "create without file info") }
+            let flags = info.pointee.flags
+            let writable = flags & O_ACCMODE != O_RDONLY
+            if configuration.readOnly { throw VMFSError(.readOnly, "the volume is mounted read-only") }
+            let caller = request.caller
+            let attributes = CreateAttributes(mode: UInt32(mode) & 0o7777, uid: caller.uid, gid: caller.gid)
+            let handle: FileHandle
+            do throws(VMFSError) {
+                handle = try volume.create(name, attributes: attributes, access: writable ? .readWrite : .readOnly)
+            } catch where error.code == .alreadyExists && flags & O_EXCL == 0 {
+                // Another host created it after the kernel looked the name up: open that file.
+                let existing = try volume.status(of: name)
+                let node = inodes.node(for: existing, held: slots.counts(existing.slot).handles > 0)
+                let open = try openFile(inode: node, slot: existing.slot, generation: existing.generation, flags: flags)
+                try finishOpen(request, open.handle, info: info, keepCache: open.keepCache, create: true)
+                return
+            }
+            let open = slots.withOpenCloseLock(handle.slot) { () -> OpenHandle in
+                slots.opened(handle.slot, writable: writable)
+                return OpenHandle(handle: handle, inode: inodes.node(for: handle.heldStatus, held: true), writable: writable)
+            }
+            try finishOpen(request, open, info: info, keepCache: false, create: true)
+        }
+    }
+
+    func unlink(_ request: Request, parent: fuse_ino_t, name raw: UnsafePointer<CChar>?) {
+        request.answer("unlink") { () throws(VMFSError) in
+            try Self.requireRoot(parent)
+            try volume.remove(try Self.name(raw))
+            request.reply(error: 0)
+        }
+    }
+
+    func rename(_ request: Request, parent: fuse_ino_t, name raw: UnsafePointer<CChar>?, newParent: fuse_ino_t,
+                newName rawNew: UnsafePointer<CChar>?, flags: UInt32) {
+        request.answer("rename") { () throws(VMFSError) in
+            try Self.requireRoot(parent)
+            try Self.requireRoot(newParent)
+            let mode: RenameMode
+            switch flags {
+            case 0: mode = .replace
+            case LinuxConstants.renameNoReplace: mode = .noReplace
+            case LinuxConstants.renameExchange: mode = .exchange
+            default:
+                throw VMFSError(.invalidArgument, "rename flags 0x\(String(flags, radix: 16)) are not supported "
+                                + "(only RENAME_NOREPLACE and RENAME_EXCHANGE)")
+            }
+            try volume.rename(try Self.name(raw), to: try Self.name(rawNew), mode: mode)
+            request.reply(error: 0)
+        }
+    }
+
+    func statfs(_ request: Request) {
+        request.answer("statfs") { () throws(VMFSError) in
+            request.reply(statfs: Attributes.statfs(try volume.statistics(), readOnly: configuration.readOnly))
+        }
+    }
+}

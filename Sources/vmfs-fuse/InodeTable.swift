@@ -1,0 +1,130 @@
+internal import CFuse
+internal import VMFSCore
+import Synchronization
+
+/// FUSE node ids and the VMFS file slots behind them.
+///
+/// The namespace is flat: the root directory is node 1 and the file in descriptor slot `s` has
+/// inode number `s + 2` (``FileStatus/inode``, what `stat` shows). The node id the kernel uses
+/// carries `s + 2` in its low 9 bits and an *instance* number above them.
+///
+/// Instances exist for the writeback cache. With it, the kernel keeps a file's size and times
+/// itself and never takes them from the daemon again for an inode it has (a per-connection
+/// rule of Linux), which would leave another host's changes invisible here. So while this host
+/// does not have a file open (and so holds no lock on it), a lookup that finds the file changed
+/// since the kernel's inode was made — another size, modification or change time, or another
+/// file in the slot — hands out a new instance: the kernel drops its dentry (the node id
+/// differs) and makes a fresh inode with the current attributes. While this host has the file
+/// open, its lock keeps other hosts out and the instance stays. Without the writeback cache the
+/// kernel takes attributes from every reply and the instance is always 0.
+final class InodeTable: Sendable {
+    static let root = fuse_ino_t(FUSE_ROOT_ID)
+    /// One more than the highest slot VMFS uses (255 files).
+    static let slotCount = 256
+    private static let slotBits: UInt64 = 9
+
+    /// The attributes the kernel keeps for itself in writeback-cache mode.
+    struct Shape: Equatable {
+        var size: UInt64
+        var modificationTime: Int64
+        var changeTime: Int64
+
+        init(_ file: FileStatus) {
+            size = file.size
+            modificationTime = file.modificationTime
+            changeTime = file.changeTime
+        }
+    }
+
+    /// What the kernel was last told about one slot.
+    private struct View {
+        var generation: UInt32
+        var shape: Shape
+        var instance: UInt64
+    }
+
+    private let views = Mutex<[View?]>(Array(repeating: nil, count: slotCount))
+    /// Hand out new instances when files change (writeback-cache mode).
+    let versioned: Bool
+
+    init(versioned: Bool) { self.versioned = versioned }
+
+    /// The slot of node id `node`, or nil for the root and for ids VMFS never hands out.
+    static func slot(of node: fuse_ino_t) -> Int? {
+        let low = Int(node & ((1 << slotBits) - 1))
+        guard node != root, low >= 2, low < slotCount + 2 else { return nil }
+        return low - 2
+    }
+
+    private static func node(slot: Int, instance: UInt64) -> fuse_ino_t {
+        instance << slotBits | UInt64(slot + 2)
+    }
+
+    /// The node id the kernel is to use for `file` now. `held`: this host has the file open.
+    func node(for file: FileStatus, held: Bool) -> fuse_ino_t {
+        guard file.slot >= 0, file.slot < Self.slotCount else { return 0 }
+        let shape = Shape(file)
+        return views.withLock { views in
+            if var view = views[file.slot], view.generation == file.generation {
+                if held {
+                    // Changes now are this host's own (the kernel made them): keep the instance.
+                    view.shape = shape
+                    views[file.slot] = view
+                    return Self.node(slot: file.slot, instance: view.instance)
+                }
+                if !versioned || view.shape == shape { return Self.node(slot: file.slot, instance: view.instance) }
+            }
+            let instance = versioned ? (views[file.slot].map { $0.instance + 1 } ?? 0) : 0
+            views[file.slot] = View(generation: file.generation, shape: shape, instance: instance)
+            return Self.node(slot: file.slot, instance: instance)
+        }
+    }
+
+    /// The slot and generation the kernel means by `node`.
+    ///
+    /// - Throws: `isDirectory` for the root, `notFound` for an id VMFS never hands out,
+    ///   `staleHandle` when the kernel was never told about the slot.
+    func file(_ node: fuse_ino_t) throws(VMFSError) -> (slot: Int, generation: UInt32) {
+        guard let slot = Self.slot(of: node) else {
+            throw VMFSError(node == Self.root ? .isDirectory : .notFound, "node \(node) is not a file")
+        }
+        guard let generation = views.withLock({ $0[slot]?.generation }) else {
+            throw VMFSError(.staleHandle, "node \(node) is unknown to this mount")
+        }
+        return (slot, generation)
+    }
+
+    /// True when `node` is the instance last handed out for its slot (the kernel's inode has
+    /// the attributes this table recorded).
+    func isCurrent(_ node: fuse_ino_t) -> Bool {
+        guard let slot = Self.slot(of: node) else { return false }
+        return views.withLock { $0[slot].map { Self.node(slot: slot, instance: $0.instance) == node } ?? false }
+    }
+
+    /// True when `file` still looks as the kernel's current instance of it was told.
+    func matches(_ file: FileStatus) -> Bool {
+        views.withLock { views in
+            guard let view = views[file.slot], view.generation == file.generation else { return false }
+            return !versioned || view.shape == Shape(file)
+        }
+    }
+
+    /// Hands out a new instance for `file`: the kernel's current one is stale and an OPEN of it
+    /// was refused; the lookup the kernel retries with gets the new one.
+    func renew(_ file: FileStatus) {
+        views.withLock { views in
+            let instance = versioned ? (views[file.slot].map { $0.instance + 1 } ?? 0) : 0
+            views[file.slot] = View(generation: file.generation, shape: Shape(file), instance: instance)
+        }
+    }
+
+    /// Records `file` as what the kernel's current instance holds: this host closed its last
+    /// handle, after the kernel wrote back everything it had cached.
+    func settle(_ file: FileStatus) {
+        views.withLock { views in
+            guard var view = views[file.slot], view.generation == file.generation else { return }
+            view.shape = Shape(file)
+            views[file.slot] = view
+        }
+    }
+}
