@@ -201,9 +201,12 @@ final class MetadataStore: Sendable {
     /// A pointer block from the cache (decoded once per change), reading it if needed.
     func pointerNode(_ address: UInt64, number: UInt32, lockIndex: Int) throws(VMFSError) -> PointerNode {
         if let node = state.withLock({ $0.cache[address]?.node }) { return node }
-        let node = try PointerNode.decode(try sector(address, lockIndex: lockIndex), number: number, volumeID: volumeID, address: address)
+        let image = try sector(address, lockIndex: lockIndex)
+        let node = try PointerNode.decode(image, number: number, volumeID: volumeID, address: address)
         state.withLock { s in
-            if s.cache[address] != nil && SectorCodec.version(of: s.cache[address]!.image) == node.version { s.cache[address]?.node = node }
+            // Only if the cached image is still the one decoded: a sector changed again within
+            // one transaction keeps its version, so a version check could keep a stale node.
+            if let cached = s.cache[address], cached.image == image { s.cache[address]?.node = node }
         }
         return node
     }
