@@ -64,7 +64,9 @@ extension FuseSuite {
             for (index, process) in processes.enumerated() {
                 #expect(waitForExit(process, timeout: 180), "checker \(index) did not finish (a hang)")
                 let log = (try? String(contentsOfFile: volume.scratch.file("checker-\(index).log"), encoding: .utf8)) ?? ""
-                #expect(process.terminationStatus == 0, "checker \(index) (seed \(seed &+ UInt64(index))): \(log)")
+                let daemonErrors = a.log.split(separator: "\n").filter { $0.contains("error") }.suffix(20).joined(separator: "\n")
+                #expect(process.terminationStatus == 0,
+                        "checker \(index) (seed \(seed &+ UInt64(index))): \(log)\n--- daemon errors\n\(daemonErrors)")
             }
             #expect(try a.unmount() == 0)
             let fsck = try volume.check()

@@ -44,3 +44,42 @@ struct ConcurrentWriteTests {
         try handle.close()
     }
 }
+
+@Suite("Concurrent allocation on one host")
+struct ConcurrentAllocationTests {
+    /// Threads of one host grow and shrink different files at once while clusters are leased,
+    /// filled, given back after commits and leased again. The volume never holds more than
+    /// half its blocks, so no write may fail for space, and the allocator's counts must stay
+    /// true to the bitmaps (checked by fsck).
+    @Test func leasingRacesNeverRunOutOfSpace() throws {
+        let device = try makeMemoryVolume(size: 512 << 20)
+        let volume = try Volume.mount(device: device, options: hostOptions("leases"))
+        let total = try volume.statistics().freeBlocks
+        let workers = 4
+        let perWorker = Int(total) / 2 / workers
+        let failures = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            do {
+                let handle = try volume.create("file-\(worker)", access: .readWrite)
+                let block = [UInt8](repeating: UInt8(worker + 1), count: 1 << 20)
+                for round in 0..<10 {
+                    // Fill a random-ish set of blocks, then free most of them again.
+                    for i in 0..<perWorker {
+                        let position = UInt64((i * 7 + round * 3) % (perWorker * 2))
+                        try handle.write(bytes: block, at: position << 20)
+                    }
+                    try handle.truncate(to: UInt64(round % 3) << 20)
+                    if round % 2 == 1 { try handle.sync() }
+                }
+                try handle.close()
+            } catch {
+                failures.withLock { $0.append("worker \(worker): \(error)") }
+            }
+        }
+        #expect(failures.withLock { $0 } == [])
+        try volume.unmount()
+        var check = CheckOptions()
+        check.force = true
+        #expect(VolumeChecker(device: device.readOnlyView(), options: check).run().exitCode == 0)
+    }
+}

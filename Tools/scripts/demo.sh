@@ -33,17 +33,25 @@ vmfs ls -l "$LUN"
 vmfs get "$LUN" payload.bin "$DIR/payload.back" --host-id esx-b
 cmp "$DIR/payload.bin" "$DIR/payload.back" && echo "esx-b read exactly what esx-a wrote"
 
-if [[ -x "$BIN/vmfs-fuse" ]] && "$BIN/vmfs-fuse" --help 2>&1 | grep -q MOUNTPOINT && [[ -e /dev/fuse ]]; then
-    step "vmfs-fuse: the LUN mounted on two hosts at once"
-    mkdir -p "$DIR/host-a" "$DIR/host-b"
-    vmfs-fuse -o host_id=esx-a "$LUN" "$DIR/host-a"
-    vmfs-fuse -o host_id=esx-b "$LUN" "$DIR/host-b"
-    echo "hello from esx-a" > "$DIR/host-a/note.txt"
-    echo "esx-b sees: $(cat "$DIR/host-b/note.txt")"
-    ls -l "$DIR/host-b"
-    fusermount3 -u "$DIR/host-a"
-    fusermount3 -u "$DIR/host-b"
-fi
+step "vmfs-fuse: the LUN mounted on two hosts at once"
+mkdir -p "$DIR/host-a" "$DIR/host-b"
+vmfs-fuse -o host_id=esx-a "$LUN" "$DIR/host-a"
+vmfs-fuse -o host_id=esx-b "$LUN" "$DIR/host-b"
+echo "hello from esx-a" > "$DIR/host-a/note.txt"
+echo "esx-b reads: $(cat "$DIR/host-b/note.txt")"
+cp "$DIR/payload.bin" "$DIR/host-b/copy.bin"
+cmp "$DIR/payload.bin" "$DIR/host-a/copy.bin" && echo "esx-a reads exactly what esx-b copied in"
+mv "$DIR/host-a/copy.bin" "$DIR/host-a/renamed.bin"
+ls -l "$DIR/host-b"
+exec 3>>"$DIR/host-a/note.txt"          # esx-a keeps the file open for writing: exclusive lock
+vmfs locks "$LUN"
+if echo "from esx-b" 2>"$DIR/err.txt" >>"$DIR/host-b/note.txt"; then echo "unexpected: esx-b could write"; exit 1; fi
+echo "esx-b is refused while esx-a has the file open: $(sed 's/.*: //' "$DIR/err.txt")"
+exec 3>&-
+echo "from esx-b" >>"$DIR/host-b/note.txt" && echo "after esx-a closed it, esx-b appends: $(tr '\n' '|' <"$DIR/host-a/note.txt")"
+fusermount3 -u "$DIR/host-a"
+fusermount3 -u "$DIR/host-b"
+vmfs hosts "$LUN"
 
 step "a host holds a file open for writing; the others see the host and the lock"
 vmfs-testhost hold "$LUN" --host-id esx-c --file busy.vmdk --create > "$DIR/holder.out" 2>&1 &

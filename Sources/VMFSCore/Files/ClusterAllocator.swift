@@ -36,6 +36,11 @@ final class ClusterAllocator: Sendable {
     private let state = Monitor<State>(State())
     /// Serializes read-modify-write of one cluster's bitmap among this host's threads.
     private let bitmapLocks = KeyedLocks<Int>()
+    /// Serializes taking and giving back the lease of one cluster among this host's threads.
+    /// The on-disk lock is re-entrant for the host, so without this two threads could both
+    /// "lease" a cluster (the second overwriting the first's free count and pins), or one could
+    /// lease it while another was giving the on-disk lock back.
+    private let leaseLocks = KeyedLocks<Int>()
 
     init(pool: ClusterBitmap.Pool, store: MetadataStore, locks: LockManager, layout: VolumeLayout, volumeID: UInt64, slot: Int) {
         self.pool = pool
@@ -168,10 +173,29 @@ final class ClusterAllocator: Sendable {
         for i in 0..<count {
             let c = (affinity + i) % count
             guard !held.contains(c), hints[c] > 0 else { continue }
-            guard try locks.tryAcquire(lockIndex(ofCluster: c), kind: kind, mode: .exclusive) != nil else { continue }
+            switch try leaseIfFree(c) {
+            case .leased(let free) where free > 0: return true
+            case .alreadyHeld: return true  // another thread leased it meanwhile: look again
+            case .leased, .busy: continue
+            }
+        }
+        return false
+    }
+
+    private enum LeaseOutcome {
+        case leased(free: Int)
+        case alreadyHeld
+        case busy
+    }
+
+    /// Takes the lease of cluster `c` without waiting, unless this host already leases it.
+    private func leaseIfFree(_ c: Int) throws(VMFSError) -> LeaseOutcome {
+        try leaseLocks.withLock(c) { () throws(VMFSError) -> LeaseOutcome in
+            if state.withLock({ $0.held[c] != nil }) { return .alreadyHeld }
+            guard try locks.tryAcquire(lockIndex(ofCluster: c), kind: kind, mode: .exclusive) != nil else { return .busy }
             let bitmap: ClusterBitmap
-            do {
-                bitmap = try self.bitmap(c)
+            do throws(VMFSError) {
+                bitmap = try bitmapLocks.withLock(c) { () throws(VMFSError) in try self.bitmap(c) }
             } catch {
                 try? locks.release(lockIndex(ofCluster: c), kind: kind)
                 throw error
@@ -181,9 +205,8 @@ final class ClusterAllocator: Sendable {
                 s.held[c] = Held(lockIndex: lockIndex(ofCluster: c), free: free)
                 s.freeHints?[c] = free
             }
-            if free > 0 { return true }
+            return .leased(free: free)
         }
-        return false
     }
 
     private func freeExcludingPending(_ bitmap: ClusterBitmap) -> Int {
@@ -211,13 +234,27 @@ final class ClusterAllocator: Sendable {
                 pinned.append(c)
                 continue
             }
-            try locks.acquire(lockIndex(ofCluster: c), kind: kind, mode: .exclusive,
-                              objectName: "\(noun) cluster \(c)", deadline: deadline, askHolderToRelease: true)
-            let bitmap = try bitmapLocks.withLock(c) { () throws(VMFSError) in try self.bitmap(c) }
-            let free = freeExcludingPending(bitmap)
-            state.withLock { s in
-                if s.held[c] == nil { s.held[c] = Held(lockIndex: lockIndex(ofCluster: c), free: free) }
-                s.held[c]?.pins += 1
+            try leaseLocks.withLock(c) { () throws(VMFSError) in
+                let leasedMeanwhile = state.withLock { s -> Bool in
+                    guard s.held[c] != nil else { return false }
+                    s.held[c]?.pins += 1
+                    return true
+                }
+                if leasedMeanwhile { return }
+                try locks.acquire(lockIndex(ofCluster: c), kind: kind, mode: .exclusive,
+                                  objectName: "\(noun) cluster \(c)", deadline: deadline, askHolderToRelease: true)
+                let bitmap: ClusterBitmap
+                do throws(VMFSError) {
+                    bitmap = try bitmapLocks.withLock(c) { () throws(VMFSError) in try self.bitmap(c) }
+                } catch {
+                    try? locks.release(lockIndex(ofCluster: c), kind: kind)
+                    throw error
+                }
+                let free = freeExcludingPending(bitmap)
+                state.withLock { s in
+                    s.held[c] = Held(lockIndex: lockIndex(ofCluster: c), free: free)
+                    s.held[c]?.pins += 1
+                }
             }
             pinned.append(c)
         }
@@ -323,6 +360,10 @@ final class ClusterAllocator: Sendable {
             }
         }
         for (c, held) in candidates + wanted {
+            // A thread leasing the cluster right now may wait long for another host: skip it
+            // rather than hold up the commit that called this (but not when giving back all).
+            if force { leaseLocks.lock(c) } else if !leaseLocks.tryLock(c) { continue }
+            defer { leaseLocks.unlock(c) }
             if store.hasDirty(lockIndex: held.lockIndex) { continue }
             let stillIdle = state.withLock { s -> Bool in
                 guard let held = s.held[c] else { return false }

@@ -76,6 +76,11 @@ final class KeyedLocks<Key: Hashable & Sendable>: Sendable {
         held.withLock { $0.remove(key) }
     }
 
+    /// Takes `key` if no thread holds it; returns whether it did.
+    func tryLock(_ key: Key) -> Bool {
+        held.withLock { $0.insert(key).inserted }
+    }
+
     func withLock<T, E: Error>(_ key: Key, _ body: () throws(E) -> T) throws(E) -> T {
         lock(key)
         defer { unlock(key) }
