@@ -57,6 +57,9 @@ extension FuseSuite {
             #expect(read.status != 0 && read.stderr.contains("Input/output error"), "\(read)")
             let write = try run(dd, ["if=/dev/zero", "of=\(a.path("data"))", "bs=1M", "count=1", "conv=notrunc", "oflag=direct"], timeout: 30)
             #expect(write.status != 0 && write.stderr.contains("Input/output error"), "\(write)")
+            // A write that needs a new block: the block it was given goes back (fsck below finds no leak).
+            let extend = try run(dd, ["if=/dev/zero", "of=\(a.path("data"))", "bs=1M", "count=1", "seek=16", "conv=notrunc", "oflag=direct"], timeout: 30)
+            #expect(extend.status != 0 && extend.stderr.contains("Input/output error"), "\(extend)")
             #expect(a.log.contains("error: read: pread failed: Input/output error"), "the daemon logs the device error: \(a.log)")
             // Metadata (names, attributes, small files in their descriptors) still works.
             #expect(try Posix.readFile(a.path("small")) == Array("inline".utf8))

@@ -203,11 +203,17 @@ extension Session {
             var map = map(of: file)
             let number = entry == 0 ? try blocks.allocate() : UInt64(entry & ~FormatConstants.unwrittenFlag)
             let base = layout.block(number)
-            if let piece, within == 0 && UInt64(piece.count) == blockSize {
-                try device.write(UnsafeRawBufferPointer(piece), at: base)
-            } else {
-                try device.zero(offset: base, length: blockSize)
-                if let piece { try device.write(UnsafeRawBufferPointer(piece), at: base + within) }
+            do throws(VMFSError) {
+                if let piece, within == 0 && UInt64(piece.count) == blockSize {
+                    try device.write(UnsafeRawBufferPointer(piece), at: base)
+                } else {
+                    try device.zero(offset: base, length: blockSize)
+                    if let piece { try device.write(UnsafeRawBufferPointer(piece), at: base + within) }
+                }
+            } catch {
+                // The block is mapped nowhere yet: give it back, or it would leak.
+                if entry == 0 { try? blocks.free(number) }
+                throw error
             }
             try map.setEntry(UInt32(number), at: block)
             if entry == 0 { map.descriptor.allocatedBlocks = map.descriptor.allocatedBlocks.saturatingAdd(1) }
@@ -241,7 +247,12 @@ extension Session {
             let number = try blocks.allocate()
             let buffer = AlignedBuffer(count: Int(blockSize), alignment: max(device.alignment, 4096))
             descriptor.inlineData.withUnsafeBytes { buffer.bytes.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: descriptor.inlineData.count) }
-            try device.write(UnsafeRawBufferPointer(buffer.bytes), at: layout.block(number))
+            do throws(VMFSError) {
+                try device.write(UnsafeRawBufferPointer(buffer.bytes), at: layout.block(number))
+            } catch {
+                try? blocks.free(number)
+                throw error
+            }
             converted.direct[0] = UInt32(number)
             converted.allocatedBlocks = 1
             converted.mappedEnd = 1

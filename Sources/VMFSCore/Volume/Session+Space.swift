@@ -241,7 +241,14 @@ extension Session {
                                     var map = self.map(of: file)
                                     while index < holes.count && store.dirtyCount - before < MetadataStore.operationBudget - 10 {
                                         let number = try blocks.allocate()
-                                        if eagerZero { try device.zero(offset: layout.block(number), length: blockSize) }
+                                        if eagerZero {
+                                            do throws(VMFSError) {
+                                                try device.zero(offset: layout.block(number), length: blockSize)
+                                            } catch {
+                                                try? blocks.free(number)  // mapped nowhere yet
+                                                throw error
+                                            }
+                                        }
                                         let entry = eagerZero ? UInt32(number) : UInt32(number) | FormatConstants.unwrittenFlag
                                         try map.setEntry(entry, at: holes[index])
                                         map.descriptor.allocatedBlocks = map.descriptor.allocatedBlocks.saturatingAdd(1)
