@@ -14,8 +14,10 @@ depth="${3:-32}"
 runs=5
 Tools/scripts/setup.sh
 Tools/scripts/build-guest.sh --test-guest-only >/dev/null
-for product in vmctl vm-run mkfs.vmfs; do swift build -c release --product "$product" >/dev/null; done
-bin="$(swift build -c release --show-bin-path)"
+# Static Swift runtime, as deployed (see bench.sh).
+build=(-c release --static-swift-stdlib --build-path .build/static)
+for product in vmctl vm-run mkfs.vmfs; do swift build "${build[@]}" --product "$product" >/dev/null; done
+bin="$(swift build "${build[@]}" --show-bin-path)"
 guest=".cache/guest/testguest.elf"
 work="$(mktemp -d "${TMPDIR:-/var/tmp}/hv-vmfs-bench.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
