@@ -28,7 +28,7 @@ extension VolumeChecker {
             }
         }
         // Watch the slots that claim a live host: a live host keeps changing its slot.
-        let claimed = slots.compactMap { $0 }.filter { $0.state != .free }
+        let claimed = slots.compactMap { $0 }.filter { $0.state != .free && $0.index != ownSlot }
         if !claimed.isEmpty && !options.force {
             let watch: UInt64
             if let given = options.observeMilliseconds {
@@ -55,7 +55,7 @@ extension VolumeChecker {
             note("heartbeat slot \(index): host \(slots[index]?.owner.description ?? "?") (\(slots[index]?.ownerName ?? "")) is alive; "
                  + "structures it is changing may look inconsistent")
         }
-        for (index, slot) in slots.enumerated() {
+        for (index, slot) in slots.enumerated() where index != ownSlot {
             progress?("heartbeats and journals", 0.05 + 0.1 * Double(index) / Double(max(slots.count, 1)))
             try checkJournal(slot: index, owner: slot)
         }
@@ -85,9 +85,15 @@ extension VolumeChecker {
         report.replayedTransactions += result.transactions
         if crashed, let owner {
             let who = "host \(owner.owner) (\(owner.ownerName), slot \(index), generation \(owner.generation))"
-            let message = owner.state == .replaying
-                ? "\(who) was being recovered when its recoverer stopped; \(pending.count) journal transaction(s) to replay"
-                : "\(who) holds the volume but is not heartbeating and was not recovered; \(pending.count) journal transaction(s) to replay"
+            let message: String
+            switch owner.state {
+            case .replaying:
+                message = "\(who) was being recovered when its recoverer stopped; \(pending.count) journal transaction(s) to replay"
+            case .maintenance:
+                message = "a repair by \(who) was interrupted; hosts refuse to mount until it is finished"
+            default:
+                message = "\(who) holds the volume but is not heartbeating and was not recovered; \(pending.count) journal transaction(s) to replay"
+            }
             try problem("heartbeat slot \(index)", offset: layout.heartbeatSlot(index), message) { () throws(VMFSError) in
                 try JournalWriter(device: device, layout: layout, volumeID: volumeID, slot: index, host: .zero,
                                   startSequence: scan.nextSequence).reset()

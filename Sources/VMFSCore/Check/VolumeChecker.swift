@@ -10,6 +10,8 @@ public struct CheckOptions: Sendable {
     public var force = false
     /// How long to watch live-looking heartbeat slots; `nil` picks the hosts' own intervals.
     public var observeMilliseconds: UInt64?
+    /// A heartbeat slot to leave alone: the maintenance slot of the repair being verified.
+    var ignoredSlot: Int?
 
     public init() {}
 }
@@ -32,6 +34,9 @@ public final class VolumeChecker {
     var slots: [HeartbeatSlot?] = []
     var aliveSlots: Set<Int> = []
     var recoveredSlots: Set<Int> = []
+    /// The repair's own heartbeat slot (maintenance state), which keeps hosts from mounting.
+    var maintenance: MaintenanceClaim?
+    var ownSlot: Int? { maintenance?.slot ?? options.ignoredSlot }
     var descriptors: [FileDescriptorRecord?] = Array(repeating: nil, count: FormatConstants.maxFiles)
     var nameSectors: [NameTableSector] = []
     let sectorSize = FormatConstants.sectorSize
@@ -49,6 +54,7 @@ public final class VolumeChecker {
     public func run() -> CheckReport {
         do throws(VMFSError) {
             guard try checkHeader() else { return report }
+            if options.repair { try claimMaintenance() }
             try checkHeartbeats()
             try checkLocks()
             try checkNames()
@@ -62,13 +68,32 @@ public final class VolumeChecker {
             // Verify the repair with a read-only pass; anything left is reported as unrepaired.
             var verify = CheckOptions()
             verify.force = true
+            verify.ignoredSlot = maintenance?.slot
             let second = VolumeChecker(device: device, options: verify).run()
             for problem in second.problems {
                 report.problems.append(CheckReport.Problem(structure: problem.structure, offset: problem.offset,
                                                            message: "still wrong after repair: \(problem.message)", repaired: false))
             }
         }
+        if let maintenance {
+            do throws(VMFSError) {
+                try maintenance.release()
+            } catch {
+                report.operationalError = report.operationalError ?? "freeing the repair's heartbeat slot \(maintenance.slot): \(error)"
+            }
+        }
         return report
+    }
+
+    /// Claims a heartbeat slot in the maintenance state so that no host mounts the volume while
+    /// it is repaired (hosts that are already live are found by the heartbeat phase).
+    private func claimMaintenance() throws(VMFSError) {
+        let identity = HostIdentity(uuid: HostIdentity.local().uuid, name: "fsck.vmfs on \(HostIdentity.hostName())")
+        do {
+            maintenance = try MaintenanceClaim.acquire(device: device, header: header, identity: identity)
+        } catch where error.code == .noSpace {
+            note("no free heartbeat slot to mark the volume as under repair: make sure no host mounts it until fsck.vmfs ends")
+        }
     }
 
     // MARK: Recording

@@ -107,8 +107,8 @@ final class HeartbeatService: Sendable {
                                     new: slot.encoded(volumeID: volumeID, address: layout.heartbeatSlot(slot.index)))
     }
 
-    /// Claims a free slot: FREE(g) → LIVE(g+1). Prefers `preferred` when it is free.
-    func claimFreeSlot(preferred: Int?) throws(VMFSError) -> Membership {
+    /// Claims a free slot: FREE(g) → LIVE(g+1) (or another `state`). Prefers `preferred` when it is free.
+    func claimFreeSlot(preferred: Int?, state slotState: HeartbeatSlot.State = .live) throws(VMFSError) -> Membership {
         for _ in 0..<8 {
             let region = try refresh()
             let size = FormatConstants.sectorSize
@@ -122,7 +122,7 @@ final class HeartbeatService: Sendable {
                                                            address: layout.heartbeatSlot(index)),
                       slot.state == .free else { continue }
                 let issued = Clock.monotonicNanoseconds
-                let claimed = ownedImage(index: index, state: .live, generation: slot.generation &+ 1, basedOn: slot)
+                let claimed = ownedImage(index: index, state: slotState, generation: slot.generation &+ 1, basedOn: slot)
                 if try write(slot: claimed, expected: raw) == .written {
                     become(Membership(slot: index, generation: claimed.generation), image: claimed, issuedAt: issued)
                     return Membership(slot: index, generation: claimed.generation)

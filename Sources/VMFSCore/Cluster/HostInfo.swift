@@ -34,6 +34,9 @@ public struct HostInfo: Sendable, Codable, Equatable {
             } else {
                 switch observations.liveness(of: index, own: own, now: now) {
                 case .free: verdict = "free"
+                case .alive where slot.state == .maintenance:
+                    let stalled = now &- observation.lastChange >= UInt64(max(slot.deadIntervalMs, 1)) * 1_000_000
+                    verdict = stalled ? "interrupted" : (observedLongEnough ? "alive" : "unknown")
                 case .alive: verdict = slot.state == .live && !observedLongEnough ? "unknown" : "alive"
                 case .dead: verdict = "dead"
                 case .replaying: verdict = "replaying"
@@ -45,6 +48,7 @@ public struct HostInfo: Sendable, Codable, Equatable {
             case .free: state = "free"
             case .live: state = "live"
             case .replaying: state = "replaying"
+            case .maintenance: state = "maintenance"
             }
             return HostInfo(slot: index, state: state, liveness: verdict, host: slot.owner.description, hostName: slot.ownerName,
                             pid: slot.ownerPID, generation: slot.generation, stamp: slot.stamp,

@@ -83,6 +83,9 @@ final class HostObservations: Sendable {
             return observation.readable ? .free : .alive
         case .live:
             return now &- observation.lastChange >= deadInterval(of: slot) ? .dead : .alive
+        case .maintenance:
+            // Never recovered by a host: a repair that stopped needs fsck.vmfs -y again.
+            return .alive
         case .replaying:
             let replayer = slot.replayerSlot
             if replayer == own { return .replaying }

@@ -84,6 +84,8 @@ final class LockManager: Sendable {
         case .replaying: return .replaying
         case .live:
             return observations.liveness(of: holder.slot, own: me.slot) == .dead ? .dead : .alive
+        case .maintenance:
+            return .alive  // a repair holds no locks; never take one from it
         }
     }
 

@@ -9,7 +9,7 @@
 /// |---|---|---|
 /// | 0 | 32 | sector header (magic `HBSL`, version = write counter) |
 /// | 32 | 4 | slot index |
-/// | 36 | 4 | state: 0 free, 1 live, 2 replaying |
+/// | 36 | 4 | state: 0 free, 1 live, 2 replaying, 3 maintenance (fsck.vmfs repairing) |
 /// | 40 | 8 | generation |
 /// | 48 | 8 | stamp (renewal counter) |
 /// | 56 | 16 | owner host UUID |
@@ -28,6 +28,9 @@ public struct HeartbeatSlot: Sendable, Equatable {
     /// What a slot is doing.
     public enum State: UInt32, Sendable {
         case free = 0, live = 1, replaying = 2
+        /// Held by `fsck.vmfs -y` while it repairs the volume: no host may mount meanwhile,
+        /// and a maintenance slot that stopped changing means a repair was interrupted.
+        case maintenance = 3
     }
 
     public var index: Int

@@ -87,6 +87,12 @@ final class Session: Sendable {
         self.locks = locks
         let membership = try Self.claimSlot(heartbeat: heartbeat, locks: locks, device: FencedDevice(base: rawDevice, fence: fence),
                                             header: header, identity: options.host)
+        // A repair that claimed its slot while this host claimed its own: one of the two sees the other.
+        let after = try heartbeat.refresh()
+        if let repair = MaintenanceClaim.maintenanceSlot(in: after, layout: header.layout, volumeID: header.volumeID) {
+            try? heartbeat.stop(release: true)
+            throw MaintenanceClaim.refusal(repair)
+        }
         self.membership = membership
         joined.withLock { $0 = LockManager.Me(identity: options.host, slot: membership.slot, generation: membership.generation) }
 
@@ -115,6 +121,9 @@ final class Session: Sendable {
         let region = try heartbeat.refresh()
         let size = FormatConstants.sectorSize
         let layout = header.layout
+        if let repair = MaintenanceClaim.maintenanceSlot(in: region, layout: layout, volumeID: header.volumeID) {
+            throw MaintenanceClaim.refusal(repair)
+        }
         for index in 0..<Int(layout.maxHosts) {
             let raw = Array(region[(index * size)..<((index + 1) * size)])
             guard let slot = try? HeartbeatSlot.decode(raw, index: index, volumeID: header.volumeID,
