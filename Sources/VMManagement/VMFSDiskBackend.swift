@@ -31,7 +31,7 @@ public final class VMFSDiskBackend: DiskBackend {
         do {
             let count = try handle.read(into: buffer, at: offset)
             if count < buffer.count {
-                (buffer.baseAddress! + count).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - count)
+                UnsafeMutableRawBufferPointer(rebasing: buffer[count...]).initializeMemory(as: UInt8.self, repeating: 0)
             }
         } catch {
             throw map(error)

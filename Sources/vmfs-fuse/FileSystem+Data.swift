@@ -29,7 +29,7 @@ extension FileSystem {
             try buffers.withBuffer(count: size) { (buffer) throws(VMFSError) in
                 // The payload sits at an unaligned place in libfuse's buffer: one copy into
                 // aligned memory lets the device take it with O_DIRECT as it is.
-                buffer.baseAddress!.copyMemory(from: data, byteCount: size)
+                buffer.copyMemory(from: UnsafeRawBufferPointer(start: data, count: size))
                 try slots.withWriteLock(open.slot, exclusive: !aligned) { () throws(VMFSError) in
                     try open.handle.write(UnsafeRawBufferPointer(buffer), at: UInt64(offset))
                 }

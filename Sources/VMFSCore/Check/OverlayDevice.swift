@@ -27,7 +27,8 @@ final class OverlayDevice: BlockDevice {
             let from = max(address, offset)
             let to = min(address + Self.sectorSize, end)
             image.withUnsafeBytes { source in
-                (buffer.baseAddress! + Int(from - offset)).copyMemory(from: source.baseAddress! + Int(from - address), byteCount: Int(to - from))
+                UnsafeMutableRawBufferPointer(rebasing: buffer[Int(from - offset)..<Int(to - offset)])
+                    .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[Int(from - address)..<Int(to - address)]))
             }
         }
     }

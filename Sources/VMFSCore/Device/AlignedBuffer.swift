@@ -2,12 +2,15 @@
 public final class AlignedBuffer: @unchecked Sendable {
     /// The memory.
     public let mutableBytes: UnsafeMutableRawBufferPointer
+    /// The first byte (never nil: even a zero-byte buffer allocates one byte).
+    public let start: UnsafeMutableRawPointer
 
     /// Allocates `count` bytes aligned to `alignment`, zeroed unless `zeroed` is false (bounce
     /// buffers that are filled completely before use skip the cost).
     public init(count: Int, alignment: Int = 4096, zeroed: Bool = true) {
         // A zero-byte request still allocates one byte, so the base address is never nil.
-        mutableBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: max(count, 1), alignment: alignment)
+        start = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1), alignment: alignment)
+        mutableBytes = UnsafeMutableRawBufferPointer(start: start, count: max(count, 1))
         if zeroed { mutableBytes.initializeMemory(as: UInt8.self, repeating: 0) }
         self.count = count
     }
@@ -17,7 +20,7 @@ public final class AlignedBuffer: @unchecked Sendable {
         self.init(count: bytes.count, alignment: alignment, zeroed: false)
         bytes.withUnsafeBytes { source in
             if let base = source.baseAddress, !bytes.isEmpty {
-                mutableBytes.baseAddress?.copyMemory(from: base, byteCount: bytes.count)
+                start.copyMemory(from: base, byteCount: bytes.count)
             }
         }
     }

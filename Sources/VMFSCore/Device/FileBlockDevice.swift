@@ -91,8 +91,8 @@ public final class FileBlockDevice: BlockDevice {
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(VMFSError) {
-        guard buffer.count > 0 else { return }
-        if isAligned(offset, buffer.count, buffer.baseAddress) {
+        guard let target = buffer.baseAddress, buffer.count > 0 else { return }
+        if isAligned(offset, buffer.count, target) {
             try rawRead(into: buffer, at: offset)
             return
         }
@@ -102,15 +102,15 @@ public final class FileBlockDevice: BlockDevice {
         let bounce = AlignedBuffer(count: Int(end - start), alignment: max(alignment, 4096), zeroed: false)
         try rawRead(into: bounce.bytes, at: start)
         let skip = Int(offset - start)
-        buffer.baseAddress!.copyMemory(from: bounce.bytes.baseAddress! + skip, byteCount: buffer.count)
+        target.copyMemory(from: UnsafeRawPointer(bounce.start) + skip, byteCount: buffer.count)
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(VMFSError) {
         guard !isReadOnly else {
             throw VMFSError(.readOnly, "device opened read-only", location: .init(device: path, offset: offset))
         }
-        guard buffer.count > 0 else { return }
-        if isAligned(offset, buffer.count, buffer.baseAddress) {
+        guard let source = buffer.baseAddress, buffer.count > 0 else { return }
+        if isAligned(offset, buffer.count, source) {
             try rawWrite(buffer, at: offset)
             return
         }
@@ -129,18 +129,19 @@ public final class FileBlockDevice: BlockDevice {
             let last = Int(end - start) - alignment
             try rawRead(into: UnsafeMutableRawBufferPointer(rebasing: bounce.bytes[last..<(last + alignment)]), at: end - a)
         }
-        (bounce.bytes.baseAddress! + skip).copyMemory(from: buffer.baseAddress!, byteCount: buffer.count)
+        (bounce.start + skip).copyMemory(from: source, byteCount: buffer.count)
         try rawWrite(UnsafeRawBufferPointer(bounce.bytes), at: start)
     }
 
     private func rawRead(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(VMFSError) {
+        guard let base = buffer.baseAddress else { return }
         var done = 0
         while done < buffer.count {
-            let n = pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            let n = pread(descriptor, base + done, buffer.count - done, off_t(offset) + off_t(done))
             if n > 0 { done += n; continue }
             if n == 0 {
                 // Past the end of an image file: the rest reads as zeros.
-                (buffer.baseAddress! + done).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - done)
+                (base + done).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - done)
                 return
             }
             if errno == EINTR { continue }
@@ -149,9 +150,10 @@ public final class FileBlockDevice: BlockDevice {
     }
 
     private func rawWrite(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(VMFSError) {
+        guard let base = buffer.baseAddress else { return }
         var done = 0
         while done < buffer.count {
-            let n = pwrite(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            let n = pwrite(descriptor, base + done, buffer.count - done, off_t(offset) + off_t(done))
             if n > 0 { done += n; continue }
             if n < 0 && errno == EINTR { continue }
             throw VMFSError.system("pwrite", errno: n < 0 ? errno : EIO, path: path, offset: offset + UInt64(done))

@@ -116,14 +116,15 @@ final class IOUringPool: @unchecked Sendable {
 
     private func finish(descriptor: Int32, kind: DeviceRequest.Kind, buffer: UnsafeMutableRawBufferPointer,
                         offset: UInt64) throws(VMFSError) {
+        guard let base = buffer.baseAddress else { return }
         var done = 0
         while done < buffer.count {
             let n = kind == .read
-                ? pread(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
-                : pwrite(descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+                ? pread(descriptor, base + done, buffer.count - done, off_t(offset) + off_t(done))
+                : pwrite(descriptor, base + done, buffer.count - done, off_t(offset) + off_t(done))
             if n > 0 { done += n; continue }
             if n == 0 && kind == .read {
-                (buffer.baseAddress! + done).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - done)
+                (base + done).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - done)
                 return
             }
             if n < 0 && errno == EINTR { continue }

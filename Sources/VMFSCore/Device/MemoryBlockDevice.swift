@@ -61,11 +61,11 @@ public final class MemoryBlockDevice: BlockDevice {
                 let chunkIndex = position / UInt64(Self.chunkSize)
                 let within = Int(position % UInt64(Self.chunkSize))
                 let count = min(Self.chunkSize - within, buffer.count - done)
-                let target = buffer.baseAddress! + done
+                let target = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + count)])
                 if let chunk = chunks[chunkIndex] {
-                    chunk.withUnsafeBytes { target.copyMemory(from: $0.baseAddress! + within, byteCount: count) }
+                    chunk.withUnsafeBytes { target.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[within..<(within + count)])) }
                 } else {
-                    target.initializeMemory(as: UInt8.self, repeating: 0, count: count)
+                    target.initializeMemory(as: UInt8.self, repeating: 0)
                 }
                 done += count
             }
@@ -86,7 +86,10 @@ public final class MemoryBlockDevice: BlockDevice {
                 let within = Int(position % UInt64(Self.chunkSize))
                 let count = min(Self.chunkSize - within, buffer.count - done)
                 var chunk = chunks[chunkIndex] ?? [UInt8](repeating: 0, count: Self.chunkSize)
-                chunk.withUnsafeMutableBytes { ($0.baseAddress! + within).copyMemory(from: buffer.baseAddress! + done, byteCount: count) }
+                chunk.withUnsafeMutableBytes {
+                    UnsafeMutableRawBufferPointer(rebasing: $0[within..<(within + count)])
+                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer[done..<(done + count)]))
+                }
                 chunks[chunkIndex] = chunk
                 done += count
             }

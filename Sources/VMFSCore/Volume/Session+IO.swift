@@ -75,16 +75,17 @@ extension Session {
                 let available = max(0, min(descriptor.inlineData.count - start, count))
                 if available > 0 {
                     descriptor.inlineData.withUnsafeBytes { source in
-                        buffer.baseAddress!.copyMemory(from: source.baseAddress! + start, byteCount: available)
+                        UnsafeMutableRawBufferPointer(rebasing: buffer[0..<available])
+                            .copyMemory(from: UnsafeRawBufferPointer(rebasing: source[start..<(start + available)]))
                     }
                 }
                 if available < count {
-                    (buffer.baseAddress! + available).initializeMemory(as: UInt8.self, repeating: 0, count: count - available)
+                    UnsafeMutableRawBufferPointer(rebasing: buffer[available..<count]).initializeMemory(as: UInt8.self, repeating: 0)
                 }
                 return count
             }
             let segments = try plan(file, offset: offset, count: count) { hole in
-                (buffer.baseAddress! + hole.lowerBound).initializeMemory(as: UInt8.self, repeating: 0, count: hole.count)
+                UnsafeMutableRawBufferPointer(rebasing: buffer[hole]).initializeMemory(as: UInt8.self, repeating: 0)
             } ?? []
             try transfer(segments, buffer: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count]), write: false)
             return count
@@ -148,7 +149,9 @@ extension Session {
                     let newSize = max(descriptor.size, end)
                     var data = descriptor.inlineData
                     if data.count < Int(newSize) { data += [UInt8](repeating: 0, count: Int(newSize) - data.count) }
-                    data.withUnsafeMutableBytes { ($0.baseAddress! + Int(offset)).copyMemory(from: buffer.baseAddress!, byteCount: buffer.count) }
+                    data.withUnsafeMutableBytes {
+                        UnsafeMutableRawBufferPointer(rebasing: $0[Int(offset)..<(Int(offset) + buffer.count)]).copyMemory(from: UnsafeRawBufferPointer(buffer))
+                    }
                     descriptor.inlineData = data
                     descriptor.size = newSize
                     descriptor.modificationTime = Clock.wallNanoseconds
@@ -246,7 +249,7 @@ extension Session {
         try store.operation { () throws(VMFSError) in
             let number = try blocks.allocate()
             let buffer = AlignedBuffer(count: Int(blockSize), alignment: max(device.alignment, 4096))
-            descriptor.inlineData.withUnsafeBytes { buffer.bytes.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: descriptor.inlineData.count) }
+            descriptor.inlineData.withUnsafeBytes { buffer.bytes.copyMemory(from: $0) }
             do throws(VMFSError) {
                 try device.write(UnsafeRawBufferPointer(buffer.bytes), at: layout.block(number))
             } catch {
