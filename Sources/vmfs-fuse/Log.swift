@@ -57,7 +57,10 @@ enum Log {
         var bytes = Array(line.utf8)
         var offset = 0
         while offset < bytes.count {
-            let written = bytes.withUnsafeMutableBytes { write(STDERR_FILENO, $0.baseAddress! + offset, $0.count - offset) }
+            let written = bytes.withUnsafeMutableBytes { buffer -> Int in
+                guard let base = buffer.baseAddress else { return 0 }
+                return write(STDERR_FILENO, base + offset, buffer.count - offset)
+            }
             if written <= 0 {
                 if written < 0 && errno == EINTR { continue }
                 break

@@ -107,7 +107,7 @@ public struct ELFImage: Sendable, Equatable {
                 throw HypervisorError(.invalidConfiguration, "\(name): segment at 0x\(String(segment.physicalAddress, radix: 16)) + \(segment.memorySize) bytes does not fit in guest memory (\(memory.size) bytes)")
             }
             let source = UnsafeRawBufferPointer(rebasing: bytes[Int(segment.fileOffset)..<Int(segment.fileOffset + segment.fileSize)])
-            destination.copyMemory(from: source.baseAddress!, byteCount: source.count)
+            if let start = source.baseAddress { destination.copyMemory(from: start, byteCount: source.count) }
             (destination + Int(segment.fileSize)).initializeMemory(as: UInt8.self, repeating: 0, count: Int(segment.memorySize - segment.fileSize))
         }
     }

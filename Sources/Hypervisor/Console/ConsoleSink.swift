@@ -25,9 +25,10 @@ public struct StandardOutputConsole: ConsoleSink {
 
     public func write(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { buffer in
+            guard let base = buffer.baseAddress else { return }
             var offset = 0
             while offset < buffer.count {
-                let written = Glibc.write(STDOUT_FILENO, buffer.baseAddress! + offset, buffer.count - offset)
+                let written = Glibc.write(STDOUT_FILENO, base + offset, buffer.count - offset)
                 if written <= 0 { if errno == EINTR { continue } else { return } }
                 offset += written
             }
@@ -60,9 +61,10 @@ public final class FileConsole: ConsoleSink {
 
     public func write(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { buffer in
+            guard let base = buffer.baseAddress else { return }
             var offset = 0
             while offset < buffer.count {
-                let written = Glibc.write(descriptor.rawValue, buffer.baseAddress! + offset, buffer.count - offset)
+                let written = Glibc.write(descriptor.rawValue, base + offset, buffer.count - offset)
                 if written <= 0 { if errno == EINTR { continue } else { return } }
                 offset += written
             }

@@ -69,12 +69,13 @@ public final class RawFileDiskBackend: DiskBackend {
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(DiskError) {
         try checkRange(offset, buffer.count, "read")
+        guard let base = buffer.baseAddress else { return }
         var done = 0
         while done < buffer.count {
-            let n = pread(descriptor.rawValue, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            let n = pread(descriptor.rawValue, base + done, buffer.count - done, off_t(offset) + off_t(done))
             if n > 0 { done += n; continue }
             if n == 0 {  // end of file on a shrinking file: the rest reads as zeros
-                (buffer.baseAddress! + done).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - done)
+                (base + done).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - done)
                 return
             }
             if errno == EINTR { continue }
@@ -85,9 +86,10 @@ public final class RawFileDiskBackend: DiskBackend {
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(DiskError) {
         guard !isReadOnly else { throw DiskError(.readOnly, "\(path) is read-only") }
         try checkRange(offset, buffer.count, "write")
+        guard let base = buffer.baseAddress else { return }
         var done = 0
         while done < buffer.count {
-            let n = pwrite(descriptor.rawValue, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            let n = pwrite(descriptor.rawValue, base + done, buffer.count - done, off_t(offset) + off_t(done))
             if n > 0 { done += n; continue }
             if n < 0, errno == EINTR { continue }
             throw DiskError(.io, "write of \(buffer.count) bytes at \(offset) to \(path)", errno: n < 0 ? errno : EIO)
