@@ -9,7 +9,9 @@ extension VolumeChecker {
     /// Reads a mirrored sector, reconciles its two copies, and returns the decoded value.
     func mirrored<T>(_ address: UInt64, structure: String,
                              decode: ([UInt8]) throws(VMFSError) -> T) throws(VMFSError) -> T? {
-        let mirror = layout.mirror(of: address)!
+        guard let mirror = layout.mirror(of: address) else {
+            throw VMFSError(.invalidArgument, "\(structure) at byte \(address) has no mirror copy")
+        }
         let primary = try read(address)
         let copy = try read(mirror)
         let p = Result { () throws(VMFSError) -> T in try decode(primary) }

@@ -69,7 +69,7 @@ final class LockManager: Sendable {
         if isMe(holder, me) { return .me }
         guard holder.slot < Int(layout.maxHosts) else { return .stale }
         var observation = observations.observation(holder.slot)
-        if observation == nil || observation!.slot.generation < holder.generation {
+        if (observation?.slot.generation).map({ $0 < holder.generation }) ?? true {
             // Our view predates the holder's claim: look again before judging.
             try? refreshSlot(holder.slot)
             observation = observations.observation(holder.slot)

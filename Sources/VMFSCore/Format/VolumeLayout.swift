@@ -134,6 +134,9 @@ public struct VolumeLayout: Sendable, Equatable {
         FormatConstants.firstClusterLock + Int(blockClusterCount) + cluster
     }
 
+    /// Byte offset of the mirror copy of file descriptor `slot`.
+    func descriptorMirror(_ slot: Int) -> UInt64 { descriptorMirrorOffset + UInt64(slot) * Self.sector }
+
     /// The mirror copy's address for a sector in a mirrored region, or `nil` if the region has none.
     func mirror(of address: UInt64) -> UInt64? {
         let s = Self.sector

@@ -33,8 +33,8 @@ extension Session {
 
     private func find(_ name: String, in sectors: [NameTableSector]) -> (sector: Int, entry: Int, NameEntry)? {
         for (s, sector) in sectors.enumerated() {
-            for (e, entry) in sector.entries.enumerated() where entry?.name == name {
-                return (s, e, entry!)
+            for (e, entry) in sector.entries.enumerated() {
+                if let entry, entry.name == name { return (s, e, entry) }
             }
         }
         return nil

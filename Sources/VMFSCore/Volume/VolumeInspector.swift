@@ -26,7 +26,7 @@ public final class VolumeInspector: Sendable {
             let address = layout.descriptor(entry.slot)
             let bytes = Array(region[(entry.slot * size)..<((entry.slot + 1) * size)])
             let descriptor = (try? FileDescriptorRecord.decode(bytes, slot: entry.slot, volumeID: header.volumeID, address: address))
-                ?? (try? FileDescriptorRecord.decode(try device.read(count: size, at: layout.mirror(of: address)!), slot: entry.slot,
+                ?? (try? FileDescriptorRecord.decode(try device.read(count: size, at: layout.descriptorMirror(entry.slot)), slot: entry.slot,
                                                      volumeID: header.volumeID, address: address))
             guard let descriptor, descriptor.inUse, descriptor.generation == entry.generation else { continue }
             result.append(FileStatus(name: entry.name, descriptor: descriptor, blockSize: layout.blockSize))
@@ -119,7 +119,7 @@ public final class VolumeInspector: Sendable {
         if let decoded = try? FileDescriptorRecord.decode(primary, slot: entry.slot, volumeID: header.volumeID, address: address) {
             descriptor = decoded
         } else {
-            descriptor = try FileDescriptorRecord.decode(try device.read(count: size, at: layout.mirror(of: address)!), slot: entry.slot,
+            descriptor = try FileDescriptorRecord.decode(try device.read(count: size, at: layout.descriptorMirror(entry.slot)), slot: entry.slot,
                                                          volumeID: header.volumeID, address: address)
         }
         let count = Int(min(UInt64(limit), descriptor.size))
