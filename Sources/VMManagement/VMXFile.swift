@@ -17,13 +17,13 @@ public struct VMXFile: Sendable, Equatable {
     /// - Throws: ``VMError`` naming the file and line of the first malformed line.
     public init(parsing text: String, fileName: String) throws(VMError) {
         for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = rawLine.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "\r", with: "")
+            let line = rawLine.trimmedOfWhitespace.replacing("\r", with: "")
             if line.isEmpty || line.hasPrefix("#") { continue }
             guard let equals = line.firstIndex(of: "=") else {
                 throw VMError(.malformedConfiguration, "\(fileName) line \(index + 1): expected key = \"value\", found '\(line)'")
             }
-            let key = line[..<equals].trimmingCharacters(in: .whitespaces)
-            var value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            let key = line[..<equals].trimmedOfWhitespace
+            var value = line[line.index(after: equals)...].trimmedOfWhitespace
             guard !key.isEmpty, key.allSatisfy({ $0.isLetter || $0.isNumber || "._:-".contains($0) }) else {
                 throw VMError(.malformedConfiguration, "\(fileName) line \(index + 1): invalid key '\(key)'")
             }
@@ -34,7 +34,7 @@ public struct VMXFile: Sendable, Equatable {
             if value.contains("\"") {
                 throw VMError(.malformedConfiguration, "\(fileName) line \(index + 1): unescaped quote in the value of '\(key)'")
             }
-            value = value.replacingOccurrences(of: "|22", with: "\"").replacingOccurrences(of: "|7C", with: "|")
+            value = value.replacing("|22", with: "\"").replacing("|7C", with: "|")
             if self[key] != nil {
                 throw VMError(.malformedConfiguration, "\(fileName) line \(index + 1): '\(key)' is set twice")
             }
@@ -57,10 +57,10 @@ public struct VMXFile: Sendable, Equatable {
     /// The text of the file.
     public var text: String {
         entries.map { entry in
-            let escaped = entry.value.replacingOccurrences(of: "|", with: "|7C").replacingOccurrences(of: "\"", with: "|22")
+            let escaped = entry.value.replacing("|", with: "|7C").replacing("\"", with: "|22")
             return "\(entry.key) = \"\(escaped)\""
         }.joined(separator: "\n") + "\n"
     }
 }
 
-import Foundation
+import FoundationEssentials

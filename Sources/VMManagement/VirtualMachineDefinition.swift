@@ -102,7 +102,7 @@ public struct VirtualMachineDefinition: Sendable, Equatable {
             }
             var arguments: [UInt64] = []
             for part in (file["testguest.args"] ?? "").split(separator: ",") {
-                guard let value = UInt64(part.trimmingCharacters(in: .whitespaces)) else {
+                guard let value = UInt64(part.trimmedOfWhitespace) else {
                     throw VMError(.malformedConfiguration, "\(fileName): testguest.args has '\(part)', not a number")
                 }
                 arguments.append(value)
@@ -114,4 +114,4 @@ public struct VirtualMachineDefinition: Sendable, Equatable {
     }
 }
 
-import Foundation
+import FoundationEssentials

@@ -1,7 +1,6 @@
-import Foundation
 /// Parses sizes such as `64T`, `512M`, `1G`, `4096`, `1.5G` (binary units: K = 1024).
 public func parseSize(_ text: String) -> UInt64? {
-    let trimmed = text.trimmingCharacters(in: .whitespaces).uppercased()
+    let trimmed = text.trimmedOfWhitespace.uppercased()
     guard let last = trimmed.last else { return nil }
     let units: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50]
     var number = trimmed
@@ -38,3 +37,12 @@ public func formatSize(_ bytes: UInt64) -> String {
 }
 
 
+
+extension StringProtocol {
+    /// The text without leading and trailing spaces and tabs.
+    public var trimmedOfWhitespace: String {
+        let isBlank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
+        guard let first = firstIndex(where: { !isBlank($0) }), let last = lastIndex(where: { !isBlank($0) }) else { return "" }
+        return String(self[first...last])
+    }
+}
