@@ -44,10 +44,15 @@ public final class MaintenanceClaim: Sendable {
         try? heartbeat.stop(release: false)
     }
 
-    /// A refusal naming the repair in slot `index` of `slot`, for a host that wants to mount.
+    private static let refusalPrefix = "the volume is being repaired by "
+
+    /// True when `error` is a mount refused because of a repair.
+    static func isRefusal(_ error: VMFSError) -> Bool { error.code == .busy && error.message.hasPrefix(refusalPrefix) }
+
+    /// A refusal naming the repair in `slot`, for a host that wants to mount.
     static func refusal(_ slot: HeartbeatSlot) -> VMFSError {
         let since = slot.claimedWallTime == 0 ? "" : " since \(formatWallTime(slot.claimedWallTime))"
-        return VMFSError(.busy, "the volume is being repaired by \(slot.ownerName.isEmpty ? "fsck.vmfs" : slot.ownerName) "
+        return VMFSError(.busy, refusalPrefix + "\(slot.ownerName.isEmpty ? "fsck.vmfs" : slot.ownerName) "
                          + "(host \(slot.owner), pid \(slot.ownerPID), heartbeat slot \(slot.index)\(since)), "
                          + "or that repair was interrupted: wait for it to finish, or run fsck.vmfs -y")
     }

@@ -190,23 +190,25 @@ final class ClusterAllocator: Sendable {
 
     /// Takes the lease of cluster `c` without waiting, unless this host already leases it.
     private func leaseIfFree(_ c: Int) throws(VMFSError) -> LeaseOutcome {
-        try leaseLocks.withLock(c) { () throws(VMFSError) -> LeaseOutcome in
-            if state.withLock({ $0.held[c] != nil }) { return .alreadyHeld }
-            guard try locks.tryAcquire(lockIndex(ofCluster: c), kind: kind, mode: .exclusive) != nil else { return .busy }
-            let bitmap: ClusterBitmap
-            do throws(VMFSError) {
-                bitmap = try bitmapLocks.withLock(c) { () throws(VMFSError) in try self.bitmap(c) }
-            } catch {
-                try? locks.release(lockIndex(ofCluster: c), kind: kind)
-                throw error
-            }
-            let free = freeExcludingPending(bitmap)
-            state.withLock { s in
-                s.held[c] = Held(lockIndex: lockIndex(ofCluster: c), free: free)
-                s.freeHints?[c] = free
-            }
-            return .leased(free: free)
+        // Another thread leasing or giving back this cluster may be waiting for another host:
+        // try the next cluster instead of queueing behind it.
+        guard leaseLocks.tryLock(c) else { return .busy }
+        defer { leaseLocks.unlock(c) }
+        if state.withLock({ $0.held[c] != nil }) { return .alreadyHeld }
+        guard try locks.tryAcquire(lockIndex(ofCluster: c), kind: kind, mode: .exclusive) != nil else { return .busy }
+        let bitmap: ClusterBitmap
+        do throws(VMFSError) {
+            bitmap = try bitmapLocks.withLock(c) { () throws(VMFSError) in try self.bitmap(c) }
+        } catch {
+            try? locks.release(lockIndex(ofCluster: c), kind: kind)
+            throw error
         }
+        let free = freeExcludingPending(bitmap)
+        state.withLock { s in
+            s.held[c] = Held(lockIndex: lockIndex(ofCluster: c), free: free)
+            s.freeHints?[c] = free
+        }
+        return .leased(free: free)
     }
 
     private func freeExcludingPending(_ bitmap: ClusterBitmap) -> Int {
@@ -364,17 +366,24 @@ final class ClusterAllocator: Sendable {
             // rather than hold up the commit that called this (but not when giving back all).
             if force { leaseLocks.lock(c) } else if !leaseLocks.tryLock(c) { continue }
             defer { leaseLocks.unlock(c) }
-            if store.hasDirty(lockIndex: held.lockIndex) { continue }
-            let stillIdle = state.withLock { s -> Bool in
-                guard let held = s.held[c] else { return false }
-                if held.pins > 0 { return false }
-                if !force && s.reserved > 0 { return false }
-                s.held[c] = nil
-                return true
+            store.betweenCommits {
+                // Under the bitmap lock, so that no allocation dirties the cluster between the
+                // check and giving the lease back; between commits, so that a bitmap committed
+                // a moment ago is also home on the device before another host may read it.
+                let stillIdle = bitmapLocks.withLock(c) { () -> Bool in
+                    if store.hasDirty(lockIndex: held.lockIndex) { return false }
+                    return state.withLock { s -> Bool in
+                        guard let held = s.held[c] else { return false }
+                        if held.pins > 0 { return false }
+                        if !force && s.reserved > 0 { return false }
+                        s.held[c] = nil
+                        return true
+                    }
+                }
+                guard stillIdle else { return }
+                try? locks.release(held.lockIndex, kind: kind)
+                store.evict(lockIndex: held.lockIndex)
             }
-            guard stillIdle else { continue }
-            try? locks.release(held.lockIndex, kind: kind)
-            store.evict(lockIndex: held.lockIndex)
         }
     }
 

@@ -93,6 +93,12 @@ final class MetadataStore: Sendable {
         }
     }
 
+    /// Runs `body` while no commit is in flight (none has a snapshot it is still writing home),
+    /// so that "nothing dirty" also means "everything on the device". `body` must not commit.
+    func betweenCommits<T>(_ body: () -> T) -> T {
+        commitSerial.withLock(0) { body() }
+    }
+
     /// Sectors dirty in the running transaction.
     var dirtyCount: Int { state.withLock { $0.dirty.count } }
 

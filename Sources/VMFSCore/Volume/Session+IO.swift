@@ -201,31 +201,42 @@ extension Session {
             blocks.unreserve(needsBlock)
             throw error
         }
+        // What the operation took of the reservations (the rest goes back if it fails).
+        var usedBlock = 0
+        var usedNodes = 0
         do throws(VMFSError) {
-        try store.operation { () throws(VMFSError) in
-            var map = map(of: file)
-            let number = entry == 0 ? try blocks.allocate() : UInt64(entry & ~FormatConstants.unwrittenFlag)
-            let base = layout.block(number)
-            do throws(VMFSError) {
-                if let piece, within == 0 && UInt64(piece.count) == blockSize {
-                    try device.write(UnsafeRawBufferPointer(piece), at: base)
-                } else {
-                    try device.zero(offset: base, length: blockSize)
-                    if let piece { try device.write(UnsafeRawBufferPointer(piece), at: base + within) }
+            try store.operation { () throws(VMFSError) in
+                var map = map(of: file)
+                let nodesBefore = map.descriptor.pointerBlocks
+                defer { usedNodes = Int(map.descriptor.pointerBlocks.saturatingSubtract(nodesBefore)) }
+                let number = entry == 0 ? try blocks.allocate() : UInt64(entry & ~FormatConstants.unwrittenFlag)
+                if entry == 0 { usedBlock = 1 }
+                let base = layout.block(number)
+                do throws(VMFSError) {
+                    if let piece, within == 0 && UInt64(piece.count) == blockSize {
+                        try device.write(UnsafeRawBufferPointer(piece), at: base)
+                    } else {
+                        try device.zero(offset: base, length: blockSize)
+                        if let piece { try device.write(UnsafeRawBufferPointer(piece), at: base + within) }
+                    }
+                    try map.setEntry(UInt32(number), at: block)
+                } catch {
+                    // The block is mapped nowhere: give it back, or it would leak. Pointer blocks
+                    // the mapping already linked in stay, with the descriptor that reaches them.
+                    if entry == 0 { try? blocks.free(number) }
+                    if map.descriptor.pointerBlocks != nodesBefore {
+                        try? storeDescriptor(map.descriptor)
+                        file.state.withLock { $0.descriptor = map.descriptor }
+                    }
+                    throw error
                 }
-            } catch {
-                // The block is mapped nowhere yet: give it back, or it would leak.
-                if entry == 0 { try? blocks.free(number) }
-                throw error
+                if entry == 0 { map.descriptor.allocatedBlocks = map.descriptor.allocatedBlocks.saturatingAdd(1) }
+                try storeDescriptor(map.descriptor)
+                file.state.withLock { $0.descriptor = map.descriptor }
             }
-            try map.setEntry(UInt32(number), at: block)
-            if entry == 0 { map.descriptor.allocatedBlocks = map.descriptor.allocatedBlocks.saturatingAdd(1) }
-            try storeDescriptor(map.descriptor)
-            file.state.withLock { $0.descriptor = map.descriptor }
-        }
         } catch {
-            blocks.unreserve(needsBlock)
-            pointers.unreserve(nodes)
+            blocks.unreserve(needsBlock - usedBlock)
+            pointers.unreserve(nodes - usedNodes)
             throw error
         }
     }
@@ -246,8 +257,21 @@ extension Session {
             return
         }
         try blocks.reserve(1, deadline: allocationDeadline)
+        var allocated = false
+        do throws(VMFSError) {
+            try convertInline(file, into: &converted, from: descriptor, allocated: &allocated)
+        } catch {
+            if !allocated { blocks.unreserve(1) }
+            throw error
+        }
+    }
+
+    /// The operation of ``convertInline(_:)``: one block with the inline data, mapped.
+    private func convertInline(_ file: OpenFile, into converted: inout FileDescriptorRecord, from descriptor: FileDescriptorRecord,
+                               allocated: inout Bool) throws(VMFSError) {
         try store.operation { () throws(VMFSError) in
             let number = try blocks.allocate()
+            allocated = true
             let buffer = AlignedBuffer(count: Int(blockSize), alignment: max(device.alignment, 4096))
             descriptor.inlineData.withUnsafeBytes { buffer.bytes.copyMemory(from: $0) }
             do throws(VMFSError) {

@@ -233,45 +233,58 @@ extension Session {
                             throw error
                         }
                         let pointerBlocksBefore = file.descriptor.pointerBlocks
+                        var allocated = 0
                         do throws(VMFSError) {
                             var index = 0
                             while index < holes.count {
                                 let before = store.dirtyCount
+                                var failure: VMFSError?
                                 try store.operation { () throws(VMFSError) in
                                     var map = self.map(of: file)
                                     while index < holes.count && store.dirtyCount - before < MetadataStore.operationBudget - 10 {
-                                        let number = try blocks.allocate()
-                                        if eagerZero {
-                                            do throws(VMFSError) {
-                                                try device.zero(offset: layout.block(number), length: blockSize)
-                                            } catch {
-                                                try? blocks.free(number)  // mapped nowhere yet
-                                                throw error
-                                            }
+                                        do throws(VMFSError) {
+                                            try preallocate(holes[index], in: &map, eagerZero: eagerZero, allocated: &allocated)
+                                        } catch {
+                                            failure = error  // keep what was mapped so far: stored below
+                                            break
                                         }
-                                        let entry = eagerZero ? UInt32(number) : UInt32(number) | FormatConstants.unwrittenFlag
-                                        try map.setEntry(entry, at: holes[index])
-                                        map.descriptor.allocatedBlocks = map.descriptor.allocatedBlocks.saturatingAdd(1)
                                         index += 1
                                     }
                                     try storeDescriptor(map.descriptor)
                                     file.state.withLock { $0.descriptor = map.descriptor }
                                 }
+                                if let failure { throw failure }
                             }
                         } catch {
-                            blocks.unreserve(holes.count)
-                            pointers.unreserve(nodes)
+                            blocks.unreserve(holes.count - allocated)
+                            pointers.unreserve(max(0, nodes - Int(file.descriptor.pointerBlocks.saturatingSubtract(pointerBlocksBefore))))
                             throw error
                         }
                         // Holes under one missing pointer block each counted it: give back the
                         // reservations no allocation used (they would leak until unmount).
-                        let usedNodes = Int(file.descriptor.pointerBlocks - pointerBlocksBefore)
+                        let usedNodes = Int(file.descriptor.pointerBlocks.saturatingSubtract(pointerBlocksBefore))
                         pointers.unreserve(max(0, nodes - usedNodes))
                     }
                 }
                 if !keepSize && end > file.descriptor.size { try setSize(file, end) }
             }
         }
+    }
+
+    /// Maps one hole of a preallocation to a new block: unwritten, or zeroed and written with
+    /// `eagerZero`. A block that could not be zeroed or mapped goes back at once.
+    private func preallocate(_ hole: UInt64, in map: inout BlockMap, eagerZero: Bool, allocated: inout Int) throws(VMFSError) {
+        let number = try blocks.allocate()
+        allocated += 1
+        do throws(VMFSError) {
+            if eagerZero { try device.zero(offset: layout.block(number), length: blockSize) }
+            let entry = eagerZero ? UInt32(number) : UInt32(number) | FormatConstants.unwrittenFlag
+            try map.setEntry(entry, at: hole)
+        } catch {
+            try? blocks.free(number)  // mapped nowhere
+            throw error
+        }
+        map.descriptor.allocatedBlocks = map.descriptor.allocatedBlocks.saturatingAdd(1)
     }
 
     /// Changes mode, owner, times and size of `file` (open here with the exclusive lock).

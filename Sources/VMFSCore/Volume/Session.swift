@@ -97,14 +97,25 @@ final class Session: Sendable {
         joined.withLock { $0 = LockManager.Me(identity: options.host, slot: membership.slot, generation: membership.generation) }
 
         // This slot's journal is empty after a clean release or a recovery; replay anything
-        // left over regardless (replay is idempotent), then start it afresh.
-        let scan = try JournalReplay.scan(device: device, layout: layout, volumeID: volumeID, slot: membership.slot)
-        if !scan.pending.isEmpty {
-            _ = try JournalReplay.replay(scan, device: device, layout: layout, volumeID: volumeID)
+        // left over regardless (replay is idempotent), then start it afresh. A failure after the
+        // replay gives the slot back rather than leaving it claimed and never renewed; before
+        // it, the slot stays so that another host recovers it (and replays what is pending).
+        let writer: JournalWriter
+        var replayed = false
+        do throws(VMFSError) {
+            let scan = try JournalReplay.scan(device: device, layout: layout, volumeID: volumeID, slot: membership.slot)
+            if !scan.pending.isEmpty {
+                _ = try JournalReplay.replay(scan, device: device, layout: layout, volumeID: volumeID)
+            }
+            replayed = true
+            writer = JournalWriter(device: device, layout: layout, volumeID: volumeID, slot: membership.slot,
+                                   host: options.host.uuid, startSequence: scan.nextSequence)
+            try writer.reset()
+        } catch {
+            if replayed { try? heartbeat.stop(release: true) }
+            throw error
         }
-        journal = JournalWriter(device: device, layout: layout, volumeID: volumeID, slot: membership.slot,
-                                host: options.host.uuid, startSequence: scan.nextSequence)
-        try journal.reset()
+        journal = writer
         store = MetadataStore(device: device, layout: layout, volumeID: volumeID, journal: journal,
                               ownerGeneration: membership.generation)
         blocks = ClusterAllocator(pool: .blocks, store: store, locks: locks, layout: layout, volumeID: volumeID, slot: membership.slot)

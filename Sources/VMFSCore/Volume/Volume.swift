@@ -91,17 +91,25 @@ public final class Volume: Sendable {
                 return old
             }
             old?.abandon()
-            for attempt in 0..<50 {
+            var failures = 0
+            var waitingForRepair = false
+            while failures < 50 {
                 if self.unmounted.withLock({ $0 }) { return }
-                do {
+                do throws(VMFSError) {
                     let fresh = try Session(header: self.header, device: self.device, options: self.options,
                                             statistics: self.clusterStatistics)
                     self.session.withLock { $0 = fresh }
                     fresh.start(onLost: { [weak self] reason in self?.rejoin(after: reason) })
                     self.events.withLock { $0.append("rejoined in heartbeat slot \(fresh.membership.slot)") }
                     return
+                } catch where MaintenanceClaim.isRefusal(error) {
+                    // A repair runs (or was interrupted): wait for it as long as it takes.
+                    if !waitingForRepair { self.events.withLock { $0.append("waiting to rejoin: \(error)") } }
+                    waitingForRepair = true
+                    Clock.sleep(milliseconds: 1000)
                 } catch {
-                    self.events.withLock { $0.append("rejoin attempt \(attempt + 1) failed: \(error)") }
+                    failures += 1
+                    self.events.withLock { $0.append("rejoin attempt \(failures) failed: \(error)") }
                     Clock.sleep(milliseconds: 200)
                 }
             }
