@@ -124,16 +124,23 @@ extension VolumeChecker {
         if owner.state == .replaying { try clearLocks(heldBy: index, generation: owner.generation) }
     }
 
-    func clearLocks(heldBy slot: Int, generation: UInt64) throws(VMFSError) {
+    /// Calls `body` with every lock record sector that is not pristine (index, address, bytes),
+    /// read from the device in one I/O.
+    func forEachLockSector(_ body: (Int, UInt64, [UInt8]) throws(VMFSError) -> Void) throws(VMFSError) {
         let count = Int(layout.lockCount)
         let region = try device.read(count: count * sectorSize, at: layout.lockOffset)
         for index in 0..<count {
             let raw = Array(region[(index * sectorSize)..<((index + 1) * sectorSize)])
             if ByteReader(raw).isAllZero { continue }
-            let address = layout.lockRecord(index)
+            try body(index, layout.lockRecord(index), raw)
+        }
+    }
+
+    func clearLocks(heldBy slot: Int, generation: UInt64) throws(VMFSError) {
+        try forEachLockSector { (index, address, raw) throws(VMFSError) in
             guard var record = try? LockRecord.decode(raw, index: index, kind: LockManager.kind(ofLock: index, layout: layout),
                                                       volumeID: volumeID, address: address),
-                  record.holders.contains(where: { $0.slot == slot && $0.generation == generation }) else { continue }
+                  record.holders.contains(where: { $0.slot == slot && $0.generation == generation }) else { return }
             record.holders.removeAll { $0.slot == slot && $0.generation == generation }
             if record.holders.isEmpty { record.mode = .free; record.releaseRequested = false }
             record.version &+= 1
@@ -160,15 +167,10 @@ extension VolumeChecker {
 
     func checkLocks() throws(VMFSError) {
         progress?("lock records", 0.2)
-        let count = Int(layout.lockCount)
-        let region = try device.read(count: count * sectorSize, at: layout.lockOffset)
-        for index in 0..<count {
-            let raw = Array(region[(index * sectorSize)..<((index + 1) * sectorSize)])
-            if ByteReader(raw).isAllZero { continue }
-            let address = layout.lockRecord(index)
+        try forEachLockSector { (index, address, raw) throws(VMFSError) in
             let kind = LockManager.kind(ofLock: index, layout: layout)
             let record: LockRecord
-            do {
+            do throws(VMFSError) {
                 record = try LockRecord.decode(raw, index: index, kind: kind, volumeID: volumeID, address: address)
             } catch {
                 let version = SectorCodec.version(of: raw)
@@ -177,7 +179,7 @@ extension VolumeChecker {
                     free.version = version &+ 1
                     try device.write(bytes: free.encoded(volumeID: volumeID, address: address), at: address)
                 }
-                continue
+                return
             }
             var stale: [LockRecord.Holder] = []
             for holder in record.holders {
@@ -189,7 +191,7 @@ extension VolumeChecker {
                 }
                 stale.append(holder)
             }
-            guard !stale.isEmpty else { continue }
+            guard !stale.isEmpty else { return }
             let who = stale.map { "host \($0.host) (slot \($0.slot), generation \($0.generation))" }.joined(separator: ", ")
             try problem("lock record \(index)", offset: address, "\(record.mode) lock held by \(who), whose heartbeat is gone") { () throws(VMFSError) in
                 var fixed = record

@@ -196,6 +196,12 @@ final class ClusterAllocator: Sendable {
         defer { leaseLocks.unlock(c) }
         if state.withLock({ $0.held[c] != nil }) { return .alreadyHeld }
         guard try locks.tryAcquire(lockIndex(ofCluster: c), kind: kind, mode: .exclusive) != nil else { return .busy }
+        return .leased(free: try recordLease(of: c, pinned: false))
+    }
+
+    /// Records the lease of cluster `c`, whose on-disk lock this host has just taken: reads its
+    /// bitmap (giving the lock back if that fails) and returns its free items.
+    private func recordLease(of c: Int, pinned: Bool) throws(VMFSError) -> Int {
         let bitmap: ClusterBitmap
         do throws(VMFSError) {
             bitmap = try bitmapLocks.withLock(c) { () throws(VMFSError) in try self.bitmap(c) }
@@ -206,9 +212,19 @@ final class ClusterAllocator: Sendable {
         let free = freeExcludingPending(bitmap)
         state.withLock { s in
             s.held[c] = Held(lockIndex: lockIndex(ofCluster: c), free: free)
+            if pinned { s.held[c]?.pins += 1 }
             s.freeHints?[c] = free
         }
-        return .leased(free: free)
+        return free
+    }
+
+    /// Pins cluster `c` if this host leases it.
+    private func pinIfHeld(_ c: Int) -> Bool {
+        state.withLock { s -> Bool in
+            guard s.held[c] != nil else { return false }
+            s.held[c]?.pins += 1
+            return true
+        }
     }
 
     private func freeExcludingPending(_ bitmap: ClusterBitmap) -> Int {
@@ -227,35 +243,12 @@ final class ClusterAllocator: Sendable {
         var pinned: [Int] = []
         defer { state.withLock { s in for c in pinned { s.held[c]?.pins -= 1 } } }
         for c in needed {
-            let alreadyHeld = state.withLock { s -> Bool in
-                guard s.held[c] != nil else { return false }
-                s.held[c]?.pins += 1
-                return true
-            }
-            if alreadyHeld {
-                pinned.append(c)
-                continue
-            }
-            try leaseLocks.withLock(c) { () throws(VMFSError) in
-                let leasedMeanwhile = state.withLock { s -> Bool in
-                    guard s.held[c] != nil else { return false }
-                    s.held[c]?.pins += 1
-                    return true
-                }
-                if leasedMeanwhile { return }
-                try locks.acquire(lockIndex(ofCluster: c), kind: kind, mode: .exclusive,
-                                  objectName: "\(noun) cluster \(c)", deadline: deadline, askHolderToRelease: true)
-                let bitmap: ClusterBitmap
-                do throws(VMFSError) {
-                    bitmap = try bitmapLocks.withLock(c) { () throws(VMFSError) in try self.bitmap(c) }
-                } catch {
-                    try? locks.release(lockIndex(ofCluster: c), kind: kind)
-                    throw error
-                }
-                let free = freeExcludingPending(bitmap)
-                state.withLock { s in
-                    s.held[c] = Held(lockIndex: lockIndex(ofCluster: c), free: free)
-                    s.held[c]?.pins += 1
+            if !pinIfHeld(c) {
+                try leaseLocks.withLock(c) { () throws(VMFSError) in
+                    if pinIfHeld(c) { return }  // leased by another thread meanwhile
+                    try locks.acquire(lockIndex(ofCluster: c), kind: kind, mode: .exclusive,
+                                      objectName: "\(noun) cluster \(c)", deadline: deadline, askHolderToRelease: true)
+                    _ = try recordLease(of: c, pinned: true)
                 }
             }
             pinned.append(c)
