@@ -133,7 +133,10 @@ extension FuseSuite {
             let appends = 150
             let problems = ProblemLog()
             let writerPath = a.path(path)
-            let writer = Thread { AppendRace.append(to: writerPath, count: appends, problems: problems) }
+            let readCount = ReadCounter()
+            let writer = Thread {
+                AppendRace.append(to: writerPath, count: appends, problems: problems, readsDone: { readCount.value })
+            }
             writer.start()
             var reads = 0
             var lastSize = 0
@@ -144,6 +147,7 @@ extension FuseSuite {
                 let content = try Posix.read(descriptor, count: Int(info.st_size) + chunk, at: 0)
                 close(descriptor)
                 reads += 1
+                readCount.increment()
                 if content.count != Int(info.st_size) { problems.add("read \(content.count) bytes, fstat said \(info.st_size)") }
                 if content.count % chunk != 0 { problems.add("size \(content.count) is not whole appends") }
                 if content.count < lastSize { problems.add("size went back from \(lastSize) to \(content.count)") }
@@ -208,16 +212,31 @@ extension FuseSuite {
 }
 
 /// Helpers of the append race test.
+/// Reads done by the reader of the append race, for the writer to wait on.
+private final class ReadCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count = 0
+    var value: Int { lock.withLock { count } }
+    func increment() { lock.withLock { count += 1 } }
+}
+
 private enum AppendRace {
     static let chunk = 4096
 
     /// The bytes of append number `index`.
     static func block(_ index: Int) -> [UInt8] { patternBytes(chunk, seed: UInt64(index) &+ 1000) }
 
-    /// Appends `count` blocks to `path`, one open-append-close each; records problems.
-    static func append(to path: String, count: Int, problems: ProblemLog) {
+    /// Appends `count` blocks to `path`, one open-append-close each; records problems. Every
+    /// 50 appends it waits (up to 10 s) for the reader to finish one more read, so that the
+    /// race really interleaves however the two threads are scheduled.
+    static func append(to path: String, count: Int, problems: ProblemLog, readsDone: @escaping @Sendable () -> Int) {
         do {
             for index in 0..<count {
+                if index % 50 == 0 {
+                    let seen = readsDone()
+                    let deadline = Date().addingTimeInterval(10)
+                    while readsDone() == seen && Date() < deadline { Thread.sleep(forTimeInterval: 0.001) }
+                }
                 let descriptor = try openRetrying(path, O_WRONLY | O_APPEND)
                 let bytes = block(index)
                 let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, chunk) }
