@@ -34,9 +34,11 @@ let package = Package(
         .target(name: "CKVM", cSettings: [.define("_GNU_SOURCE")]),
 
         // ---- Libraries -------------------------------------------------------------------
+        // Threads and time shared by the libraries and daemons (monitor, monotonic clock).
+        .target(name: "SystemSupport", swiftSettings: strictSettings),
         .target(name: "VMFSCore", dependencies: ["CVMFSLinux", "CURing"], swiftSettings: strictSettings),
         // The VMM: KVM wrappers, devices, boot paths. Knows nothing of VMFS; disks come through a protocol.
-        .target(name: "Hypervisor", dependencies: ["CKVM", "CVMFSLinux"], swiftSettings: strictSettings),
+        .target(name: "Hypervisor", dependencies: ["CKVM", "CVMFSLinux", "SystemSupport"], swiftSettings: strictSettings),
         // Runs one VM from the command line (benchmarks, manual checks); vmctl is the real tool.
         .executableTarget(
             name: "vm-run", dependencies: ["Hypervisor", argumentParser], path: "Tools/vm-run",

@@ -8,12 +8,17 @@ struct Platform {
 
     let serial: Serial16550
     let blockDevices: [VirtioPCILegacyDevice]
+    /// The threads that run device requests.
+    let io: IOThreadPool
     /// INTx wiring of the PCI devices, for the MP table.
     let interruptRoutes: [PCIInterruptRoute]
     let dispatcher: ExitDispatcher
 
     init(configuration: VirtualMachineConfiguration, memory: GuestMemory, machine: KVMVirtualMachine,
-         power: PowerControl) {
+         power: PowerControl, control: RunControl) throws(HypervisorError) {
+        // Enough threads to keep several requests in flight per disk (a guest submits batches).
+        let io = try IOThreadPool(threads: min(32, 4 + 4 * configuration.disks.count), name: "vmm-io")
+        self.io = io
         serial = Serial16550(sink: configuration.console,
                              interrupt: KVMInterruptLine(machine: machine, gsi: Serial16550.com1Interrupt))
         var pciDevices: [Int: any PCIFunction] = [0: PCIHostBridge()]
@@ -25,7 +30,7 @@ struct Platform {
             let device = VirtioPCILegacyDevice(
                 model: VirtioBlock(backend: disk), memory: memory,
                 ioBase: Self.pciIOBase + UInt16(index) * UInt16(VirtioPCILegacyDevice.barSize),
-                interruptLine: UInt8(pin), interrupt: KVMInterruptLine(machine: machine, gsi: UInt32(pin)))
+                interruptLine: UInt8(pin), interrupt: KVMInterruptLine(machine: machine, gsi: UInt32(pin)), io: io)
             pciDevices[slot] = device
             blockDevices.append(device)
             routes.append(PCIInterruptRoute(slot: slot, pin: 1, ioapicPin: pin))
@@ -44,6 +49,6 @@ struct Platform {
             .init(range: TestGuestABI.exitPort...(TestGuestABI.exitPort + 3), device: TestExitPort(power: power)),
         ], fallback: pci)
         dispatcher = ExitDispatcher(portBus: portBus, mmioBus: MMIOBus(mappings: []), power: power,
-                                    markers: GuestMarkerPort())
+                                    markers: GuestMarkerPort(), control: control)
     }
 }
