@@ -22,6 +22,7 @@ let package = Package(
         .executable(name: "vmfs", targets: ["vmfs"]),
         .executable(name: "vmfs-fuse", targets: ["vmfs-fuse"]),
         .executable(name: "vmctl", targets: ["vmctl"]),
+        .executable(name: "vmx", targets: ["vmx"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -35,14 +36,18 @@ let package = Package(
 
         // ---- Libraries -------------------------------------------------------------------
         // Threads and time shared by the libraries and daemons (monitor, monotonic clock).
-        .target(name: "SystemSupport", swiftSettings: strictSettings),
+        .target(name: "SystemSupport", dependencies: ["CVMFSLinux"], swiftSettings: strictSettings),
         .target(name: "VMFSCore", dependencies: ["CVMFSLinux", "CURing"], swiftSettings: strictSettings),
+        // The agent ↔ VMM protocol: control frames, disk channel records (docs/VMX-PROTOCOL.md).
+        .target(name: "VMXProtocol", dependencies: ["CVMFSLinux", "SystemSupport"], swiftSettings: strictSettings),
         // The VMM: KVM wrappers, devices, boot paths. Knows nothing of VMFS; disks come through a protocol.
         .target(name: "Hypervisor", dependencies: ["CKVM", "CVMFSLinux", "SystemSupport"], swiftSettings: strictSettings),
         // Runs one VM from the command line (benchmarks, manual checks); vmctl is the real tool.
         .executableTarget(
             name: "vm-run", dependencies: ["Hypervisor", argumentParser], path: "Tools/vm-run",
             swiftSettings: strictSettings),
+        // The VMM side of a VM run by the host agent: disks over disk channels, console relay, lease.
+        .target(name: "VMXRuntime", dependencies: ["Hypervisor", "VMXProtocol", "SystemSupport", "CVMFSLinux"], swiftSettings: strictSettings),
         // VMs as files on a VMFS volume: .vmx/.vmdk, the VMFS-backed virtio-blk disk, running with locks.
         .target(name: "VMManagement", dependencies: ["VMFSCore", "Hypervisor"], swiftSettings: strictSettings),
         .target(
@@ -50,6 +55,8 @@ let package = Package(
             path: "Tools/Support", swiftSettings: strictSettings),
 
         // ---- Daemon and tools ------------------------------------------------------------
+        // The VMM process of one VM run by the host agent (docs/AGENT.md).
+        .executableTarget(name: "vmx", dependencies: ["VMXRuntime"], path: "Tools/vmx", swiftSettings: strictSettings),
         .executableTarget(
             name: "vmfs-fuse", dependencies: ["VMFSCore", "CFuse"],
             swiftSettings: strictSettings),

@@ -1,4 +1,5 @@
 internal import SystemSupport
+internal import CVMFSLinux
 #if canImport(Glibc)
 internal import Glibc
 #endif
@@ -68,6 +69,7 @@ final class IOThreadPool: Sendable {
         }
 
         func run() {
+            cvmfs_set_thread_name(name)
             while true {
                 let work = state.wait(for: { $0.head < $0.queue.count || $0.stopping }) { s -> (@Sendable () -> Void)? in
                     guard s.head < s.queue.count else { return nil }

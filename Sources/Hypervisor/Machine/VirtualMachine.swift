@@ -195,6 +195,11 @@ public final class VirtualMachine: Sendable {
         return blockDevices.allSatisfy { $0.drain(deadline: deadline) }
     }
 
+    /// Queues bytes typed on the serial console for the guest; returns how many were accepted
+    /// (the UART holds at most 4 KiB of unread input).
+    @discardableResult
+    public func sendConsoleInput(_ bytes: [UInt8]) -> Int { serial.receive(bytes) }
+
     /// Lets a paused VM's vCPUs enter the guest again.
     public func resume() { control.resume() }
 
