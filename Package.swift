@@ -50,6 +50,10 @@ let package = Package(
         .target(name: "VMXRuntime", dependencies: ["Hypervisor", "VMXProtocol", "SystemSupport", "CVMFSLinux"], swiftSettings: strictSettings),
         // VMs as files on a VMFS volume: .vmx/.vmdk, the VMFS-backed virtio-blk disk, running with locks.
         .target(name: "VMManagement", dependencies: ["VMFSCore", "Hypervisor"], swiftSettings: strictSettings),
+        // The host agent's logic (vmhostd without its HTTP layer): volumes, VMs, VMMs, events, tasks.
+        .target(
+            name: "HostAgent", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMXProtocol", "SystemSupport", "CVMFSLinux"],
+            swiftSettings: strictSettings),
         .target(
             name: "VMFSToolSupport", dependencies: ["VMFSCore", argumentParser],
             path: "Tools/Support", swiftSettings: strictSettings),

@@ -1,3 +1,4 @@
+internal import SystemSupport
 /// The devices of a PC-like machine and the buses that reach them: COM1, i8042, CMOS, silent
 /// legacy ports, the test-exit port, PCI conf1 with a host bridge and one virtio-blk per disk.
 struct Platform {
@@ -9,7 +10,7 @@ struct Platform {
     let serial: Serial16550
     let blockDevices: [VirtioPCILegacyDevice]
     /// The threads that run device requests.
-    let io: IOThreadPool
+    let io: WorkerPool
     /// INTx wiring of the PCI devices, for the MP table.
     let interruptRoutes: [PCIInterruptRoute]
     let dispatcher: ExitDispatcher
@@ -17,7 +18,10 @@ struct Platform {
     init(configuration: VirtualMachineConfiguration, memory: GuestMemory, machine: KVMVirtualMachine,
          power: PowerControl, control: RunControl) throws(HypervisorError) {
         // Enough threads to keep several requests in flight per disk (a guest submits batches).
-        let io = try IOThreadPool(threads: min(32, 4 + 4 * configuration.disks.count), name: "vmm-io")
+        let io: WorkerPool
+        do { io = try WorkerPool(threads: min(32, 4 + 4 * configuration.disks.count), name: "vmm-io") } catch {
+            throw .systemCall("pthread_create for the I/O threads", errno: error.errno)
+        }
         self.io = io
         serial = Serial16550(sink: configuration.console,
                              interrupt: KVMInterruptLine(machine: machine, gsi: Serial16550.com1Interrupt))

@@ -1,3 +1,4 @@
+internal import SystemSupport
 internal import CKVM
 internal import CVMFSLinux
 internal import Synchronization
@@ -27,7 +28,7 @@ public final class VirtualMachine: Sendable {
     private let control: RunControl
     private let serial: Serial16550
     private let blockDevices: [VirtioPCILegacyDevice]
-    private let io: IOThreadPool
+    private let io: WorkerPool
     private let started = Atomic<Bool>(false)
     private let running = Mutex<[VCPUThread]>([])
 

@@ -54,13 +54,13 @@ final class VirtioPCILegacyDevice: PCIFunction {
     private let memory: GuestMemory
     private let interrupt: any InterruptLine
     private let state: Monitor<State>
-    private let io: IOThreadPool
+    private let io: WorkerPool
 
     /// - Parameters:
     ///   - ioBase: The I/O port BAR0 is pre-assigned to.
     ///   - interruptLine: The GSI (IOAPIC pin) INTA is routed to, reported in the Interrupt Line register.
     init(model: any VirtioDeviceModel, memory: GuestMemory, ioBase: UInt16, interruptLine: UInt8,
-         interrupt: any InterruptLine, io: IOThreadPool) {
+         interrupt: any InterruptLine, io: WorkerPool) {
         self.model = model
         self.memory = memory
         self.interrupt = interrupt

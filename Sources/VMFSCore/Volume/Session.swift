@@ -33,6 +33,8 @@ final class Session: Sendable {
         var recovering: Set<Int> = []
         /// Descriptor slots whose lock this host holds for a create, remove or cleanup in progress.
         var claimedSlots: Set<Int> = []
+        /// File locks taken over from this host's previous incarnation, until ``releaseAdoptedLocks()``.
+        var adoptedLocks: Set<Int> = []
     }
     private let state = Monitor<State>(State())
     private let lostHandler = Mutex<(@Sendable (String) -> Void)?>(nil)
@@ -85,8 +87,8 @@ final class Session: Sendable {
                 try recovery.recover(slot: index)
             })
         self.locks = locks
-        let membership = try Self.claimSlot(heartbeat: heartbeat, locks: locks, device: FencedDevice(base: rawDevice, fence: fence),
-                                            header: header, identity: options.host)
+        let (membership, adopted) = try Self.claimSlot(heartbeat: heartbeat, locks: locks, device: FencedDevice(base: rawDevice, fence: fence),
+                                                       header: header, identity: options.host, adoptFileLocks: options.adoptFileLocks)
         // A repair that claimed its slot while this host claimed its own: one of the two sees the other.
         let after = try heartbeat.refresh()
         if let repair = MaintenanceClaim.maintenanceSlot(in: after, layout: header.layout, volumeID: header.volumeID) {
@@ -124,11 +126,13 @@ final class Session: Sendable {
         self.recovery = recovery
         recoveryBox.withLock { $0 = recovery }
         namespace = NamespaceCache(device: rawDevice, layout: layout, volumeID: volumeID, locks: locks)
+        state.withLock { $0.adoptedLocks = adopted }
     }
 
     /// Claims a slot: reclaims this host's own crashed incarnation when there is one, else a free slot.
     private static func claimSlot(heartbeat: HeartbeatService, locks: LockManager, device: any BlockDevice,
-                                  header: VolumeHeader, identity: HostIdentity) throws(VMFSError) -> HeartbeatService.Membership {
+                                  header: VolumeHeader, identity: HostIdentity,
+                                  adoptFileLocks: Bool) throws(VMFSError) -> (HeartbeatService.Membership, Set<Int>) {
         let region = try heartbeat.refresh()
         let size = FormatConstants.sectorSize
         let layout = header.layout
@@ -140,14 +144,16 @@ final class Session: Sendable {
             guard let slot = try? HeartbeatSlot.decode(raw, index: index, volumeID: header.volumeID,
                                                         address: layout.heartbeatSlot(index)),
                   slot.owner == identity.uuid, slot.state == .live else { continue }
-            return try reclaim(slot: slot, raw: raw, heartbeat: heartbeat, locks: locks, device: device, header: header)
+            return try reclaim(slot: slot, raw: raw, heartbeat: heartbeat, locks: locks, device: device, header: header,
+                               adoptFileLocks: adoptFileLocks)
         }
-        return try heartbeat.claimFreeSlot(preferred: nil)
+        return (try heartbeat.claimFreeSlot(preferred: nil), [])
     }
 
     /// Recovers this host's previous incarnation in `slot` and takes the slot over.
     private static func reclaim(slot: HeartbeatSlot, raw: [UInt8], heartbeat: HeartbeatService, locks: LockManager,
-                                device: any BlockDevice, header: VolumeHeader) throws(VMFSError) -> HeartbeatService.Membership {
+                                device: any BlockDevice, header: VolumeHeader,
+                                adoptFileLocks: Bool) throws(VMFSError) -> (HeartbeatService.Membership, Set<Int>) {
         // The local lock file already proved no process of this machine runs this identity.
         // A slot that still changes is this identity running on another machine: refuse.
         let watch = UInt64(max(slot.renewIntervalMs, 10)) * 1_500_000
@@ -176,6 +182,10 @@ final class Session: Sendable {
         let writer = JournalWriter(device: device, layout: layout, volumeID: header.volumeID, slot: slot.index,
                                    host: heartbeat.identity.uuid, startSequence: scan.nextSequence)
         try writer.reset()
+        // Adopted file locks name the coming LIVE generation: until it is written, observers see a
+        // newer holder than the slot and treat it as alive, so nobody can take them meanwhile.
+        let adopted = adoptFileLocks
+            ? try locks.transferFileLocks(slot: slot.index, from: slot.generation, to: replaying.generation &+ 1) : []
         _ = try locks.releaseAll(heldBySlot: slot.index, generation: slot.generation)
         let issuedLive = Clock.monotonicNanoseconds
         let live = heartbeat.ownedImage(index: slot.index, state: .live, generation: replaying.generation &+ 1, basedOn: replaying)
@@ -185,7 +195,41 @@ final class Session: Sendable {
         }
         let membership = HeartbeatService.Membership(slot: slot.index, generation: live.generation)
         heartbeat.become(membership, image: live, issuedAt: issuedLive)
-        return membership
+        return (membership, adopted)
+    }
+
+    /// Releases the file locks adopted from the previous incarnation that no open file uses.
+    func releaseAdoptedLocks() throws(VMFSError) {
+        let adopted = state.withLock { s -> Set<Int> in
+            defer { s.adoptedLocks = [] }
+            return s.adoptedLocks
+        }
+        for index in adopted {
+            let slot = index - 1
+            guard openFile(slot) == nil, claim(slot: slot) else { continue }
+            defer { unclaim(slot: slot) }
+            try locks.release(index, kind: .fileDescriptor)
+            store.evict(lockIndex: index)
+        }
+    }
+
+    /// Stops taking part without releasing anything: commits, stops the committer and the
+    /// heartbeat, and leaves the slot, the journal (empty) and every lock as they are, for the
+    /// next incarnation of this host to reclaim (``MountOptions/adoptFileLocks``).
+    func handOver() throws(VMFSError) {
+        let committer = state.withLock { s -> BackgroundThread? in
+            s.closed = true
+            let thread = s.committer
+            s.committer = nil
+            return thread
+        }
+        committer?.join()
+        var firstError: VMFSError?
+        if fence.lostReason == nil {
+            do throws(VMFSError) { try store.commit() } catch { firstError = error }
+        }
+        try? heartbeat.stop(release: false)
+        if let firstError { throw firstError }
     }
 
     /// Starts the heartbeat and the background committer.

@@ -1,15 +1,15 @@
-internal import SystemSupport
 internal import CVMFSLinux
 #if canImport(Glibc)
 internal import Glibc
 #endif
 
-/// A fixed set of threads that run device work (disk requests) off the vCPU threads.
+/// A fixed set of threads for blocking work: a VMM's device requests (off the vCPU threads), the
+/// agent's disk channels.
 ///
-/// Work items run in submission order as threads become free; several run at once, so a disk
+/// Work items start in submission order as threads become free; several run at once, so a disk
 /// with many requests in flight keeps its backend busy. ``shutdown()`` lets queued work finish
 /// and joins the threads.
-final class IOThreadPool: Sendable {
+public final class WorkerPool: Sendable {
     fileprivate struct State {
         var queue: [@Sendable () -> Void] = []
         var head = 0
@@ -19,8 +19,8 @@ final class IOThreadPool: Sendable {
     private let state = Monitor(State())
     private let threads: [pthread_t]
 
-    /// Starts `count` threads named `name`.
-    init(threads count: Int, name: String) throws(HypervisorError) {
+    /// Starts `count` threads named `name-N`.
+    public init(threads count: Int, name: String) throws(SystemError) {
         var started: [pthread_t] = []
         let state = self.state
         for index in 0..<max(1, count) {
@@ -35,7 +35,7 @@ final class IOThreadPool: Sendable {
                 Unmanaged<IOWorker>.fromOpaque(worker).release()
                 state.withLock { $0.stopping = true }
                 for thread in started { pthread_join(thread, nil) }
-                throw .systemCall("pthread_create for I/O thread \(index)", errno: result)
+                throw SystemError("pthread_create", errno: result, subject: "\(name) thread \(index)")
             }
             started.append(thread)
         }
@@ -43,12 +43,12 @@ final class IOThreadPool: Sendable {
     }
 
     /// Queues `work`; it runs on one of the pool's threads.
-    func submit(_ work: @escaping @Sendable () -> Void) {
+    public func submit(_ work: @escaping @Sendable () -> Void) {
         state.withLock { $0.queue.append(work) }
     }
 
     /// Runs what is queued, then stops and joins every thread. Later submissions are dropped.
-    func shutdown() {
+    public func shutdown() {
         let first = state.withLock { s -> Bool in
             defer { s.stopping = true }
             return !s.stopping
