@@ -100,6 +100,10 @@ let package = Package(
         .testTarget(
             name: "FuseTests", dependencies: ["VMFSCore", "vmfs-fuse", "mkfs.vmfs", "fsck.vmfs", "vmfs"],
             exclude: ["Helpers"], swiftSettings: strictSettings),
+        // The host agent's library with real vmx processes and real VMs.
+        .testTarget(
+            name: "HostAgentTests", dependencies: ["HostAgent", "VMFSCore", "VMFSTestSupport", "vmx", "mkfs.vmfs", "vmfs"],
+            swiftSettings: strictSettings),
         .testTarget(
             name: "HypervisorTests", dependencies: ["Hypervisor", "vmctl"],
             swiftSettings: strictSettings),

@@ -265,6 +265,12 @@ public final class ManagedVM: Sendable {
     }
 
     private func exited(_ process: VMMProcess, how: String) {
+        // Everything the VMM said before it exited is read before its exit is judged: its
+        // connection reaches end of stream only after its last message.
+        if let connection = state.withLock({ $0.runtime?.process === process ? $0.runtime?.connection : nil }) {
+            let deadline = MonotonicClock.nanoseconds + 2_000_000_000
+            while !connection.isClosed && MonotonicClock.nanoseconds < deadline { MonotonicClock.sleep(milliseconds: 1) }
+        }
         let outcome = state.withLock { s -> (Runtime, VMPowerState, ConsoleLog?)? in
             guard let runtime = s.runtime, runtime.process === process else { return nil }
             s.runtime = nil
