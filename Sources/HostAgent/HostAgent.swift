@@ -270,3 +270,8 @@ extension HostAgent {
         }
     }
 }
+
+extension ManagedVM {
+    /// Powers the VM off and waits for it (what a power-off task does).
+    public func powerOffNow() throws(AgentError) { try powerOff() }
+}

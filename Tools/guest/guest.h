@@ -26,6 +26,7 @@ enum workload {
     WL_MEMORY_FILL = 5,
     WL_DISK_THROUGHPUT = 6,
     WL_SPIN = 7,
+    WL_DISK_SEQUENCE = 8,
 };
 
 enum result {
@@ -124,7 +125,11 @@ int vblk_request_batch(struct vblk *d, u32 type, u64 first_sector, u8 *buffer, u
  * Returns the used length, or -1 on timeout. */
 long vblk_submit_chain(struct vblk *d, u16 head);
 
+/* Spins waiting for a used entry before a request times out (0: wait forever). */
+extern u64 vblk_poll_limit;
+
 /* ---- workloads ------------------------------------------------------------------------------ */
 int hostile_tests(struct vblk *d);
+int disk_sequence(const struct params *p, struct vblk *disk);
 
 #endif

@@ -193,6 +193,11 @@ int guest_main(u64 vcpu, struct params *p, u64 count) {
     case WL_DISK_WRITE_PATTERN: return disk_pattern(p, 1);
     case WL_DISK_VERIFY_PATTERN: return disk_pattern(p, 0);
     case WL_DISK_THROUGHPUT: return throughput(p);
+    case WL_DISK_SEQUENCE: {
+        static struct vblk disk;
+        int r = open_disk(&disk, 0);
+        return r ? r : disk_sequence(p, &disk);
+    }
     case WL_HOSTILE: {
         static struct vblk disk;
         int r = open_disk(&disk, 0);

@@ -18,6 +18,7 @@
 
 #define SLOT_DESCRIPTORS 4
 #define POLL_LIMIT 200000000ul
+u64 vblk_poll_limit = POLL_LIMIT;
 
 u8 vblk_device_status(struct vblk *d) { return inb(d->io + REG_STATUS); }
 
@@ -66,7 +67,7 @@ static void post(struct vblk *d, u16 head) {
 static long wait_used(struct vblk *d, int count) {
     u16 target = (u16)(d->used_idx + count);
     for (u64 spins = 0; __atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE) != target; spins++) {
-        if (spins > POLL_LIMIT) return -1;
+        if (vblk_poll_limit && spins > vblk_poll_limit) return -1;
         cpu_relax();
     }
     long length = d->used->ring[(u16)(target - 1) % d->qsize].len;

@@ -70,6 +70,10 @@ public enum TestGuestWorkload: UInt32, Sendable, CaseIterable {
     case diskThroughput = 6
     /// Every vCPU spins in guest code forever (the host must stop the VM).
     case spin = 7
+    /// Writes numbered records to disk 0 (boot record at sector 0, a ring of records after it)
+    /// until args[2] records are written (0: forever); args[0] = ring size, args[1] = flush every
+    /// N records, args[3] = pause iterations between records. Layout in `Tools/guest/sequence.c`.
+    case diskSequence = 8
 }
 
 /// Exit statuses of the test guest.
