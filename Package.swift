@@ -11,6 +11,7 @@ let strictSettings: [SwiftSetting] = [
 ]
 
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+let openAPIRuntime = Target.Dependency.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")
 
 let package = Package(
     name: "vmfs",
@@ -23,9 +24,24 @@ let package = Package(
         .executable(name: "vmfs-fuse", targets: ["vmfs-fuse"]),
         .executable(name: "vmctl", targets: ["vmctl"]),
         .executable(name: "vmx", targets: ["vmx"]),
+        .executable(name: "vmhostd", targets: ["vmhostd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        // The host agent's HTTP API: spec-first (OpenAPI), served by Hummingbird, called through AsyncHTTPClient.
+        .package(url: "https://github.com/apple/swift-openapi-generator", from: "1.14.3"),
+        .package(url: "https://github.com/apple/swift-openapi-runtime", from: "1.13.4"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-openapi-hummingbird", from: "2.1.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/swift-openapi-async-http-client", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // ---- C bridges (imported with `internal import` only) ----------------------------
@@ -54,11 +70,41 @@ let package = Package(
         .target(
             name: "HostAgent", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMXProtocol", "SystemSupport", "CVMFSLinux"],
             swiftSettings: strictSettings),
+        // The host agent API's types, client and server protocol, generated from openapi.yaml.
+        .target(
+            name: "HostAgentAPI", dependencies: [openAPIRuntime], swiftSettings: strictSettings,
+            plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]),
+        // Talking to a host agent: over its Unix socket, or HTTPS with a token (vmctl, vmfs, tests).
+        .target(
+            name: "HostAgentClient",
+            dependencies: [
+                "HostAgentAPI", openAPIRuntime,
+                .product(name: "OpenAPIAsyncHTTPClient", package: "swift-openapi-async-http-client"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            swiftSettings: strictSettings),
         .target(
             name: "VMFSToolSupport", dependencies: ["VMFSCore", argumentParser],
             path: "Tools/Support", swiftSettings: strictSettings),
 
         // ---- Daemon and tools ------------------------------------------------------------
+        // The host agent daemon: HostAgent behind its HTTP API on a Unix socket and on TLS.
+        .executableTarget(
+            name: "vmhostd",
+            dependencies: [
+                "HostAgent", "HostAgentAPI", "VMFSCore", "SystemSupport", argumentParser, openAPIRuntime,
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tools/vmhostd", exclude: ["hostd.toml.example"], swiftSettings: strictSettings),
         // The VMM process of one VM run by the host agent (docs/AGENT.md).
         .executableTarget(name: "vmx", dependencies: ["VMXRuntime"], path: "Tools/vmx", swiftSettings: strictSettings),
         .executableTarget(

@@ -178,6 +178,9 @@ pid_t cvmfs_spawn_detached(const char *path, char *const argv[], int log_fd) {
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
         posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
     }
+    /* Nothing of the parent's but stdio reaches the child: not its listening sockets, volumes or
+     * other VMs' channels (descriptors NIO opened without O_CLOEXEC included). */
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
     sigset_t none, all;
     sigemptyset(&none);
     sigfillset(&all);

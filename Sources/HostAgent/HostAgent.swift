@@ -26,6 +26,8 @@ public final class HostAgent: Sendable {
     public let datastores: [Datastore]
     private let vms = Monitor<[String: ManagedVM]>([:])
     private let running = Monitor(true)
+    let mounts = Monitor<[String: AgentMount]>([:])
+    let mountProvider = Monitor<(@Sendable (Datastore, String, [String]) throws(AgentError) -> AgentMount)?>(nil)
     public let startedWall = MonotonicClock.wallNanoseconds
 
     var settings: AgentContext.Settings { context.settings }
@@ -139,6 +141,8 @@ public final class HostAgent: Sendable {
     /// with running VMs are handed over to the next agent, the others are left cleanly.
     public func shutdown(powerOffVMs: Bool) {
         running.withLock { $0 = false }
+        for mount in mounts.withLock({ Array($0.values) }) { mount.stop() }
+        mounts.withLock { $0.removeAll() }
         context.events.record(HostEvent(kind: .agentStopping, message: powerOffVMs
             ? "host agent stopping; powering off its VMs" : "host agent stopping; its VMs keep running"))
         if powerOffVMs {

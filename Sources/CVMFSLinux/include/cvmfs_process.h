@@ -36,7 +36,7 @@ int cvmfs_poll_one(int fd, short events, int timeout_ms);
 int cvmfs_pidfd_open(pid_t pid);
 /// Starts `path` with `argv` (NULL-terminated) in a new session (setsid), with the default signal
 /// dispositions and an empty signal mask, stdin from /dev/null and stdout/stderr to `log_fd` (or
-/// /dev/null when negative). Other descriptors follow their close-on-exec flags.
+/// /dev/null when negative). Every other descriptor is closed in the child.
 /// Returns the child's pid or -errno.
 pid_t cvmfs_spawn_detached(const char *path, char *const argv[], int log_fd);
 /// Sends `signal` to `pid`; 0 or -errno.

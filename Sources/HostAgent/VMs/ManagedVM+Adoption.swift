@@ -53,7 +53,8 @@ extension ManagedVM {
                     s.console = console
                     s.runtime = Runtime(files: files, process: process, connection: nil, disks: disks, socketPath: record.socketPath)
                     s.poweredOnWall = record.poweredOnNanoseconds
-                    s.poweredOnMonotonic = MonotonicClock.nanoseconds
+                    let age = UInt64(max(0, MonotonicClock.wallNanoseconds - record.poweredOnNanoseconds))
+                    s.poweredOnMonotonic = MonotonicClock.nanoseconds - min(age, MonotonicClock.nanoseconds)
                     s.power = .running
                 }
                 let connection = try connect(channel)

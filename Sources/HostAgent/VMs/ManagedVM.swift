@@ -4,6 +4,7 @@ internal import Hypervisor
 internal import VMManagement
 internal import VMXProtocol
 internal import CVMFSLinux
+internal import Synchronization
 #if canImport(Glibc)
 internal import Glibc
 #endif
@@ -46,6 +47,7 @@ public final class ManagedVM: Sendable {
     }
 
     let state = Monitor(State())
+    let cachedSettings = Mutex<VMSettings?>(nil)
 
     init(uuid: String, name: String, datastore: Datastore, context: AgentContext) {
         self.uuid = uuid
@@ -111,6 +113,7 @@ public final class ManagedVM: Sendable {
             throw Self.agentError(error)
         }
         progress?.update(20)
+        cachedSettings.withLock { $0 = nil }
         var disks: [DiskServer] = []
         var process: VMMProcess?
         do throws(AgentError) {
