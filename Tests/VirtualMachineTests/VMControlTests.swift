@@ -99,6 +99,26 @@ struct VMControlTests {
         #expect(try runTool("fsck.vmfs", ["-n", image.path]).status == 0)
     }
 
+    /// The hostile-driver guest against a disk on VMFS: DISCARD and WRITE_ZEROES reach VMFSCore as
+    /// hole punches and zero writes, and the volume stays consistent.
+    @Test func hostileGuestLimitsOnAVMFSDisk() throws {
+        let image = try VolumeImage(size: "2G")
+        let guest = try testGuestImage()
+        #expect(try runTool("vmctl", ["create", "--volume", image.path, "--name", "limits", "--vcpus", "2", "--memory", "3200M",
+                                      "--disk", "256M", "--guest", guest, "--workload", "hostileLimits"]).status == 0)
+        let run = try runTool("vmctl", ["run", "--volume", image.path, "--time-limit", "60", "limits"], timeout: 120)
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        #expect(!run.stdout.contains("FAILED") && run.stdout.contains("cases passed"), "\(run.stdout)")
+        let volume = try image.mount("inspector")
+        let disk = try volume.open("limits-flat.vmdk")
+        let words = try disk.read(count: 64 << 10, at: 0).withUnsafeBytes { Array($0.bindMemory(to: UInt64.self)) }
+        #expect(words == (0..<UInt64(8192)).map { mix64(0xa11ce ^ ($0 * 8)) })
+        #expect(try disk.read(count: 16 * 512, at: 1024 * 512) == [UInt8](repeating: 0, count: 16 * 512))
+        try disk.close()
+        try volume.unmount()
+        #expect(try runTool("fsck.vmfs", ["-n", image.path]).status == 0)
+    }
+
     /// Boot images are copied off the volume to be loaded: never where other local users can read
     /// or replace them, and never left behind.
     @Test func bootImagesAreExtractedPrivatelyAndRemoved() throws {
