@@ -117,7 +117,7 @@ let package = Package(
             name: "fsck.vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
             path: "Tools/fsck.vmfs", swiftSettings: strictSettings),
         .executableTarget(
-            name: "vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
+            name: "vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", "CVMFSLinux", argumentParser],
             path: "Tools/vmfs", swiftSettings: strictSettings),
         .executableTarget(
             name: "vmctl", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMFSToolSupport", argumentParser],
@@ -151,7 +151,7 @@ let package = Package(
             name: "HostAgentTests", dependencies: ["HostAgent", "VMFSCore", "VMFSTestSupport", "vmx", "mkfs.vmfs", "vmfs"],
             swiftSettings: strictSettings),
         .testTarget(
-            name: "HypervisorTests", dependencies: ["Hypervisor", "vmctl"],
+            name: "HypervisorTests", dependencies: ["Hypervisor", "SystemSupport", "vmctl"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "VirtualMachineTests", dependencies: ["VMManagement", "VMFSCore", "VMFSTestSupport", "Hypervisor", "vmctl", "mkfs.vmfs", "vmfs"],

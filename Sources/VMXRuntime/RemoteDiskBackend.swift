@@ -195,4 +195,10 @@ public final class RemoteDiskBackend: DiskBackend, Sendable {
         guard !isReadOnly else { throw DiskError(.readOnly, "disk \(identifier) is read-only") }
         try perform(.discard, offset: offset, length: length)
     }
+
+    /// The agent guarantees zeros (on VMFS a punched hole, or written zeros when the space must stay allocated).
+    public func writeZeroes(offset: UInt64, length: UInt64, deallocating: Bool) throws(DiskError) {
+        guard !isReadOnly else { throw DiskError(.readOnly, "disk \(identifier) is read-only") }
+        try perform(deallocating ? .writeZeroes : .writeZeroesKeepAllocated, offset: offset, length: length)
+    }
 }

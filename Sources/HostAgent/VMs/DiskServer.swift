@@ -110,11 +110,12 @@ public final class DiskServer: Sendable {
             case .flush:
                 try backend.flush()
                 counters.withLock { $0.flushes += 1 }
-            case .discard, .writeZeroes:
+            case .discard:
                 try backend.discard(offset: request.offset, length: request.length)
                 counters.withLock { $0.discards += 1 }
-            case .writeZeroesKeepAllocated:
-                try writeZeroes(offset: request.offset, length: request.length)
+            case .writeZeroes, .writeZeroesKeepAllocated:
+                try backend.writeZeroes(offset: request.offset, length: request.length,
+                                        deallocating: request.operation == .writeZeroes)
                 counters.withLock { $0.writes += 1; $0.bytesWritten += request.length }
             }
             return DiskCompletion(tag: request.tag, status: .ok, bytes: request.length)
@@ -127,19 +128,6 @@ public final class DiskServer: Sendable {
             default: .ioError
             }
             return DiskCompletion(tag: request.tag, status: status, errno: error.errno ?? 0)
-        }
-    }
-
-    private func writeZeroes(offset: UInt64, length: UInt64) throws(DiskError) {
-        let chunk = 1 << 20
-        let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
-        defer { zeros.deallocate() }
-        zeros.initializeMemory(as: UInt8.self, repeating: 0)
-        var done: UInt64 = 0
-        while done < length {
-            let count = Int(min(UInt64(chunk), length - done))
-            try backend.write(UnsafeRawBufferPointer(rebasing: zeros[0..<count]), at: offset + done)
-            done += UInt64(count)
         }
     }
 }

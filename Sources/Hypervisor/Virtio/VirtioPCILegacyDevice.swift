@@ -211,7 +211,10 @@ final class VirtioPCILegacyDevice: PCIFunction {
         guard s.status & VirtioStatus.driverOK != 0, s.status & VirtioStatus.needsReset == 0,
               s.queues.indices.contains(index), var queue = s.queues[index].queue else { return }
         defer { s.queues[index].queue = queue }
-        while true {
+        // At most one queue's worth per notify: another vCPU that keeps making requests available
+        // cannot hold this vCPU (and the device lock) forever. What it adds later comes with its own notify.
+        var taken = 0
+        while taken < Int(queue.size) {
             let next: AvailableChain?
             do {
                 next = try queue.nextAvailable(memory: memory)
@@ -222,6 +225,7 @@ final class VirtioPCILegacyDevice: PCIFunction {
             guard let next else { break }
             submissions.append(Submission(queue: index, chain: next))
             s.inFlight += 1
+            taken += 1
         }
     }
 
