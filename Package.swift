@@ -78,7 +78,7 @@ let package = Package(
         .target(
             name: "HostAgentClient",
             dependencies: [
-                "HostAgentAPI", openAPIRuntime,
+                "HostAgentAPI", "VMFSCore", openAPIRuntime,
                 .product(name: "OpenAPIAsyncHTTPClient", package: "swift-openapi-async-http-client"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
@@ -120,7 +120,8 @@ let package = Package(
             name: "vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", "CVMFSLinux", argumentParser],
             path: "Tools/vmfs", swiftSettings: strictSettings),
         .executableTarget(
-            name: "vmctl", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMFSToolSupport", argumentParser],
+            name: "vmctl", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMFSToolSupport", "HostAgentAPI", "HostAgentClient",
+                                          argumentParser, openAPIRuntime],
             path: "Tools/vmctl", swiftSettings: strictSettings),
         // A host process for tests and benchmarks: runs scripted workloads against a volume.
         .executableTarget(

@@ -20,10 +20,12 @@ public final class AgentContext: Sendable {
         public var diskWindowBytes: Int
         /// `NAME.log` is restarted when it reaches this size.
         public var consoleLogCapacity: UInt64
+        /// The local API socket, written into each volume's local host lock so commands find the agent.
+        public var apiSocket: String?
 
         public init(host: HostIdentity, vmxPath: String, runDirectory: String, stateDirectory: String,
                     orphanTimeoutMilliseconds: UInt64 = 32_000, diskWindowBytes: Int = 16 << 20,
-                    consoleLogCapacity: UInt64 = 16 << 20) {
+                    consoleLogCapacity: UInt64 = 16 << 20, apiSocket: String? = nil) {
             self.host = host
             self.vmxPath = vmxPath
             self.runDirectory = runDirectory
@@ -31,6 +33,7 @@ public final class AgentContext: Sendable {
             self.orphanTimeoutMilliseconds = orphanTimeoutMilliseconds
             self.diskWindowBytes = diskWindowBytes
             self.consoleLogCapacity = consoleLogCapacity
+            self.apiSocket = apiSocket
         }
 
         /// Where runtime records and VMM control sockets live.

@@ -52,7 +52,14 @@ public final class HostAgent: Sendable {
                                tasks: TaskManager(), pool: pool)
         var options = MountOptions(host: settings.host)
         options.adoptFileLocks = true
-        datastores = configuration.datastores.map { Datastore(configuration: $0, options: options) }
+        datastores = configuration.datastores.map { datastore in
+            var mountOptions = options
+            if let socket = settings.apiSocket,
+               let note = try? JSONEncoder().encode(Datastore.HolderNote(agentSocket: socket, datastore: datastore.name, pid: getpid())) {
+                mountOptions.holderNote = String(decoding: note, as: UTF8.self)
+            }
+            return Datastore(configuration: datastore, options: mountOptions)
+        }
         let inventory = try VMInventory.load(path: inventoryPath)
         var loaded: [String: ManagedVM] = [:]
         for entry in inventory.vms {

@@ -5,6 +5,7 @@ internal import HTTPTypes
 internal import NIOCore
 internal import NIOSSL
 internal import OpenAPIAsyncHTTPClient
+internal import Synchronization
 public import OpenAPIRuntime
 
 /// Where a host agent listens.
@@ -52,7 +53,13 @@ public enum AgentEndpoint: Sendable, Equatable, CustomStringConvertible {
 /// A connection-failure or refusal, in words a person can act on.
 public struct AgentClientError: Error, Sendable, CustomStringConvertible {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    /// The HTTP status of a refusal, when the agent answered.
+    public var status: Int?
+
+    public init(_ description: String, status: Int? = nil) {
+        self.description = description
+        self.status = status
+    }
 }
 
 /// A client of one host agent (the generated OpenAPI client over AsyncHTTPClient).
@@ -60,13 +67,14 @@ public final class AgentConnection: Sendable {
     public let endpoint: AgentEndpoint
     public let client: Client
     private let http: HTTPClient
+    private let closed = Atomic<Bool>(false)
 
     public init(_ endpoint: AgentEndpoint) throws(AgentClientError) {
         self.endpoint = endpoint
         var configuration = HTTPClient.Configuration()
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(600))
         let serverURL: URL
-        var middlewares: [any ClientMiddleware] = []
+        var middlewares: [any ClientMiddleware] = [ErrorResponses()]
         switch endpoint {
         case .unixSocket(let path):
             guard let url = URL(httpURLWithSocketPath: path) else { throw AgentClientError("bad socket path \(path)") }
@@ -94,9 +102,12 @@ public final class AgentConnection: Sendable {
     }
 
     /// Closes the connection pool.
-    public func shutdown() async { try? await http.shutdown() }
+    public func shutdown() async {
+        guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        try? await http.shutdown()
+    }
 
-    deinit { try? http.syncShutdown() }
+    deinit { if !closed.load(ordering: .acquiring) { try? http.syncShutdown() } }
 }
 
 /// Adds `Authorization: Bearer TOKEN` to every request.
@@ -108,5 +119,25 @@ struct BearerToken: ClientMiddleware {
         var request = request
         request.headerFields[.authorization] = "Bearer \(token)"
         return try await next(request, body, baseURL)
+    }
+}
+
+/// Turns every non-success response into an ``AgentClientError`` carrying the agent's message
+/// (the `ErrorResponse` body), so callers handle only success.
+struct ErrorResponses: ClientMiddleware {
+    func intercept(_ request: HTTPRequest, body: HTTPBody?, baseURL: URL, operationID: String,
+                   next: @Sendable (HTTPRequest, HTTPBody?, URL) async throws -> (HTTPResponse, HTTPBody?)) async throws -> (HTTPResponse, HTTPBody?) {
+        let (response, responseBody) = try await next(request, body, baseURL)
+        guard response.status.kind == .clientError || response.status.kind == .serverError else { return (response, responseBody) }
+        var text = ""
+        if let responseBody, let data = try? await Data(collecting: responseBody, upTo: 1 << 20) {
+            if let decoded = try? JSONDecoder().decode(Components.Schemas.ErrorResponse.self, from: data) {
+                text = decoded.error.message
+                if let field = decoded.error.field { text += " (\(field))" }
+            } else {
+                text = String(decoding: data, as: UTF8.self)
+            }
+        }
+        throw AgentClientError(text.isEmpty ? "the agent answered \(response.status)" : text, status: response.status.code)
     }
 }

@@ -47,6 +47,19 @@ public final class Datastore: Sendable {
         self.options = options
     }
 
+    /// What the agent leaves in the volume's local host lock: how commands of this host reach it.
+    public struct HolderNote: Codable, Sendable, Equatable {
+        public var agentSocket: String
+        public var datastore: String
+        public var pid: Int32
+
+        public init(agentSocket: String, datastore: String, pid: Int32) {
+            self.agentSocket = agentSocket
+            self.datastore = datastore
+            self.pid = pid
+        }
+    }
+
     /// Joins the volume. On failure the status says why and the error is returned.
     @discardableResult
     public func attach() -> AgentError? {

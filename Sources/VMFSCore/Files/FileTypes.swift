@@ -157,6 +157,9 @@ public struct MountOptions: Sendable {
     /// a moment at which another host could take them. Call ``Volume/finishAdoption()`` once
     /// the files still in use are open again; it releases the rest.
     public var adoptFileLocks = false
+    /// Written into this host's local lock file for the volume while it is mounted: a host agent
+    /// puts its API socket and datastore name there (``Volume/localHolderNote(device:host:)``).
+    public var holderNote: String?
 
     public init(host: HostIdentity = .local()) { self.host = host }
 }

@@ -66,7 +66,7 @@ public final class Volume: Sendable {
         self.header = header
         self.device = device
         self.options = options
-        localLock = try LocalHostLock(volume: header.uuid, host: options.host.uuid)
+        localLock = try LocalHostLock(volume: header.uuid, host: options.host.uuid, note: options.holderNote)
         session = Mutex(nil)
         let first = try Session(header: header, device: device, options: options, statistics: clusterStatistics)
         session.withLock { $0 = first }
@@ -139,6 +139,13 @@ public final class Volume: Sendable {
         }
         defer { localLock.release() }
         try current?.handOver()
+    }
+
+    /// When another process of this machine has the volume on `device` mounted as `host`, the note
+    /// it left (``MountOptions/holderNote``; empty when it left none); nil when none has.
+    public static func localHolderNote(device: any BlockDevice, host: HostIdentity) -> String? {
+        guard let header = try? readHeader(device) else { return nil }
+        return LocalHostLock.holderNote(volume: header.uuid, host: host.uuid)
     }
 
     /// Calls `handler` on a background thread for every ``VolumeEvent`` from now on.

@@ -97,9 +97,11 @@ struct HostdConfiguration: Sendable {
         guard (1...256).contains(window) else {
             throw Error(description: "\(source): host.disk_window_mib is \(window); it must be 1 – 256")
         }
+        let unixSocket = file.api?.unix_socket ?? "\(runDirectory)/hostd.sock"
         let settings = AgentContext.Settings(
             host: identity, vmxPath: file.host?.vmx ?? "\(executableDirectory)/vmx", runDirectory: runDirectory,
-            stateDirectory: stateDirectory, orphanTimeoutMilliseconds: UInt64(orphanTimeout), diskWindowBytes: window << 20)
+            stateDirectory: stateDirectory, orphanTimeoutMilliseconds: UInt64(orphanTimeout), diskWindowBytes: window << 20,
+            apiSocket: unixSocket)
         var datastores: [Datastore.Configuration] = []
         var mounts: [String: String] = [:]
         for (index, volume) in (file.volume ?? []).enumerated() {
@@ -129,7 +131,7 @@ struct HostdConfiguration: Sendable {
         }
         return HostdConfiguration(
             agent: HostAgent.Configuration(settings: settings, datastores: datastores),
-            unixSocket: file.api?.unix_socket ?? "\(runDirectory)/hostd.sock", listen: listener,
+            unixSocket: unixSocket, listen: listener,
             certificatePath: file.api?.certificate, privateKeyPath: file.api?.private_key, tokens: tokens,
             powerOffVMsOnStop: file.host?.power_off_vms_on_stop ?? false, mounts: mounts)
     }
