@@ -151,6 +151,11 @@ let package = Package(
         .testTarget(
             name: "HostAgentTests", dependencies: ["HostAgent", "VMFSCore", "VMFSTestSupport", "vmx", "mkfs.vmfs", "vmfs"],
             swiftSettings: strictSettings),
+        // vmhostd processes as hosts in network namespaces (needs root, /dev/kvm, iproute2).
+        .testTarget(
+            name: "HostClusterTests",
+            dependencies: ["VMFSCore", "VMFSTestSupport", "vmhostd", "vmx", "vmctl", "vmfs", "mkfs.vmfs"],
+            swiftSettings: strictSettings),
         .testTarget(
             name: "HypervisorTests", dependencies: ["Hypervisor", "SystemSupport", "vmctl"],
             swiftSettings: strictSettings),
