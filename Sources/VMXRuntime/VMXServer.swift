@@ -186,11 +186,7 @@ public final class VMXServer: Sendable {
             }
             if !accepted { refuse(message, "start needs a configured VM that has not started") }
         case .powerOff:
-            let machine = state.withLock { s -> VirtualMachine? in
-                s.stopRequested = true
-                return s.machine
-            }
-            machine?.requestStop()
+            stopMachine()
         case .reset:
             let machine = state.withLock { s -> VirtualMachine? in
                 guard s.started != nil else { return nil }
@@ -335,6 +331,17 @@ public final class VMXServer: Sendable {
         outbox.send(.marker(MarkerReport(code: marker.code, vcpu: marker.vcpu, monotonicNanoseconds: marker.monotonicNanoseconds)))
     }
 
+    /// Powers the VM off hard: disk requests still waiting for the agent fail at once (the plug is
+    /// pulled), so the I/O threads can finish and the machine stop.
+    private func stopMachine() {
+        let (machine, disks) = state.withLock { s -> (VirtualMachine?, [RemoteDiskBackend]) in
+            s.stopRequested = true
+            return (s.machine, s.disks)
+        }
+        for disk in disks { disk.close() }
+        machine?.requestStop()
+    }
+
     // MARK: Lease
 
     private func watchLease() {
@@ -349,11 +356,7 @@ public final class VMXServer: Sendable {
             }
             if orphaned {
                 report("no host agent and no lease for the orphan timeout: powering the VM off")
-                let machine = state.withLock { s -> VirtualMachine? in
-                    s.stopRequested = true
-                    return s.machine
-                }
-                machine?.requestStop()
+                stopMachine()
                 return
             }
         }

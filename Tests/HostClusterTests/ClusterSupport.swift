@@ -87,3 +87,11 @@ func sequenceLog(_ host: AgentHost, datastore: String = "ds1", file: String) thr
     guard result.status == 0, let data = FileManager.default.contents(atPath: output), data.count == 1025 * 512 else { return nil }
     return SequenceLog(disk: [UInt8](data))
 }
+
+/// True while `pid` runs (a zombie, exited but not yet reaped by init, does not count).
+func isRunning(_ pid: Int32) -> Bool {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = text.lastIndex(of: ")") else { return false }
+    let state = text[text.index(after: close)...].split(separator: " ").first
+    return state != "Z" && state != "X"
+}
