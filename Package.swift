@@ -104,7 +104,7 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            path: "Tools/vmhostd", exclude: ["hostd.toml.example"], swiftSettings: strictSettings),
+            path: "Tools/vmhostd", exclude: ["hostd.toml.example", "vmhostd.service"], swiftSettings: strictSettings),
         // The VMM process of one VM run by the host agent (docs/AGENT.md).
         .executableTarget(name: "vmx", dependencies: ["VMXRuntime"], path: "Tools/vmx", swiftSettings: strictSettings),
         .executableTarget(

@@ -77,6 +77,9 @@ extension HostAgent {
     /// Recovers dead hosts of the volume (or `slot`, with `force` even if it looks alive).
     public func recover(_ name: String, slot: Int?, force: Bool, waitMilliseconds: UInt64) throws(AgentError) -> [Int] {
         let volume = try datastore(named: name).volume()
+        if let slot, slot < 0 || slot >= Int(volume.header.layout.maxHosts) {
+            throw AgentError(.invalidArgument, "slot \(slot) is outside the volume's \(volume.header.layout.maxHosts) heartbeat slots", field: "slot")
+        }
         do {
             if let slot { return try volume.recover(slot: slot, force: force) ? [slot] : [] }
             return try volume.recoverDeadHosts(waitMilliseconds: waitMilliseconds)
@@ -93,6 +96,9 @@ extension HostAgent {
             if let file {
                 lock = try VolumeInspector(device: volume.device).lockIndex(ofFile: file)
             } else if let index {
+                guard index >= 0, index < Int(volume.header.layout.lockCount) else {
+                    throw AgentError(.invalidArgument, "lock \(index) is outside the volume's \(volume.header.layout.lockCount) locks", field: "index")
+                }
                 lock = index
             } else {
                 throw AgentError(.invalidArgument, "name a file or a lock index", field: "file")

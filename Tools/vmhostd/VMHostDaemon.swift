@@ -88,6 +88,7 @@ struct VMHostDaemon: AsyncParsableCommand {
         let router = Router()
         router.middlewares.add(MetricsMiddleware())
         if let tokens { router.middlewares.add(BearerAuthentication(tokens: tokens)) }
+        router.middlewares.add(MethodNotAllowed())
         try handler.registerHandlers(on: router, middlewares: [APIErrorMiddleware()])
         return router
     }

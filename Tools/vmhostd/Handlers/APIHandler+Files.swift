@@ -15,8 +15,9 @@ extension APIHandler {
     func createFile(_ input: Operations.CreateFile.Input) async throws -> Operations.CreateFile.Output {
         let name = input.path.volume
         guard case .json(let request) = input.body else { throw AgentError(.invalidArgument, "expected a JSON body") }
+        let size = try Validation.nonNegative(request.size, field: "size")
         let status = try await blocking { [agent] () throws(AgentError) in
-            try agent.createFile(on: name, file: request.name, size: request.size.map { UInt64($0) }, thick: request.thick ?? false)
+            try agent.createFile(on: name, file: request.name, size: size, thick: request.thick ?? false)
         }
         return .created(.init(body: .json(Conversions.file(status))))
     }
@@ -32,9 +33,17 @@ extension APIHandler {
     func readFile(_ input: Operations.ReadFile.Input) async throws -> Operations.ReadFile.Output {
         let (name, file) = (input.path.volume, input.path.file)
         let handle = try await blocking { [agent] () throws(AgentError) in try agent.openForReading(on: name, file: file) }
-        let start = UInt64(max(0, input.query.offset ?? 0))
+        let start: UInt64
+        let requested: UInt64?
+        do {
+            start = try Validation.nonNegative(input.query.offset, field: "offset") ?? 0
+            requested = try Validation.nonNegative(input.query.length, field: "length")
+        } catch {
+            try? handle.close()
+            throw error
+        }
         let size = handle.size
-        let end = input.query.length.map { min(size, start &+ UInt64(max(0, $0))) } ?? size
+        let end = requested.map { start > size ? size : min(size, start + min($0, size - start)) } ?? size
         let length = end > start ? end - start : 0
         let pool = blockingPool
         let stream = AsyncThrowingStream<ArraySlice<UInt8>, any Error> { continuation in
@@ -66,7 +75,7 @@ extension APIHandler {
         let (name, file) = (input.path.volume, input.path.file)
         guard case .binary(let body) = input.body else { throw AgentError(.invalidArgument, "expected an octet-stream body") }
         let replace = input.query.replace ?? false
-        let offset = input.query.offset.map { UInt64(max(0, $0)) }
+        let offset = try Validation.nonNegative(input.query.offset, field: "offset")
         let writer = try await blocking { [agent] () throws(AgentError) in
             try agent.openForWriting(on: name, file: file, replace: replace, offset: offset)
         }

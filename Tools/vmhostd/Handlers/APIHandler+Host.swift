@@ -77,9 +77,10 @@ extension APIHandler {
     func recoverVolumeHosts(_ input: Operations.RecoverVolumeHosts.Input) async throws -> Operations.RecoverVolumeHosts.Output {
         let name = input.path.volume
         guard case .json(let request) = input.body else { throw AgentError(.invalidArgument, "expected a JSON body") }
+        let slot = try Validation.within(request.slot, 0...4095, field: "slot")
+        let wait = try Validation.within(request.waitMilliseconds, 0...600_000, field: "waitMilliseconds") ?? 0
         let recovered = try await blocking { [agent] () throws(AgentError) in
-            try agent.recover(name, slot: request.slot, force: request.force ?? false,
-                              waitMilliseconds: UInt64(request.waitMilliseconds ?? 0))
+            try agent.recover(name, slot: slot, force: request.force ?? false, waitMilliseconds: UInt64(wait))
         }
         return .ok(.init(body: .json(.init(recovered: recovered))))
     }
@@ -87,8 +88,9 @@ extension APIHandler {
     func breakVolumeLock(_ input: Operations.BreakVolumeLock.Input) async throws -> Operations.BreakVolumeLock.Output {
         let name = input.path.volume
         guard case .json(let request) = input.body else { throw AgentError(.invalidArgument, "expected a JSON body") }
+        let index = try Validation.within(request.index, 0...Int(Int32.max), field: "index")
         let message = try await blocking { [agent] () throws(AgentError) in
-            try agent.breakLock(name, file: request.file, index: request.index, force: request.force ?? false)
+            try agent.breakLock(name, file: request.file, index: index, force: request.force ?? false)
         }
         return .ok(.init(body: .json(.init(message: message))))
     }

@@ -19,20 +19,22 @@ extension APIHandler {
             guard let workload = request.boot.workload else {
                 throw AgentError(.invalidArgument, "boot.workload is required for a test guest", field: "boot.workload")
             }
-            for (index, value) in (request.boot.arguments ?? []).enumerated() where value < 0 {
-                throw AgentError(.invalidArgument, "boot.arguments[\(index)] is negative", field: "boot.arguments")
+            var arguments: [UInt64] = []
+            for (index, value) in (request.boot.arguments ?? []).enumerated() {
+                arguments.append(try Validation.nonNegative(value, field: "boot.arguments[\(index)]") ?? 0)
             }
-            boot = .testGuest(image: image, workload: workload, arguments: (request.boot.arguments ?? []).map { UInt64($0) })
+            boot = .testGuest(image: image, workload: workload, arguments: arguments)
         case .linux:
             guard let kernel = request.boot.kernel else { throw AgentError(.invalidArgument, "boot.kernel is required for Linux", field: "boot.kernel") }
             boot = .linux(kernel: kernel, initrd: request.boot.initrd, commandLine: request.boot.commandLine)
         }
-        for (index, size) in request.diskBytes.enumerated() where size <= 0 {
-            throw AgentError(.invalidArgument, "diskBytes[\(index)] must be positive", field: "diskBytes")
+        var diskBytes: [UInt64] = []
+        for (index, size) in request.diskBytes.enumerated() {
+            diskBytes.append(try Validation.nonNegative(size, field: "diskBytes[\(index)]") ?? 0)
         }
-        guard request.memoryBytes > 0 else { throw AgentError(.invalidArgument, "memoryBytes must be positive", field: "memoryBytes") }
+        let memoryBytes = try Validation.nonNegative(request.memoryBytes, field: "memoryBytes") ?? 0
         let create = VMCreateRequest(datastore: request.volume, name: request.name, vcpuCount: request.vcpus,
-                                     memoryBytes: UInt64(request.memoryBytes), diskBytes: request.diskBytes.map { UInt64($0) },
+                                     memoryBytes: memoryBytes, diskBytes: diskBytes,
                                      thick: request.thick ?? false, boot: boot)
         let task = try await blocking { [agent] () throws(AgentError) in try agent.create(create) }
         return .accepted(.init(body: .json(Conversions.task(task))))
