@@ -63,14 +63,15 @@ final class Session: Sendable {
         self.timing = timing
         let fence = FenceState(timing: timing)
         self.fence = fence
-        device = FencedDevice(base: rawDevice, fence: fence)
+        let fenced = FencedDevice(base: rawDevice, fence: fence, writableEnd: header.layout.backupHeaderOffset)
+        device = fenced
         let observations = HostObservations(volumeDeadIntervalMs: header.deadIntervalMs)
         self.observations = observations
         let heartbeat = HeartbeatService(device: rawDevice, updater: RangeLockSectorUpdate(device: rawDevice, statistics: statistics),
                                          layout: header.layout, volumeID: header.volumeID, identity: options.host,
                                          timing: timing, observations: observations, fence: fence)
         self.heartbeat = heartbeat
-        let lockUpdater = RangeLockSectorUpdate(device: FencedDevice(base: rawDevice, fence: fence), statistics: statistics)
+        let lockUpdater = RangeLockSectorUpdate(device: fenced, statistics: statistics)
 
         // Locks of a previous incarnation are released during its recovery, which needs a lock
         // manager before this host has a membership of its own.
@@ -85,7 +86,7 @@ final class Session: Sendable {
                 try recovery.recover(slot: index)
             })
         self.locks = locks
-        let membership = try Self.claimSlot(heartbeat: heartbeat, locks: locks, device: FencedDevice(base: rawDevice, fence: fence),
+        let membership = try Self.claimSlot(heartbeat: heartbeat, locks: locks, device: fenced,
                                             header: header, identity: options.host)
         // A repair that claimed its slot while this host claimed its own: one of the two sees the other.
         let after = try heartbeat.refresh()
