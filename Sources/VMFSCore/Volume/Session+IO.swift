@@ -125,7 +125,7 @@ extension Session {
             let old = s.descriptor.modificationTime
             s.descriptor.modificationTime = now
             s.descriptor.changeTime = now
-            return now - old > 1_000_000_000
+            return old < now - 1_000_000_000 || old > now  // (a time from disk may be anything)
         }
         if stale {
             try? file.withMetadataLock { () throws(VMFSError) in
