@@ -68,11 +68,13 @@ extension VolumeChecker {
             scan = try JournalReplay.scan(device: view, layout: layout, volumeID: volumeID, slot: index)
         } catch {
             if aliveSlots.contains(index) { throw error }
-            let next = try highestJournalSequence(index) + 1
-            try problem("journal \(index) header", offset: address, error.message) { () throws(VMFSError) in
+            let next = JournalHeader.sequence(after: try highestJournalSequence(index))
+            let crashed = owner.map { $0.state != .free } ?? false
+            let message = error.message + (crashed ? "; the transactions of the host in slot \(index) cannot be replayed" : "")
+            try problem("journal \(index) header", offset: address, message) { () throws(VMFSError) in
                 try JournalWriter(device: device, layout: layout, volumeID: volumeID, slot: index, host: .zero, startSequence: next).reset()
+                if let owner, crashed { try releaseSlot(index, owner: owner, replayed: 0) }
             }
-            if let owner, owner.state != .free { try releaseSlot(index, owner: owner, replayed: 0) }
             return
         }
         if aliveSlots.contains(index) { return }
@@ -155,12 +157,13 @@ extension VolumeChecker {
         for i in 1..<(Int(layout.journalSize) / sectorSize) {
             let bytes = Array(region[(i * sectorSize)..<((i + 1) * sectorSize)])
             if case .valid(let r, _)? = try? SectorCodec.open(bytes, magic: .journalDescriptor, volumeID: volumeID,
-                                                               address: start + UInt64(i * sectorSize)) {
+                                                               address: start + UInt64(i * sectorSize)),
+               r.u64(32) < JournalHeader.sequenceLimit {
                 highest = max(highest, r.u64(32))
             }
         }
-        let header = ByteReader(Array(region[0..<sectorSize]))
-        return max(highest, header.u64(40))
+        let header = ByteReader(Array(region[0..<sectorSize])).u64(40)
+        return header < JournalHeader.sequenceLimit ? max(highest, header) : highest
     }
 
     // MARK: Locks

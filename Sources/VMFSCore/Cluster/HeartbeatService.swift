@@ -107,8 +107,10 @@ final class HeartbeatService: Sendable {
                                     new: slot.encoded(volumeID: volumeID, address: layout.heartbeatSlot(slot.index)))
     }
 
-    /// Claims a free slot: FREE(g) → LIVE(g+1) (or another `state`). Prefers `preferred` when it is free.
-    func claimFreeSlot(preferred: Int?, state slotState: HeartbeatSlot.State = .live) throws(VMFSError) -> Membership {
+    /// Claims a free slot: FREE(g) → LIVE(g+1) (or another `state`). Prefers `preferred` when it
+    /// is free; never takes a slot in `excluded`.
+    func claimFreeSlot(preferred: Int?, state slotState: HeartbeatSlot.State = .live,
+                       excluding excluded: Set<Int> = []) throws(VMFSError) -> Membership {
         for _ in 0..<8 {
             let region = try refresh()
             let size = FormatConstants.sectorSize
@@ -116,7 +118,7 @@ final class HeartbeatService: Sendable {
             if let preferred { candidates.append(preferred) }
             let start = Int(identity.uuid.low64 % UInt64(layout.maxHosts))
             for i in 0..<Int(layout.maxHosts) { candidates.append((start + i) % Int(layout.maxHosts)) }
-            for index in candidates {
+            for index in candidates where !excluded.contains(index) {
                 let raw = Array(region[(index * size)..<((index + 1) * size)])
                 guard let slot = try? HeartbeatSlot.decode(raw, index: index, volumeID: volumeID,
                                                            address: layout.heartbeatSlot(index)),

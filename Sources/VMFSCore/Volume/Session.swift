@@ -25,6 +25,8 @@ final class Session: Sendable {
     let recovery: HostRecovery
     let statistics: ClusterIOStatistics
     let namespace: NamespaceCache
+    /// What joining noticed and worked around (a damaged journal of a free slot), for the event log.
+    let startupNotes: [String]
 
     private struct State {
         var openFiles: [Int: OpenFile] = [:]
@@ -86,14 +88,9 @@ final class Session: Sendable {
                 try recovery.recover(slot: index)
             })
         self.locks = locks
-        let membership = try Self.claimSlot(heartbeat: heartbeat, locks: locks, device: fenced,
-                                            header: header, identity: options.host)
-        // A repair that claimed its slot while this host claimed its own: one of the two sees the other.
-        let after = try heartbeat.refresh()
-        if let repair = MaintenanceClaim.maintenanceSlot(in: after, layout: header.layout, volumeID: header.volumeID) {
-            try? heartbeat.stop(release: true)
-            throw MaintenanceClaim.refusal(repair)
-        }
+        let (membership, scan, notes) = try Self.join(heartbeat: heartbeat, locks: locks, device: fenced,
+                                                      header: header, identity: options.host)
+        startupNotes = notes
         self.membership = membership
         joined.withLock { $0 = LockManager.Me(identity: options.host, slot: membership.slot, generation: membership.generation) }
 
@@ -104,7 +101,6 @@ final class Session: Sendable {
         let writer: JournalWriter
         var replayed = false
         do throws(VMFSError) {
-            let scan = try JournalReplay.scan(device: device, layout: layout, volumeID: volumeID, slot: membership.slot)
             if !scan.pending.isEmpty {
                 _ = try JournalReplay.replay(scan, device: device, layout: layout, volumeID: volumeID)
             }
@@ -127,9 +123,41 @@ final class Session: Sendable {
         namespace = NamespaceCache(device: rawDevice, layout: layout, volumeID: volumeID, locks: locks)
     }
 
-    /// Claims a slot: reclaims this host's own crashed incarnation when there is one, else a free slot.
-    private static func claimSlot(heartbeat: HeartbeatService, locks: LockManager, device: any BlockDevice,
-                                  header: VolumeHeader, identity: HostIdentity) throws(VMFSError) -> HeartbeatService.Membership {
+    /// Claims a slot and reads its journal.
+    ///
+    /// A free slot whose journal cannot be read (a damaged header) is given back and another
+    /// one is tried: a free slot's journal was replayed when the slot was freed, and what cannot
+    /// be read cannot be replayed anyway; `fsck.vmfs` reports and resets it. The journal of this
+    /// host's own crashed incarnation must be replayed, so there a damaged journal fails the mount.
+    private static func join(heartbeat: HeartbeatService, locks: LockManager, device: any BlockDevice, header: VolumeHeader,
+                             identity: HostIdentity) throws(VMFSError) -> (HeartbeatService.Membership, JournalReplay.Scan, [String]) {
+        var skipped: Set<Int> = []
+        var notes: [String] = []
+        while true {
+            let (membership, reclaimed) = try claimSlot(heartbeat: heartbeat, locks: locks, device: device, header: header,
+                                                        identity: identity, excluding: skipped)
+            // A repair that claimed its slot while this host claimed its own: one of the two sees the other.
+            let after = try heartbeat.refresh()
+            if let repair = MaintenanceClaim.maintenanceSlot(in: after, layout: header.layout, volumeID: header.volumeID) {
+                try? heartbeat.stop(release: true)
+                throw MaintenanceClaim.refusal(repair)
+            }
+            do throws(VMFSError) {
+                let scan = try JournalReplay.scan(device: device, layout: header.layout, volumeID: header.volumeID, slot: membership.slot)
+                return (membership, scan, notes)
+            } catch where error.code == .corrupt && !reclaimed && skipped.count < 8 {
+                try? heartbeat.stop(release: true)
+                skipped.insert(membership.slot)
+                notes.append("left heartbeat slot \(membership.slot) alone: \(error.message) (run fsck.vmfs)")
+            }
+        }
+    }
+
+    /// Claims a slot: reclaims this host's own crashed incarnation when there is one (`reclaimed`),
+    /// else a free slot not in `excluded`.
+    private static func claimSlot(heartbeat: HeartbeatService, locks: LockManager, device: any BlockDevice, header: VolumeHeader,
+                                  identity: HostIdentity, excluding excluded: Set<Int>) throws(VMFSError)
+        -> (membership: HeartbeatService.Membership, reclaimed: Bool) {
         let region = try heartbeat.refresh()
         let size = FormatConstants.sectorSize
         let layout = header.layout
@@ -141,9 +169,9 @@ final class Session: Sendable {
             guard let slot = try? HeartbeatSlot.decode(raw, index: index, volumeID: header.volumeID,
                                                         address: layout.heartbeatSlot(index)),
                   slot.owner == identity.uuid, slot.state == .live else { continue }
-            return try reclaim(slot: slot, raw: raw, heartbeat: heartbeat, locks: locks, device: device, header: header)
+            return (try reclaim(slot: slot, raw: raw, heartbeat: heartbeat, locks: locks, device: device, header: header), true)
         }
-        return try heartbeat.claimFreeSlot(preferred: nil)
+        return (try heartbeat.claimFreeSlot(preferred: nil, excluding: excluded), false)
     }
 
     /// Recovers this host's previous incarnation in `slot` and takes the slot over.

@@ -68,6 +68,7 @@ public final class Volume: Sendable {
         localLock = try LocalHostLock(volume: header.uuid, host: options.host.uuid)
         session = Mutex(nil)
         let first = try Session(header: header, device: device, options: options, statistics: clusterStatistics)
+        events.withLock { $0 += first.startupNotes }
         session.withLock { $0 = first }
         first.start(onLost: { [weak self] reason in self?.rejoin(after: reason) })
     }
@@ -99,6 +100,7 @@ public final class Volume: Sendable {
                     let fresh = try Session(header: self.header, device: self.device, options: self.options,
                                             statistics: self.clusterStatistics)
                     self.session.withLock { $0 = fresh }
+                    self.events.withLock { $0 += fresh.startupNotes }
                     fresh.start(onLost: { [weak self] reason in self?.rejoin(after: reason) })
                     self.events.withLock { $0.append("rejoined in heartbeat slot \(fresh.membership.slot)") }
                     return
