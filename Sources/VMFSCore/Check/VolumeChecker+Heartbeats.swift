@@ -41,7 +41,7 @@ extension VolumeChecker {
             progress?("watching \(claimed.count) heartbeat slot(s) for \(watch) ms", 0.05)
             let deadline = Clock.monotonicNanoseconds + watch * 1_000_000
             while Clock.monotonicNanoseconds < deadline && aliveSlots.count < claimed.count {
-                Clock.sleep(milliseconds: min(50, watch))
+                try options.interruption.sleep(milliseconds: min(50, watch), while: "watching \(claimed.count) heartbeat slot(s) for live hosts")
                 let now = try readSlots()
                 for slot in claimed where now[slot.index] != raws[slot.index] { aliveSlots.insert(slot.index) }
             }
@@ -56,6 +56,7 @@ extension VolumeChecker {
                  + "structures it is changing may look inconsistent")
         }
         for (index, slot) in slots.enumerated() where index != ownSlot {
+            try checkInterruption()
             progress?("heartbeats and journals", 0.05 + 0.1 * Double(index) / Double(max(slots.count, 1)))
             try checkJournal(slot: index, owner: slot)
         }
@@ -83,6 +84,7 @@ extension VolumeChecker {
         if let damage = scan.damage { note("journal \(index): \(damage) (the log ends there)") }
         guard crashed || !pending.isEmpty else { return }
         // Replay: for real with repair, into the overlay without.
+        if options.repair { try beginRepairing() }
         let result = try JournalReplay.replay(scan, device: view, layout: layout, volumeID: volumeID)
         report.replayedTransactions += result.transactions
         if crashed, let owner {
@@ -132,6 +134,7 @@ extension VolumeChecker {
         let count = Int(layout.lockCount)
         let region = try device.read(count: count * sectorSize, at: layout.lockOffset)
         for index in 0..<count {
+            try checkInterruption()
             let raw = Array(region[(index * sectorSize)..<((index + 1) * sectorSize)])
             if ByteReader(raw).isAllZero { continue }
             try body(index, layout.lockRecord(index), raw)

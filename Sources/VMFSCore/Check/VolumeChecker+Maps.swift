@@ -8,6 +8,7 @@ extension VolumeChecker {
         usedBlocks.insert(0)
         usedNodes.insert(0)
         for slot in 0..<FormatConstants.maxFiles {
+            try checkInterruption()
             progress?("block maps", 0.4 + 0.4 * Double(slot) / Double(FormatConstants.maxFiles))
             guard var descriptor = descriptors[slot], descriptor.inUse else { continue }
             if descriptor.isInline {
@@ -153,6 +154,7 @@ extension VolumeChecker {
         let total = pool == .blocks ? layout.totalBlocks : UInt64(layout.pointerNodeCount)
         let noun = pool == .blocks ? "block" : "pointer-block"
         for c in 0..<clusters {
+            try checkInterruption()
             progress?("\(noun) bitmaps", 0.8 + 0.2 * Double(c) / Double(max(clusters, 1)) * (pool == .blocks ? 0.5 : 1))
             let first = UInt64(c) * perCluster
             let count = Int(min(perCluster, total - min(first, total)))

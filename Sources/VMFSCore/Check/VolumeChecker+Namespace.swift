@@ -73,6 +73,7 @@ extension VolumeChecker {
             nameSectors.append(sector ?? NameTableSector(index: index))
         }
         for slot in 0..<FormatConstants.maxFiles {
+            try checkInterruption()
             let address = layout.descriptor(slot)
             let descriptor = try mirrored(address, structure: "file descriptor \(slot)") { (bytes) throws(VMFSError) in
                 try FileDescriptorRecord.decode(bytes, slot: slot, volumeID: volumeID, address: address, validation: .forRepair)

@@ -189,6 +189,33 @@ final class HeartbeatService: Sendable {
     /// Serializes renewals of the heartbeat thread and of writers renewing on their own.
     private let renewSerial = KeyedLocks<Int>()
 
+    /// Rewrites this host's slot with `change` applied (as a renewal, stamp + 1).
+    ///
+    /// - Throws: ``VMFSError/Code/fenced`` when the slot is no longer this host's.
+    func amend(_ change: @escaping (inout HeartbeatSlot) -> Void) throws(VMFSError) {
+        try renewSerial.withLock(0) { () throws(VMFSError) in
+            guard let (membership, raw, slot) = state.withLock({ s -> (Membership, [UInt8], HeartbeatSlot)? in
+                guard let m = s.membership else { return nil }
+                return (m, s.lastRaw, s.lastSlot)
+            }) else { throw VMFSError(.fenced, "this host holds no heartbeat slot") }
+            var next = slot
+            change(&next)
+            next.stamp &+= 1
+            next.version &+= 1
+            next.lastRenewalWallTime = Clock.wallNanoseconds
+            let issued = Clock.monotonicNanoseconds
+            guard try write(slot: next, expected: raw) == .written else {
+                throw VMFSError(.fenced, "heartbeat slot \(membership.slot) was taken over by another host")
+            }
+            let newRaw = next.encoded(volumeID: volumeID, address: layout.heartbeatSlot(membership.slot))
+            state.withLock {
+                $0.lastRaw = newRaw
+                $0.lastSlot = next
+            }
+            fence.renewed(issuedAt: issued)
+        }
+    }
+
     private func renew(_ membership: Membership, _ expectedRaw: [UInt8], _ expectedSlot: HeartbeatSlot) -> Bool {
         // Another renewal may have landed while this one waited: start from the latest image.
         let (raw, slot) = state.withLock { s in

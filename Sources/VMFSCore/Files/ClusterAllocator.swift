@@ -149,7 +149,7 @@ final class ClusterAllocator: Sendable {
             for (c, free) in hints.enumerated() where free > 0 && !heldClusters.contains(c) {
                 try? locks.requestRelease(lockIndex(ofCluster: c), kind: kind)
             }
-            Clock.sleep(milliseconds: 20)
+            try locks.interruption.sleep(milliseconds: 20, while: "waiting for other hosts to give back \(noun) clusters")
             state.withLock { $0.freeHints = nil }
         }
     }

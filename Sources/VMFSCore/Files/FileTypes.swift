@@ -136,6 +136,9 @@ public struct MountOptions: Sendable {
     public var automaticRecovery = true
     /// Use `O_DIRECT` where the device supports it.
     public var directIO = true
+    /// Stops this mount's long waits (joining, locks, recovery) when requested: the process's
+    /// by default, which tools connect to SIGINT and SIGTERM.
+    public var interruption: Interruption = .process
 
     public init(host: HostIdentity = .local()) { self.host = host }
 }

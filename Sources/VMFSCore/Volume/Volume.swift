@@ -95,7 +95,7 @@ public final class Volume: Sendable {
             var failures = 0
             var waitingForRepair = false
             while failures < 50 {
-                if self.unmounted.withLock({ $0 }) { return }
+                if self.unmounted.withLock({ $0 }) || self.options.interruption.isRequested { return }
                 do throws(VMFSError) {
                     let fresh = try Session(header: self.header, device: self.device, options: self.options,
                                             statistics: self.clusterStatistics)
@@ -247,7 +247,7 @@ public final class Volume: Sendable {
             }
             let claimed = session.observations.all().filter { $0.key != session.membership.slot && $0.value.slot.state != .free }
             if claimed.isEmpty { break }
-            Clock.sleep(milliseconds: 20)
+            try options.interruption.sleep(milliseconds: 20, while: "waiting for silent hosts to be declared dead")
         } while Clock.monotonicNanoseconds < deadline
         return recovered
     }

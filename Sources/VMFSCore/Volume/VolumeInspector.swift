@@ -39,15 +39,16 @@ public final class VolumeInspector: Sendable {
         try SpaceAccounting.statistics(device: device, layout: layout, files: try files().count)
     }
 
-    /// Heartbeat slots in use, watched for `observeMilliseconds` to tell live hosts from silent ones.
-    public func hosts(observeMilliseconds: UInt64) throws(VMFSError) -> [HostInfo] {
+    /// Heartbeat slots in use, watched for `observeMilliseconds` to tell live hosts from silent ones
+    /// (stopping early with ``VMFSError/Code/interrupted`` when `interruption` is requested).
+    public func hosts(observeMilliseconds: UInt64, interruption: Interruption = .process) throws(VMFSError) -> [HostInfo] {
         let observations = HostObservations(volumeDeadIntervalMs: header.deadIntervalMs)
         let count = Int(layout.maxHosts) * FormatConstants.sectorSize
         let start = Clock.monotonicNanoseconds
         observations.update(region: try device.read(count: count, at: layout.heartbeatOffset), layout: layout, volumeID: header.volumeID)
         var elapsed: UInt64 = 0
         while elapsed < observeMilliseconds {
-            Clock.sleep(milliseconds: min(50, observeMilliseconds - elapsed))
+            try interruption.sleep(milliseconds: min(50, observeMilliseconds - elapsed), while: "watching the heartbeat region")
             observations.update(region: try device.read(count: count, at: layout.heartbeatOffset), layout: layout, volumeID: header.volumeID)
             elapsed = (Clock.monotonicNanoseconds - start) / 1_000_000
         }
