@@ -101,5 +101,39 @@ extension FuseSuite {
             #expect(try Posix.stat(after.path("counts-inline")).st_blocks == 0)
             #expect(try after.unmount() == 0)
         }
+
+        @Test("a stop signal while mounting gives the mount up at once")
+        func stopWhileMounting() throws {
+            let volume = try TestVolume("stop-mounting", size: "2G")
+            // A host dies holding the volume; its slot then claims the longest renew interval
+            // allowed (30 s), so that mounting again as that host watches it for 45 s.
+            let first = try volume.mount("victim")
+            first.signal(SIGKILL)
+            #expect(waitForExit(first.process, timeout: 10))
+            let slot = try #require(try volume.hosts().first { $0.hostName == "victim" }?.slot)
+            try FieldRewriter(path: volume.image).rewrite(.heartbeatSlot(slot), field: 140, to: UInt32(30_000))
+
+            let mountpoint = volume.scratch.directory("mnt-again")
+            let log = volume.scratch.file("again.log")
+            _ = FileManager.default.createFile(atPath: log, contents: nil)
+            let daemon = Process()
+            daemon.executableURL = URL(fileURLWithPath: Environment.product("vmfs-fuse"))
+            daemon.arguments = ["-f", "-o", "host_id=victim", volume.image, mountpoint]
+            let output = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            daemon.standardError = output
+            daemon.standardOutput = output
+            try daemon.run()
+            try output.close()
+            defer { if daemon.isRunning { kill(daemon.processIdentifier, SIGKILL) } }
+            Thread.sleep(forTimeInterval: 1.5)
+            #expect(daemon.isRunning, "still watching its previous incarnation's slot")
+            let stopped = Date()
+            kill(daemon.processIdentifier, SIGTERM)
+            #expect(waitForExit(daemon, timeout: 10))
+            #expect(Date().timeIntervalSince(stopped) < 3, "the mount ignored SIGTERM")
+            #expect(daemon.terminationStatus == 1)
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            #expect(text.contains("interrupted"), "\(text)")
+        }
     }
 }

@@ -45,14 +45,19 @@ public final class Interruption: Sendable {
 
     /// Makes SIGINT, SIGTERM and SIGHUP request ``process``'s interruption. A second signal of
     /// the same kind ends the process as it would have without the handler (for a wait that
-    /// does not poll).
+    /// does not poll). Call it from the main thread before starting others: the signals are
+    /// also unblocked, since a process may inherit them blocked from the one that started it.
     public static func installSignalHandlers() {
         _ = process.isRequested  // initialized before a handler may touch it
+        var set = sigset_t()
+        sigemptyset(&set)
         for number in [SIGINT, SIGTERM, SIGHUP] {
+            sigaddset(&set, number)
             signal(number) { received in
                 Interruption.process.request()
                 signal(received, SIG_DFL)
             }
         }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 }
