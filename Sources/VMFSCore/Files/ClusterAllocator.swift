@@ -101,7 +101,7 @@ final class ClusterAllocator: Sendable {
             if reader.isAllZero {
                 hints.append(itemCount(ofCluster: c) - (c == 0 ? 1 : 0))
             } else if reader.u32(0) == SectorMagic.bitmap.rawValue {
-                hints.append(Int(reader.u32(40)))
+                hints.append(min(Int(reader.u32(40)), itemCount(ofCluster: c)))
             } else {
                 hints.append(0)
             }

@@ -112,10 +112,13 @@ public struct CreateAttributes: Sendable, Equatable {
 public struct VolumeStatistics: Sendable, Equatable {
     public var blockSize: UInt32
     public var totalBlocks: UInt64
+    /// Free data blocks: never more than the volume's usable blocks (``totalBlocks`` − 1).
     public var freeBlocks: UInt64
     public var maxFiles: Int
     public var files: Int
     public var freePointerBlocks: UInt64
+    /// Allocation bitmaps whose free count could not be believed (counted as full; run fsck.vmfs).
+    public var damagedBitmaps: [String] = []
 }
 
 /// Options for mounting a volume.
