@@ -55,7 +55,8 @@ extension Session {
         let store = store
         let layout = layout
         let volumeID = volumeID
-        let onDisk = try allDescriptorsUnlocked()
+        // Every map counts, also those of files a host would refuse for a size or count out of range.
+        let onDisk = try allDescriptorsUnlocked(validation: .forRepair)
         for slot in 0..<FormatConstants.maxFiles {
             let reader: BlockMapReader
             if slot == file.slot {
