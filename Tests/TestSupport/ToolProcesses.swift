@@ -135,7 +135,13 @@ public final class LiveProcess: @unchecked Sendable {
 
     public func kill(_ signal: Int32 = SIGKILL) { Foundation.kill(process.processIdentifier, signal) }
 
-    public func wait() { process.waitUntilExit() }
+    /// Waits for the process to exit and for its output to be read to the end (a few seconds at
+    /// most: a child it left running may keep the pipe open).
+    public func wait() {
+        process.waitUntilExit()
+        let deadline = Date().addingTimeInterval(5)
+        while !isDrained && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
+    }
 
     deinit {
         if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
