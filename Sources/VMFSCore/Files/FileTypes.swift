@@ -127,10 +127,13 @@ public struct CreateAttributes: Sendable, Equatable {
 public struct VolumeStatistics: Sendable, Equatable {
     public var blockSize: UInt32
     public var totalBlocks: UInt64
+    /// Free data blocks: never more than the volume's usable blocks (``totalBlocks`` − 1).
     public var freeBlocks: UInt64
     public var maxFiles: Int
     public var files: Int
     public var freePointerBlocks: UInt64
+    /// Allocation bitmaps whose free count could not be believed (counted as full; run fsck.vmfs).
+    public var damagedBitmaps: [String] = []
 }
 
 /// Options for mounting a volume.
@@ -160,6 +163,9 @@ public struct MountOptions: Sendable {
     /// Written into this host's local lock file for the volume while it is mounted: a host agent
     /// puts its API socket and datastore name there (``Volume/localHolderNote(device:host:)``).
     public var holderNote: String?
+    /// Stops this mount's long waits (joining, locks, recovery) when requested: the process's
+    /// by default, which tools connect to SIGINT and SIGTERM.
+    public var interruption: Interruption = .process
 
     public init(host: HostIdentity = .local()) { self.host = host }
 }
