@@ -117,7 +117,7 @@ let package = Package(
             name: "fsck.vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
             path: "Tools/fsck.vmfs", swiftSettings: strictSettings),
         .executableTarget(
-            name: "vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", "CVMFSLinux", argumentParser],
+            name: "vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", "CVMFSLinux", argumentParser, "HostAgentAPI", "HostAgentClient", "SystemSupport", openAPIRuntime],
             path: "Tools/vmfs", swiftSettings: strictSettings),
         .executableTarget(
             name: "vmctl", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMFSToolSupport", "HostAgentAPI", "HostAgentClient",

@@ -146,9 +146,11 @@ public final class FileWrite: Sendable {
         position.withLock { $0 += UInt64(bytes.count) }
     }
 
-    /// Makes the data durable and, for a replacement, renames it over the target.
-    public func finish() throws(AgentError) -> FileStatus {
+    /// Makes the data durable and, for a replacement, renames it over the target; with `size`,
+    /// the file's size is set first.
+    public func finish(size: UInt64? = nil) throws(AgentError) -> FileStatus {
         do {
+            if let size, size != handle.size { try handle.truncate(to: size) }
             try handle.sync()
             try handle.close()
             if let temporary { try volume.rename(temporary, to: target, mode: .replace) }

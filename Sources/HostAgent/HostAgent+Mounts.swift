@@ -1,4 +1,8 @@
 internal import SystemSupport
+internal import FoundationEssentials
+#if canImport(Glibc)
+internal import Glibc
+#endif
 
 /// FUSE mounts of the agent's volumes, served in the agent's process by its one membership.
 extension HostAgent {
@@ -10,6 +14,10 @@ extension HostAgent {
     /// Mounts volume `name` at `mountPoint` through FUSE.
     public func mount(_ name: String, at mountPoint: String, options: [String]) throws(AgentError) {
         let datastore = try datastore(named: name)
+        try Self.checkMountPoint(mountPoint)
+        for option in options where option.utf8.count > 256 || option.contains(",") || option.isEmpty {
+            throw AgentError(.invalidArgument, "mount option '\(option.prefix(64))' must be 1–256 characters without ','", field: "options")
+        }
         _ = try datastore.volume()
         guard let provider = mountProvider.withLock({ $0 }) else {
             throw AgentError(.failed, "this agent was built without FUSE support")
@@ -20,6 +28,25 @@ extension HostAgent {
         let mount = try provider(datastore, mountPoint, options)
         mounts.withLock { $0[mountPoint] = mount }
         context.events.record(HostEvent(kind: .mountStarted, volume: name, message: "volume '\(name)' mounted at \(mountPoint)"))
+    }
+
+    /// A mount point must be an absolute path naming an existing, empty directory outside the
+    /// kernel's own trees.
+    static func checkMountPoint(_ path: String) throws(AgentError) {
+        guard path.hasPrefix("/"), path.utf8.count <= 4096, !path.split(separator: "/").contains(".."),
+              !path.contains("\0") else {
+            throw AgentError(.invalidArgument, "mount point '\(path.prefix(80))' must be an absolute path without '..'", field: "mountPoint")
+        }
+        for system in ["/proc", "/sys", "/dev", "/run/vmhostd"] where path == system || path.hasPrefix(system + "/") {
+            throw AgentError(.invalidArgument, "mount point \(path) is inside \(system)", field: "mountPoint")
+        }
+        var info = stat()
+        guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+            throw AgentError(.invalidArgument, "mount point \(path) is not an existing directory", field: "mountPoint")
+        }
+        guard ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? ["?"]).isEmpty else {
+            throw AgentError(.invalidArgument, "mount point \(path) is not empty", field: "mountPoint")
+        }
     }
 
     /// Unmounts `mountPoint`.

@@ -52,9 +52,10 @@ struct VMHostDaemon: AsyncParsableCommand {
         }
         let blockingPool = NIOThreadPool(numberOfThreads: 16)
         blockingPool.start()
-        let handler = APIHandler(agent: agent, blockingPool: blockingPool, metrics: AgentMetrics(registry: registry))
+        let shutdown = StreamShutdown()
+        let handler = APIHandler(agent: agent, blockingPool: blockingPool, metrics: AgentMetrics(registry: registry), shutdown: shutdown)
 
-        var services: [any Service] = []
+        var services: [any Service] = [shutdown]
         // The local listener: root only. Its directory is 0700 and the socket 0600.
         let socketDirectory = URL(fileURLWithPath: settings.unixSocket).deletingLastPathComponent().path
         try FileManager.default.createDirectory(atPath: socketDirectory, withIntermediateDirectories: true)

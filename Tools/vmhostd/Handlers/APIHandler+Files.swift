@@ -76,6 +76,7 @@ extension APIHandler {
         guard case .binary(let body) = input.body else { throw AgentError(.invalidArgument, "expected an octet-stream body") }
         let replace = input.query.replace ?? false
         let offset = try Validation.nonNegative(input.query.offset, field: "offset")
+        let finalSize = try Validation.nonNegative(input.query.size, field: "size")
         let writer = try await blocking { [agent] () throws(AgentError) in
             try agent.openForWriting(on: name, file: file, replace: replace, offset: offset)
         }
@@ -92,7 +93,7 @@ extension APIHandler {
             }
             let piece = pending
             if !piece.isEmpty { try await blocking { () throws(AgentError) in try writer.write(piece) } }
-            let status = try await blocking { () throws(AgentError) in try writer.finish() }
+            let status = try await blocking { () throws(AgentError) in try writer.finish(size: finalSize) }
             return .ok(.init(body: .json(Conversions.file(status))))
         } catch {
             writer.abandon()

@@ -10,11 +10,13 @@ extension APIHandler {
 
     func getTask(_ input: Operations.GetTask.Input) async throws -> Operations.GetTask.Output {
         let id = input.path.task
-        let wait = UInt64(max(0, min(300, input.query.waitSeconds ?? 0)))
+        let wait = UInt64(try Validation.within(input.query.waitSeconds, 0...300, field: "waitSeconds") ?? 0)
         let deadline = ContinuousClock.now + .seconds(Int64(wait))
         while true {
             guard let task = agent.context.tasks.task(id) else { throw AgentError(.notFound, "no task '\(id)'", field: "task") }
-            if task.isFinished || ContinuousClock.now >= deadline { return .ok(.init(body: .json(Conversions.task(task)))) }
+            if task.isFinished || ContinuousClock.now >= deadline || shutdown.isStopping {
+                return .ok(.init(body: .json(Conversions.task(task))))
+            }
             try await Task.sleep(for: .milliseconds(10))
         }
     }
@@ -22,8 +24,8 @@ extension APIHandler {
     /// Events as JSON Lines; with follow the stream stays open and new events are sent as they happen.
     func listEvents(_ input: Operations.ListEvents.Input) async throws -> Operations.ListEvents.Output {
         let events = agent.context.events
-        let since = UInt64(max(0, input.query.since ?? 0))
-        let limit = max(1, min(10_000, input.query.limit ?? 1000))
+        let since = try Validation.nonNegative(input.query.since, field: "since") ?? 0
+        let limit = try Validation.within(input.query.limit, 1...10_000, field: "limit") ?? 1000
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         func lines(_ batch: [HostEvent]) -> [UInt8] {
@@ -34,10 +36,11 @@ extension APIHandler {
         guard input.query.follow == true else {
             return .ok(.init(body: .applicationJsonl(HTTPBody(lines(events.events(after: since, limit: limit))))))
         }
+        let shutdown = shutdown
         let stream = AsyncThrowingStream<ArraySlice<UInt8>, any Error> { continuation in
             let follower = Task {
                 var position = since
-                while !Task.isCancelled {
+                while !Task.isCancelled && !shutdown.isStopping {
                     let batch = events.events(after: position, limit: limit)
                     if let last = batch.last {
                         position = last.sequence

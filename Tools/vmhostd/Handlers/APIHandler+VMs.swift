@@ -25,6 +25,9 @@ extension APIHandler {
             }
             boot = .testGuest(image: image, workload: workload, arguments: arguments)
         case .linux:
+            if let commandLine = request.boot.commandLine, commandLine.utf8.count > 4096 {
+                throw AgentError(.invalidArgument, "boot.commandLine is \(commandLine.utf8.count) bytes; at most 4096", field: "boot.commandLine")
+            }
             guard let kernel = request.boot.kernel else { throw AgentError(.invalidArgument, "boot.kernel is required for Linux", field: "boot.kernel") }
             boot = .linux(kernel: kernel, initrd: request.boot.initrd, commandLine: request.boot.commandLine)
         }
@@ -94,7 +97,7 @@ extension APIHandler {
         let reference = input.path.vm
         let vm = try await blocking { [agent] () throws(AgentError) in try agent.lookup(reference) }
         let follow = input.query.follow ?? false
-        let since = UInt64(max(0, input.query.since ?? 0))
+        let since = try Validation.nonNegative(input.query.since, field: "since") ?? 0
         guard let console = vm.console else {
             if follow { throw AgentError(.invalidState, "VM '\(vm.name)' has not run since the agent started", field: "vm") }
             return .ok(.init(body: .binary(HTTPBody())))
@@ -102,11 +105,11 @@ extension APIHandler {
         if !follow {
             return .ok(.init(body: .binary(HTTPBody(console.read(after: since).bytes))))
         }
-        let pool = blockingPool
+        let (pool, shutdown) = (blockingPool, shutdown)
         let stream = AsyncThrowingStream<ArraySlice<UInt8>, any Error> { continuation in
             let follower = Task {
                 var position = since
-                while !Task.isCancelled {
+                while !Task.isCancelled && !shutdown.isStopping {
                     let at = position
                     let next = try? await pool.runIfActive { () -> ConsoleChunk? in
                         console.wait(after: at, timeoutNanoseconds: 250_000_000).map { ConsoleChunk(bytes: $0.bytes, position: $0.position) }

@@ -12,6 +12,7 @@ struct APIHandler: APIProtocol {
     let agent: HostAgent
     let blockingPool: NIOThreadPool
     let metrics: AgentMetrics
+    let shutdown: StreamShutdown
 
     /// Runs volume I/O off the event loop.
     func blocking<T: Sendable>(_ body: @escaping @Sendable () throws(AgentError) -> T) async throws -> T {
