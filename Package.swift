@@ -92,7 +92,7 @@ let package = Package(
         .executableTarget(
             name: "vmhostd",
             dependencies: [
-                "HostAgent", "HostAgentAPI", "VMFSCore", "SystemSupport", argumentParser, openAPIRuntime,
+                "HostAgent", "HostAgentAPI", "VMFSCore", "VMFSFuse", "SystemSupport", argumentParser, openAPIRuntime,
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
@@ -107,9 +107,11 @@ let package = Package(
             path: "Tools/vmhostd", exclude: ["hostd.toml.example", "vmhostd.service"], swiftSettings: strictSettings),
         // The VMM process of one VM run by the host agent (docs/AGENT.md).
         .executableTarget(name: "vmx", dependencies: ["VMXRuntime"], path: "Tools/vmx", swiftSettings: strictSettings),
+        // The FUSE layer (libfuse3 low-level): the vmfs-fuse daemon, and mounts the host agent serves.
+        .target(name: "VMFSFuse", dependencies: ["VMFSCore", "CFuse"], path: "Sources/vmfs-fuse", swiftSettings: strictSettings),
         .executableTarget(
-            name: "vmfs-fuse", dependencies: ["VMFSCore", "CFuse"],
-            swiftSettings: strictSettings),
+            name: "vmfs-fuse", dependencies: ["VMFSFuse", "VMFSCore", "HostAgentAPI", "HostAgentClient", openAPIRuntime],
+            path: "Tools/vmfs-fuse", swiftSettings: strictSettings),
         .executableTarget(
             name: "mkfs.vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
             path: "Tools/mkfs.vmfs", swiftSettings: strictSettings),
@@ -145,7 +147,7 @@ let package = Package(
         // Real FUSE mounts of real volumes by real daemon processes (needs root and /dev/fuse).
         // Helpers/ holds C programs the tests compile with the system compiler.
         .testTarget(
-            name: "FuseTests", dependencies: ["VMFSCore", "VMFSTestSupport", "vmfs-fuse", "mkfs.vmfs", "fsck.vmfs", "vmfs"],
+            name: "FuseTests", dependencies: ["VMFSCore", "VMFSFuse", "VMFSTestSupport", "vmfs-fuse", "mkfs.vmfs", "fsck.vmfs", "vmfs"],
             exclude: ["Helpers"], swiftSettings: strictSettings),
         // The host agent's library with real vmx processes and real VMs.
         .testTarget(
@@ -154,7 +156,7 @@ let package = Package(
         // vmhostd processes as hosts in network namespaces (needs root, /dev/kvm, iproute2).
         .testTarget(
             name: "HostClusterTests",
-            dependencies: ["VMFSCore", "VMFSTestSupport", "vmhostd", "vmx", "vmctl", "vmfs", "mkfs.vmfs"],
+            dependencies: ["VMFSCore", "VMFSTestSupport", "vmhostd", "vmx", "vmctl", "vmfs", "vmfs-fuse", "mkfs.vmfs"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "HypervisorTests", dependencies: ["Hypervisor", "SystemSupport", "vmctl"],

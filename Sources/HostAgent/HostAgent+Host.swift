@@ -77,6 +77,9 @@ extension HostAgent {
     /// Recovers dead hosts of the volume (or `slot`, with `force` even if it looks alive).
     public func recover(_ name: String, slot: Int?, force: Bool, waitMilliseconds: UInt64) throws(AgentError) -> [Int] {
         let volume = try datastore(named: name).volume()
+        if let slot, slot == volume.membership?.slot {
+            throw AgentError(.invalidArgument, "slot \(slot) is this host's own heartbeat slot", field: "slot")
+        }
         if let slot, slot < 0 || slot >= Int(volume.header.layout.maxHosts) {
             throw AgentError(.invalidArgument, "slot \(slot) is outside the volume's \(volume.header.layout.maxHosts) heartbeat slots", field: "slot")
         }

@@ -8,7 +8,10 @@ internal import Glibc
 extension HostAgent {
     /// The mount points of volume `name` this agent serves.
     public func mountPoints(of name: String) -> [String] {
-        mounts.withLock { $0.filter { $0.value.volume == name }.map(\.key).sorted() }
+        mounts.withLock { all in
+            for (point, mount) in all where !mount.isActive() { all[point] = nil }
+            return all.filter { $0.value.volume == name }.map(\.key).sorted()
+        }
     }
 
     /// Mounts volume `name` at `mountPoint` through FUSE.
@@ -23,7 +26,7 @@ extension HostAgent {
             throw AgentError(.failed, "this agent was built without FUSE support")
         }
         try mounts.withLock { (all) throws(AgentError) in
-            if all[mountPoint] != nil { throw AgentError(.alreadyExists, "\(mountPoint) is already a mount of this agent", field: "mountPoint") }
+            if let existing = all[mountPoint], existing.isActive() { throw AgentError(.alreadyExists, "\(mountPoint) is already a mount of this agent", field: "mountPoint") }
         }
         let mount = try provider(datastore, mountPoint, options)
         mounts.withLock { $0[mountPoint] = mount }
@@ -69,9 +72,12 @@ extension HostAgent {
 public struct AgentMount: Sendable {
     public let volume: String
     public let stop: @Sendable () -> Void
+    /// False once the mount ended (unmounted from outside with umount).
+    public let isActive: @Sendable () -> Bool
 
-    public init(volume: String, stop: @escaping @Sendable () -> Void) {
+    public init(volume: String, stop: @escaping @Sendable () -> Void, isActive: @escaping @Sendable () -> Bool) {
         self.volume = volume
         self.stop = stop
+        self.isActive = isActive
     }
 }

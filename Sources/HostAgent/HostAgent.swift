@@ -52,6 +52,8 @@ public final class HostAgent: Sendable {
                                tasks: TaskManager(), pool: pool)
         var options = MountOptions(host: settings.host)
         options.adoptFileLocks = true
+        // A file closed through a FUSE mount is released asynchronously: opens wait a moment for it.
+        options.lockWaitMs = 1000
         datastores = configuration.datastores.map { datastore in
             var mountOptions = options
             if let socket = settings.apiSocket,

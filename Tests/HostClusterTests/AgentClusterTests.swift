@@ -85,3 +85,54 @@ struct AgentClusterTests {
         #expect(log.problems.isEmpty, "\(log.problems)")
     }
 }
+
+@Suite("Host agent: local users of the volume", .serialized, .enabled(if: canRunCluster))
+struct AgentLocalUsersTests {
+    /// With VMs running on h1, the volume is FUSE-mounted there and `vmfs ls`/`vmfs put` are used
+    /// there: everything goes through h1's agent (one membership), nobody is told the host
+    /// "already has the volume mounted", and a running VM's disk cannot be written through FUSE.
+    @Test func fuseMountAndCommandsShareTheAgentsMembershipWhileVMsRun() throws {
+        let cluster = try TestCluster(hosts: 2)
+        try cluster.startAll()
+        let (h1, h2) = (cluster.hosts[0], cluster.hosts[1])
+        let image = try #require(cluster.images["ds1"])
+        #expect(try h1.vmctl(["create", "--datastore", "ds1", "--name", "app", "--guest", try testGuestImage(), "--workload", "diskSequence",
+                              "--args", "1024,1,0,200000", "--disk", "64M", "--memory", "64M"]).status == 0)
+        #expect(try h1.vmctl(["power-on", "app"]).status == 0)
+        let mountpoint = cluster.directory.appendingPathComponent("mnt").path
+        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        let mounted = try runTool("vmfs-fuse", ["-o", "host_id=\(h1.name)", image, mountpoint], timeout: 60)
+        #expect(mounted.status == 0, "\(mounted.output)")
+        #expect(mounted.stdout.contains("host agent"), "\(mounted.output)")
+        defer { _ = try? runSystem("/usr/bin/umount", [mountpoint]) }
+        let names = try FileManager.default.contentsOfDirectory(atPath: mountpoint)
+        #expect(Set(["app.vmx", "app.log", "app-flat.vmdk", "guest.elf"]).isSubset(of: Set(names)), "\(names)")
+        #expect(try String(contentsOfFile: "\(mountpoint)/app.log", encoding: .utf8).contains("sequence: boot 1"))
+        // The running VM's disk cannot be opened for writing through the mount.
+        let disk = open("\(mountpoint)/app-flat.vmdk", O_WRONLY)
+        let error = errno
+        if disk >= 0 { close(disk) }
+        #expect(disk < 0 && error == EBUSY, "opening a running VM's disk for writing gave \(disk < 0 ? String(cString: strerror(error)) : "a descriptor")")
+
+        // vmfs commands on this host go through the agent too.
+        let local = cluster.directory.appendingPathComponent("notes.txt").path
+        try "notes from the administrator\n".write(toFile: local, atomically: true, encoding: .utf8)
+        let put = try runTool("vmfs", ["put", "--host-id", h1.name, image, local, "notes.txt"], timeout: 60)
+        #expect(put.status == 0, "\(put.output)")
+        #expect(!put.output.contains("already has"), "\(put.output)")
+        #expect(eventually(seconds: 5) { (try? String(contentsOfFile: "\(mountpoint)/notes.txt", encoding: .utf8)) == "notes from the administrator\n" })
+        let listed = try runTool("vmfs", ["ls", image], timeout: 60)
+        #expect(listed.stdout.contains("notes.txt") && listed.stdout.contains("app.vmx"), "\(listed.output)")
+        try "written through FUSE\n".write(toFile: "\(mountpoint)/fuse.txt", atomically: false, encoding: .utf8)
+        #expect(try h2.local("GET", "/v1/volumes/ds1/files").stdout.contains("fuse.txt"))
+        let got = cluster.directory.appendingPathComponent("fuse-copy.txt").path
+        #expect(try runTool("vmfs", ["get", "--host-id", h1.name, image, "fuse.txt", got], timeout: 60).status == 0)
+        #expect(try String(contentsOfFile: got, encoding: .utf8) == "written through FUSE\n")
+
+        #expect(try runSystem("/usr/bin/umount", [mountpoint]).status == 0)
+        #expect(eventually(seconds: 5) { !(((try? h1.local("GET", "/v1/volumes/ds1/mounts").stdout) ?? "").contains("mnt")) })
+        #expect(try h1.vmctl(["power-off", "app"]).status == 0)
+        let log = try #require(try sequenceLog(h1, file: "app-flat.vmdk"))
+        #expect(log.problems.isEmpty && log.boots == 1, "\(log.problems)")
+    }
+}

@@ -111,3 +111,14 @@ int vblk_request_batch(struct vblk *d, u32 type, u64 first_sector, u8 *buffer, u
         if (d->statuses[k] != 0) return d->statuses[k];
     return 0;
 }
+
+int vblk_request_many(struct vblk *d, u32 type, const u64 *sectors, u8 *buffer, u32 length, int count) {
+    int slots = d->qsize / SLOT_DESCRIPTORS;
+    if (count > slots) count = slots;
+    for (int k = 0; k < count; k++) post(d, build(d, k, type, sectors[k], buffer + (u64)k * length, length));
+    outw(d->io + REG_QUEUE_NOTIFY, 0);
+    if (wait_used(d, count) < 0) return -1;
+    for (int k = 0; k < count; k++)
+        if (d->statuses[k] != 0) return d->statuses[k];
+    return 0;
+}

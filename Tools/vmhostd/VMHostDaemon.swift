@@ -12,6 +12,7 @@ import Prometheus
 import ServiceLifecycle
 import UnixSignals
 import VMFSCore
+import VMFSFuse
 
 /// `vmhostd`: the host agent daemon (docs/AGENT.md).
 @main
@@ -44,6 +45,17 @@ struct VMHostDaemon: AsyncParsableCommand {
 
         let agent: HostAgent
         do { agent = try HostAgent(configuration: settings.agent) } catch { throw ValidationError(error.description) }
+        agent.setMountProvider { (datastore, mountPoint, options) throws(AgentError) -> AgentMount in
+            do {
+                let mount = try EmbeddedMount.start(volume: try datastore.volume(), device: datastore.configuration.device,
+                                                    mountpoint: mountPoint, options: options)
+                return AgentMount(volume: datastore.name, stop: { mount.stop() }, isActive: { mount.isServing })
+            } catch let error as AgentError {
+                throw error
+            } catch {
+                throw AgentError(.invalidArgument, "cannot mount \(datastore.name) on \(mountPoint): \(error)", field: "mountPoint")
+            }
+        }
         agent.start()
         for (volume, mountPoint) in settings.mounts.sorted(by: { $0.key < $1.key }) {
             do { try agent.mount(volume, at: mountPoint, options: []) } catch {
