@@ -128,7 +128,11 @@ extension APIHandler {
     func writeConsole(_ input: Operations.WriteConsole.Input) async throws -> Operations.WriteConsole.Output {
         let reference = input.path.vm
         guard case .binary(let body) = input.body else { throw AgentError(.invalidArgument, "expected an octet-stream body") }
-        let bytes = try await [UInt8](collecting: body, upTo: 64 << 10)
+        let bytes: [UInt8]
+        do { bytes = try await [UInt8](collecting: body, upTo: 64 << 10) } catch {
+            throw AgentError(.invalidArgument, "console input is limited to 64 KiB per request", field: "body")
+        }
+        guard !bytes.isEmpty else { throw AgentError(.invalidArgument, "the request body is empty: nothing to type", field: "body") }
         try await blocking { [agent] () throws(AgentError) in try agent.lookup(reference).type(bytes) }
         return .noContent(.init())
     }
