@@ -67,3 +67,36 @@ struct AgentFailureTests {
         }
     }
 }
+
+@Suite("Host agent: losing the volume", .serialized, .enabled(if: canRunCluster))
+struct AgentMembershipLossTests {
+    /// h1 is frozen (SIGSTOP) past the dead interval: its VM pauses when its lease ends, h2
+    /// recovers h1 and runs the VM. When h1 resumes it finds its slot taken over: it stops the old
+    /// VMM (which wrote nothing meanwhile), marks the VM lost and says so in an event. The disk's
+    /// log shows two boots, one after the other, never both at once.
+    @Test func aHostThatLostItsSlotStopsItsVMsWhichRunElsewhere() throws {
+        let cluster = try TestCluster(hosts: 2)
+        try cluster.startAll()
+        let (h1, h2) = (cluster.hosts[0], cluster.hosts[1])
+        try AgentFailureTests.createSequenceVM(h1, "svc")
+        #expect(try eventually { (try sequenceLog(h1, file: "svc-flat.vmdk")?.lastSequence ?? 0) > 50 })
+        let oldVMM = try #require(h1.vmmPIDs.first)
+        let agent = try #require(h1.pid)
+        kill(agent, SIGSTOP)
+        defer { kill(agent, SIGCONT) }
+        // h2 sees h1 dead after D, recovers it, and can run the VM.
+        #expect(try h2.local("POST", "/v1/vms/register", json: #"{"volume":"ds1","name":"svc"}"#).status == 0)
+        #expect(eventually(seconds: 20) { ((try? h2.vmctl(["power-on", "svc"]))?.status ?? 1) == 0 })
+        #expect(powerState(h2, "svc") == "running")
+        #expect(try eventually { (try sequenceLog(h2, file: "svc-flat.vmdk")?.boots ?? 0) == 2 })
+        kill(agent, SIGCONT)
+        #expect(eventually(seconds: 20) { powerState(h1, "svc") == "lost" }, "h1 says \(powerState(h1, "svc"))")
+        #expect(eventually(seconds: 10) { !isRunning(oldVMM) }, "h1's VMM of the VM still runs")
+        let events = try h1.local("GET", "/v1/events").stdout
+        #expect(events.contains("volumeMembershipLost") && events.contains("vmLockLost"), "\(events.suffix(2000))")
+        #expect(try eventually { (try sequenceLog(h2, file: "svc-flat.vmdk")?.lastSequence ?? 0) > 200 })
+        #expect(try h2.vmctl(["power-off", "svc"]).status == 0)
+        let log = try #require(try sequenceLog(h2, file: "svc-flat.vmdk"))
+        #expect(log.problems.isEmpty && log.boots == 2, "\(log.problems), boots \(log.boots)")
+    }
+}
