@@ -137,6 +137,15 @@ extension ManagedVM {
                                 disks: disks.map(\.statistics))
     }
 
+    /// The guest's tools heartbeats this run: how many, and the monotonic time of the last.
+    public var guestHeartbeats: (count: UInt64, last: UInt64?) { state.withLock { ($0.heartbeats, $0.lastHeartbeat) } }
+
+    /// When the VM was powered on (monotonic), while it runs.
+    var poweredOnMonotonic: UInt64? { state.withLock { $0.power.isActive ? $0.poweredOnMonotonic : nil } }
+
+    /// Memory the VM needs (from its settings).
+    var memoryBytes: UInt64 { settings()?.definition.memoryBytes ?? 0 }
+
     /// The console log of the VM's last (or current) run.
     public var console: ConsoleLog? { state.withLock { $0.console } }
 
