@@ -120,8 +120,13 @@ struct HAPolicyTests {
         #expect(hung.status == 0, "\(hung.output)")
         let silent = try lab.createVM("silent", on: host, workload: ["--workload", "idle"], monitoring: true)
         #expect(silent.status == 0, "\(silent.output)")
+        // Heartbeats arrive and are shown in the VM's detail.
+        let detail = { (try? host.local("GET", "/v1/vms/hung"))?.stdout ?? "" }
+        #expect(eventually(seconds: 20) {
+            ((try? JSONSerialization.jsonObject(with: Data(detail().utf8))) as? [String: Any])?["toolsHeartbeats"] as? Int ?? 0 > 0
+        }, "\(detail().prefix(1500))")
         #expect(eventually(seconds: 60) { lab.events("vmMonitoringReset", on: host).count >= 2 },
-                "resets: \(lab.events("vmMonitoringReset", on: host))")
+                "resets: \(lab.events("vmMonitoringReset", on: host)); \(detail().prefix(1500))")
         // The budget is spent: it stays hung, not reset again.
         Thread.sleep(forTimeInterval: 6)
         let resets = lab.events("vmMonitoringReset", on: host)

@@ -83,13 +83,22 @@ final class HALab: @unchecked Sendable {
         host.kill(signal: SIGKILL)
     }
 
-    /// The disk logs of `names`, read through `host`; each must be consistent and show the boots
-    /// expected (one per power-on, one per HA restart). Returns the problems found.
+    /// The host a VM's disk can be read through: the one running it (its disk is locked
+    /// exclusively there), else `fallback`.
+    func reader(of name: String, fallback: AgentHost) -> AgentHost {
+        hosts.first { $0.pid != nil && powerState($0, name) == "running" } ?? fallback
+    }
+
+    /// The disk logs of `names`, each read through the host running it (or `host`); each must be
+    /// consistent and show the boots expected (one per power-on, one per HA restart). Returns the
+    /// problems found.
     func checkDisks(_ names: [String], through host: AgentHost) throws -> [String] {
         var problems: [String] = []
         for name in names {
-            guard let log = try sequenceLog(host, file: "\(name)-flat.vmdk") else {
-                problems.append("\(name): its disk could not be read")
+            let through = reader(of: name, fallback: host)
+            guard let log = try sequenceLog(through, file: "\(name)-flat.vmdk") else {
+                let answer = try through.local("GET", "/v1/volumes/ds1/files/\(name)-flat.vmdk?offset=0&length=512")
+                problems.append("\(name): its disk could not be read through \(through.name): \(answer.stdout.prefix(300))")
                 continue
             }
             problems += log.problems.map { "\(name): \($0)" }
@@ -103,10 +112,12 @@ final class HALab: @unchecked Sendable {
     /// Notes that HA restarted these VMs once more.
     func restarted(_ names: [String]) { for name in names { expectedBoots[name, default: 0] += 1 } }
 
-    /// The highest sequence number on each VM's disk.
+    /// The highest sequence number on each VM's disk (read through the host running it).
     func sequences(_ names: [String], through host: AgentHost) throws -> [String: UInt64] {
         var result: [String: UInt64] = [:]
-        for name in names { result[name] = try sequenceLog(host, file: "\(name)-flat.vmdk")?.lastSequence ?? 0 }
+        for name in names {
+            result[name] = try sequenceLog(reader(of: name, fallback: host), file: "\(name)-flat.vmdk")?.lastSequence ?? 0
+        }
         return result
     }
 

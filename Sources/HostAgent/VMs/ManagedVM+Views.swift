@@ -32,6 +32,9 @@ public struct VMDetailView: Sendable, Equatable {
     public var guestStatus: UInt32?
     public var markers: [(code: UInt32, vcpu: Int, monotonicNanoseconds: UInt64)]
     public var firstInstructionMonotonicNanoseconds: UInt64?
+    /// Tools heartbeats this run, and how long before this view the last one arrived.
+    public var toolsHeartbeats: UInt64 = 0
+    public var toolsHeartbeatAgeNanoseconds: UInt64?
 
     public static func == (lhs: VMDetailView, rhs: VMDetailView) -> Bool {
         lhs.summary == rhs.summary && lhs.files == rhs.files && lhs.boot == rhs.boot && lhs.guestStatus == rhs.guestStatus
@@ -123,7 +126,8 @@ extension ManagedVM {
                                                 vmmPID: s.runtime?.process.pid),
                          files: settings?.files ?? [], boot: boot, guestStatus: s.guestStatus,
                          markers: s.markers.suffix(64).map { ($0.code, $0.vcpu, $0.monotonicNanoseconds) },
-                         firstInstructionMonotonicNanoseconds: s.firstInstruction)
+                         firstInstructionMonotonicNanoseconds: s.firstInstruction, toolsHeartbeats: s.heartbeats,
+                         toolsHeartbeatAgeNanoseconds: s.lastHeartbeat.map { MonotonicClock.nanoseconds.subtractingClamped($0) })
         }
     }
 
