@@ -72,7 +72,7 @@ struct HAFailureTests {
         defer { if !resumed { for pid in [agent] + oldVMMs { kill(pid, SIGCONT) } } }
         #expect(eventually(seconds: 30) { lab.allRunningOnce(Self.names, among: survivors) }, "\(lab.placements(Self.names, among: survivors))")
         lab.restarted(["vm3", "vm4"])
-        #expect(try eventually { try lab.sequences(["vm3", "vm4"], through: survivors[0]).values.allSatisfy { $0 > 100 } })
+        #expect(try eventually { try lab.sequences(["vm3", "vm4"], through: survivors[0], among: survivors).values.allSatisfy { $0 > 100 } })
         for pid in [agent] + oldVMMs { kill(pid, SIGCONT) }
         resumed = true
         // On resume the old host finds its slot taken over: its VMMs stop, its VMs are lost there.

@@ -83,10 +83,11 @@ final class HALab: @unchecked Sendable {
         host.kill(signal: SIGKILL)
     }
 
-    /// The host a VM's disk can be read through: the one running it (its disk is locked
-    /// exclusively there), else `fallback`.
-    func reader(of name: String, fallback: AgentHost) -> AgentHost {
-        hosts.first { $0.pid != nil && powerState($0, name) == "running" } ?? fallback
+    /// The host a VM's disk can be read through: the one among `candidates` (default: all hosts)
+    /// running it (its disk is locked exclusively there), else `fallback`. Pass the live hosts
+    /// while one is frozen: asking a stopped agent waits for the request's timeout.
+    func reader(of name: String, fallback: AgentHost, among candidates: [AgentHost]? = nil) -> AgentHost {
+        (candidates ?? hosts).first { $0.pid != nil && powerState($0, name) == "running" } ?? fallback
     }
 
     /// The disk logs of `names`, each read through the host running it (or `host`); each must be
@@ -113,10 +114,11 @@ final class HALab: @unchecked Sendable {
     func restarted(_ names: [String]) { for name in names { expectedBoots[name, default: 0] += 1 } }
 
     /// The highest sequence number on each VM's disk (read through the host running it).
-    func sequences(_ names: [String], through host: AgentHost) throws -> [String: UInt64] {
+    func sequences(_ names: [String], through host: AgentHost, among candidates: [AgentHost]? = nil) throws -> [String: UInt64] {
         var result: [String: UInt64] = [:]
         for name in names {
-            result[name] = try sequenceLog(reader(of: name, fallback: host), file: "\(name)-flat.vmdk")?.lastSequence ?? 0
+            let reader = reader(of: name, fallback: host, among: candidates)
+            result[name] = try sequenceLog(reader, file: "\(name)-flat.vmdk")?.lastSequence ?? 0
         }
         return result
     }
