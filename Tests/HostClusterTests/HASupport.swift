@@ -15,10 +15,10 @@ final class HALab: @unchecked Sendable {
     /// - Parameters:
     ///   - capacityMiB: memory each member offers HA (`[ha] memory_capacity_mib`); nil: its RAM less 1 GiB.
     init(hosts count: Int = 3, capacityMiB: Int? = nil, failuresToTolerate: Int = 0, monitoringTimeout: Int = 30,
-         maxResetsPerHour: Int = 3, heartbeatMs: Int = 250, deadMs: Int = 2000) throws {
+         maxResetsPerHour: Int = 3, heartbeatMs: Int = 250, deadMs: Int = 2000, ioTimeoutMs: Int = 300) throws {
         var extra = ["orphan_timeout_ms = 5000"]
         if let capacityMiB { extra += ["[ha]", "memory_capacity_mib = \(capacityMiB)"] }
-        cluster = try TestCluster(hosts: count, extraHost: extra, heartbeatMs: heartbeatMs, deadMs: deadMs)
+        cluster = try TestCluster(hosts: count, extraHost: extra, heartbeatMs: heartbeatMs, deadMs: deadMs, ioTimeoutMs: ioTimeoutMs)
         try cluster.startAll()
         let configured = try hosts[0].vmctl(["ha", "configure", "--cluster", "lab"] + members.flatMap { ["--member", $0] }
                                             + ["--failures-to-tolerate", "\(failuresToTolerate)", "--monitoring-timeout", "\(monitoringTimeout)",
