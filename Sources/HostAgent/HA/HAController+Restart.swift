@@ -144,7 +144,8 @@ extension HAController {
         }
     }
 
-    /// Adds this restart (with its first guest instruction when known) to the failover's record.
+    /// Queues this restart (with its first guest instruction when known) for the failover's
+    /// record; ``recordRestartsInBackground()`` writes it.
     private func recordRestart(_ vm: ManagedVM, settings: HAConfiguration.VMSettings, failure: FailureRecord?) {
         let poweredOn = MonotonicClock.wallNanoseconds
         // The first instruction arrives as a marker shortly after power-on; wait for it briefly.
@@ -159,17 +160,54 @@ extension HAController {
         }
         let restart = HAConfiguration.Failover.Restart(vm: vm.uuid, name: settings.name, host: hostName, poweredOn: poweredOn,
                                                       firstInstruction: first)
-        _ = try? updateConfiguration { (configuration) throws(AgentError) in
-            guard configuration != nil else { return }
-            configuration?.vms[vm.uuid]?.evacuatingFrom = nil
-            guard let failure else { return }
-            if let index = configuration?.failovers.firstIndex(where: { $0.failedHost == failure.host && abs($0.detected - failure.detected) < 30_000_000_000 }) {
-                configuration?.failovers[index].restarts.append(restart)
-                if configuration?.failovers[index].recovered == nil { configuration?.failovers[index].recovered = failure.recovered }
-            } else {
-                configuration?.failovers.append(HAConfiguration.Failover(failedHost: failure.host, failed: failure.failed, detected: failure.detected,
-                                                                         recovered: failure.recovered, restarts: [restart]))
+        state.withLock { $0.unrecordedRestarts.append(RestartRecord(restart: restart, failure: failure)) }
+    }
+
+    /// Writes the queued restarts to the cluster's configuration in one update, on a thread of
+    /// its own (the update may wait for another member's). Restarts that could not be written
+    /// stay queued for the next tick: tens of VMs restarting at once cost one update per batch,
+    /// not one each, and none is dropped when the configuration is busy.
+    func recordRestartsInBackground() {
+        let batch = state.withLock { s -> [RestartRecord] in
+            guard !s.recordingRestarts, !s.unrecordedRestarts.isEmpty else { return [] }
+            s.recordingRestarts = true
+            return s.unrecordedRestarts
+        }
+        guard !batch.isEmpty else { return }
+        do {
+            try NativeThread.detach(name: "hostd-ha-record") { [self] in
+                var written = true
+                do {
+                    try updateConfiguration { (configuration) throws(AgentError) in
+                        guard configuration != nil else { return }
+                        for record in batch { Self.apply(record, to: &configuration) }
+                    }
+                } catch {
+                    written = false
+                }
+                state.withLock { s in
+                    if written { s.unrecordedRestarts.removeFirst(min(batch.count, s.unrecordedRestarts.count)) }
+                    s.recordingRestarts = false
+                }
             }
+        } catch {
+            state.withLock { $0.recordingRestarts = false }
+        }
+    }
+
+    /// Adds one restart to its failover's record (creating the record when this member's is the
+    /// first), and ends the VM's evacuation.
+    private static func apply(_ record: RestartRecord, to configuration: inout HAConfiguration?) {
+        let restart = record.restart
+        configuration?.vms[restart.vm]?.evacuatingFrom = nil
+        guard let failure = record.failure else { return }
+        if let index = configuration?.failovers.firstIndex(where: { $0.failedHost == failure.host && abs($0.detected - failure.detected) < 30_000_000_000 }) {
+            guard configuration?.failovers[index].restarts.contains(where: { $0.vm == restart.vm && $0.poweredOn == restart.poweredOn }) == false else { return }
+            configuration?.failovers[index].restarts.append(restart)
+            if configuration?.failovers[index].recovered == nil { configuration?.failovers[index].recovered = failure.recovered }
+        } else {
+            configuration?.failovers.append(HAConfiguration.Failover(failedHost: failure.host, failed: failure.failed, detected: failure.detected,
+                                                                     recovered: failure.recovered, restarts: [restart]))
         }
     }
 }

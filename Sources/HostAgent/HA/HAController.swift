@@ -28,6 +28,15 @@ final class HAController: Sendable {
         var failures: [String: FailureRecord] = [:]
         var isolatedSince: UInt64?
         var statuses: [String: HAHostStatus] = [:]
+        /// Restarts done here not yet written to the failover records, and whether a writer runs.
+        var unrecordedRestarts: [RestartRecord] = []
+        var recordingRestarts = false
+    }
+
+    /// A restart this member did, waiting to be written to the cluster's failover records.
+    struct RestartRecord: Sendable {
+        var restart: HAConfiguration.Failover.Restart
+        var failure: FailureRecord?
     }
 
     /// A failure this member saw, until its restarts are recorded.
@@ -104,6 +113,7 @@ final class HAController: Sendable {
         let members = observeMembers(configuration)
         handleIsolation(configuration)
         restartVMsThatRunNowhere(configuration, members: members)
+        recordRestartsInBackground()
         monitorGuests(configuration)
     }
 
@@ -215,6 +225,8 @@ final class HAController: Sendable {
                                                    detectedMonotonic: MonotonicClock.nanoseconds,
                                                    recovered: liveness == "down" ? now : nil)
             }
+            // Recover it now rather than at this host's next heartbeat renewal (up to H away).
+            if liveness != "down" { try? volume.recoverDeadHostsInBackground() }
             context.events.record(HostEvent(kind: .haHostFailed, severity: .warning,
                                             message: "HA: member \(member) failed (heartbeat silent for \(slot?.deadIntervalMs ?? 0) ms)"))
         } else if liveness == "down" {
