@@ -23,9 +23,14 @@ extension HAController {
     func restartVMsThatRunNowhere(_ configuration: HAConfiguration, members: [MemberView]) {
         let now = MonotonicClock.nanoseconds
         var candidates: [HAPlacement.Candidate] = []
+        // VMs that should run and do not (yet): each priority waits for the ones above it.
+        var outstanding: [String: HAConfiguration.Priority] = [:]
         for (uuid, vm) in configuration.vms where vm.wantsRestart {
             let pending = state.withLock { $0.starting[uuid] != nil }
-            if pending { continue }
+            if pending {
+                outstanding[uuid] = vm.priority
+                continue
+            }
             switch runningState(of: vm) {
             case .running:
                 state.withLock { s in
@@ -39,6 +44,7 @@ extension HAController {
                     if s.downSince[uuid] == nil { s.downSince[uuid] = now }
                     return (s.retryAfter[uuid] ?? 0) <= now
                 }
+                outstanding[uuid] = vm.priority
                 if ready { candidates.append(HAPlacement.Candidate(uuid: uuid, name: vm.name, priority: vm.priority, memoryBytes: vm.memoryBytes)) }
             }
         }
@@ -58,7 +64,13 @@ extension HAController {
         }
         let (assignments, unplaced) = HAPlacement.plan(candidates, on: free)
         let canTakeOthers = free.first(where: { $0.name == hostName }) != nil
-        for candidate in candidates {
+        // Priority waves: only the highest priority still outstanding starts now; a lower one
+        // waits until those run. Members' views of each other's free memory can be a second
+        // stale, so two members could otherwise each place a different VM in the last free room
+        // and a low-priority VM could take it. A VM that fits nowhere holds nobody back.
+        let unplacedSet = Set(unplaced)
+        let wave = outstanding.filter { !unplacedSet.contains($0.key) }.values.min()
+        for candidate in candidates where wave.map({ candidate.priority <= $0 }) ?? true {
             let assigned = assignments[candidate.uuid]
             let waited = now - (state.withLock { $0.downSince[candidate.uuid] } ?? now)
             if assigned == hostName || (assigned != nil && canTakeOthers && waited >= Self.restartGraceNanoseconds
