@@ -74,10 +74,10 @@ let package = Package(
             path: "Benchmarks/vmfs-bench", swiftSettings: strictSettings),
 
         // ---- Tests -----------------------------------------------------------------------
-        // Running the built tools and host processes from tests.
+        // Running the built tools and host processes from tests; the attacker's field rewriter.
         .target(name: "VMFSTestSupport", dependencies: ["VMFSCore"], path: "Tests/TestSupport", swiftSettings: strictSettings),
         .testTarget(
-            name: "VMFSCoreTests", dependencies: ["VMFSCore", "CVMFSLinux"], swiftSettings: strictSettings),
+            name: "VMFSCoreTests", dependencies: ["VMFSCore", "VMFSTestSupport", "CVMFSLinux"], swiftSettings: strictSettings),
         .testTarget(
             name: "ToolTests",
             dependencies: ["VMFSCore", "VMFSTestSupport", "mkfs.vmfs", "fsck.vmfs", "vmfs", "vmfs-testhost", "vmfs-fuse"],
@@ -85,7 +85,7 @@ let package = Package(
         // Real FUSE mounts of real volumes by real daemon processes (needs root and /dev/fuse).
         // Helpers/ holds C programs the tests compile with the system compiler.
         .testTarget(
-            name: "FuseTests", dependencies: ["VMFSCore", "vmfs-fuse", "mkfs.vmfs", "fsck.vmfs", "vmfs"],
+            name: "FuseTests", dependencies: ["VMFSCore", "VMFSTestSupport", "vmfs-fuse", "mkfs.vmfs", "fsck.vmfs", "vmfs"],
             exclude: ["Helpers"], swiftSettings: strictSettings),
         .testTarget(
             name: "HypervisorTests", dependencies: ["Hypervisor", "vmctl"],

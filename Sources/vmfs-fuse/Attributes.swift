@@ -18,7 +18,7 @@ enum Attributes {
         st.st_uid = uid_t(file.uid)
         st.st_gid = gid_t(file.gid)
         st.st_size = off_t(clamping: file.size)
-        st.st_blocks = blkcnt_t(clamping: (file.allocatedBytes + 511) / 512)
+        st.st_blocks = blkcnt_t(clamping: file.allocatedBytes / 512 + (file.allocatedBytes % 512 == 0 ? 0 : 1))
         st.st_blksize = blksize_t(blockSize)
         st.st_atim = timespec(nanoseconds: file.accessTime)
         st.st_mtim = timespec(nanoseconds: file.modificationTime)
@@ -81,6 +81,10 @@ extension timespec {
         self.init(tv_sec: time_t(seconds), tv_nsec: Int(remainder))
     }
 
-    /// Nanoseconds since the epoch.
-    var nanoseconds: Int64 { Int64(tv_sec) * 1_000_000_000 + Int64(tv_nsec) }
+    /// Nanoseconds since the epoch, saturated to what an Int64 holds (about the years 1678–2262).
+    var nanoseconds: Int64 {
+        let (scaled, overflow) = Int64(tv_sec).multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return tv_sec < 0 ? .min : .max }
+        return scaled.addingReportingOverflow(Int64(tv_nsec)).overflow ? .max : scaled + Int64(tv_nsec)
+    }
 }

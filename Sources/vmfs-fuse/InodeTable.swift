@@ -41,6 +41,8 @@ final class InodeTable: Sendable {
         var generation: UInt32
         var shape: Shape
         var instance: UInt64
+        /// The kernel's inode holds what the file does not (a write-back it cached was refused).
+        var diverged = false
     }
 
     private let views = Mutex<[View?]>(Array(repeating: nil, count: slotCount))
@@ -72,7 +74,7 @@ final class InodeTable: Sendable {
                     views[file.slot] = view
                     return Self.node(slot: file.slot, instance: view.instance)
                 }
-                if !versioned || view.shape == shape { return Self.node(slot: file.slot, instance: view.instance) }
+                if !versioned || (view.shape == shape && !view.diverged) { return Self.node(slot: file.slot, instance: view.instance) }
             }
             let instance = versioned ? (views[file.slot].map { $0.instance + 1 } ?? 0) : 0
             views[file.slot] = View(generation: file.generation, shape: shape, instance: instance)
@@ -115,6 +117,16 @@ final class InodeTable: Sendable {
         views.withLock { views in
             let instance = versioned ? (views[file.slot].map { $0.instance + 1 } ?? 0) : 0
             views[file.slot] = View(generation: file.generation, shape: Shape(file), instance: instance)
+        }
+    }
+
+    /// Notes that the kernel's current inode of `slot` holds data or a size the file does not
+    /// (a cached write was refused at write-back): the next lookup while the file is not open
+    /// here hands out a new instance.
+    func diverged(slot: Int) {
+        views.withLock { views in
+            guard slot >= 0, slot < Self.slotCount else { return }
+            views[slot]?.diverged = true
         }
     }
 

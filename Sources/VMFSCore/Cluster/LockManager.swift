@@ -33,9 +33,13 @@ final class LockManager: Sendable {
     let refreshSlot: @Sendable (Int) throws(VMFSError) -> Void
     let recover: @Sendable (Int) throws(VMFSError) -> Void
 
+    /// Stops waits for busy locks.
+    let interruption: Interruption
+
     init(updater: any AtomicSectorUpdate, device: any BlockDevice, layout: VolumeLayout, volumeID: UInt64, observations: HostObservations,
          membership: @escaping @Sendable () -> Me?, refreshSlot: @escaping @Sendable (Int) throws(VMFSError) -> Void,
-         recover: @escaping @Sendable (Int) throws(VMFSError) -> Void) {
+         recover: @escaping @Sendable (Int) throws(VMFSError) -> Void, interruption: Interruption = .process) {
+        self.interruption = interruption
         self.updater = updater
         self.device = device
         self.layout = layout
@@ -155,6 +159,7 @@ final class LockManager: Sendable {
                 try recover(slot)
             case .busy(let record, let holders):
                 if let deadline, Clock.monotonicNanoseconds < deadline {
+                    try interruption.check("waiting for \(objectName), which another host holds")
                     if askHolderToRelease && !asked {
                         asked = true
                         try? requestRelease(index, kind: kind)

@@ -112,10 +112,13 @@ public struct CreateAttributes: Sendable, Equatable {
 public struct VolumeStatistics: Sendable, Equatable {
     public var blockSize: UInt32
     public var totalBlocks: UInt64
+    /// Free data blocks: never more than the volume's usable blocks (``totalBlocks`` − 1).
     public var freeBlocks: UInt64
     public var maxFiles: Int
     public var files: Int
     public var freePointerBlocks: UInt64
+    /// Allocation bitmaps whose free count could not be believed (counted as full; run fsck.vmfs).
+    public var damagedBitmaps: [String] = []
 }
 
 /// Options for mounting a volume.
@@ -136,6 +139,9 @@ public struct MountOptions: Sendable {
     public var automaticRecovery = true
     /// Use `O_DIRECT` where the device supports it.
     public var directIO = true
+    /// Stops this mount's long waits (joining, locks, recovery) when requested: the process's
+    /// by default, which tools connect to SIGINT and SIGTERM.
+    public var interruption: Interruption = .process
 
     public init(host: HostIdentity = .local()) { self.host = host }
 }

@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 internal import Glibc
 #endif
@@ -22,6 +23,9 @@ final class OpenFile: @unchecked Sendable {
     let state: Monitor<State>
     /// Serializes metadata changes (allocation, size, map) of this file on this host.
     let metadataLock = KeyedLocks<Int>()
+    /// Data blocks the volume's maps used more than once when this host first filled a
+    /// preallocated block of the file (``Session/verifyClaim(_:block:number:)``).
+    let sharedBlocks = Mutex<Bitset?>(nil)
     /// Data I/O holds this shared; operations that free blocks hold it exclusive.
     private let dataLock = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
 

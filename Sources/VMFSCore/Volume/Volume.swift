@@ -68,6 +68,7 @@ public final class Volume: Sendable {
         localLock = try LocalHostLock(volume: header.uuid, host: options.host.uuid)
         session = Mutex(nil)
         let first = try Session(header: header, device: device, options: options, statistics: clusterStatistics)
+        events.withLock { $0 += first.startupNotes }
         session.withLock { $0 = first }
         first.start(onLost: { [weak self] reason in self?.rejoin(after: reason) })
     }
@@ -94,11 +95,12 @@ public final class Volume: Sendable {
             var failures = 0
             var waitingForRepair = false
             while failures < 50 {
-                if self.unmounted.withLock({ $0 }) { return }
+                if self.unmounted.withLock({ $0 }) || self.options.interruption.isRequested { return }
                 do throws(VMFSError) {
                     let fresh = try Session(header: self.header, device: self.device, options: self.options,
                                             statistics: self.clusterStatistics)
                     self.session.withLock { $0 = fresh }
+                    self.events.withLock { $0 += fresh.startupNotes }
                     fresh.start(onLost: { [weak self] reason in self?.rejoin(after: reason) })
                     self.events.withLock { $0.append("rejoined in heartbeat slot \(fresh.membership.slot)") }
                     return
@@ -245,7 +247,7 @@ public final class Volume: Sendable {
             }
             let claimed = session.observations.all().filter { $0.key != session.membership.slot && $0.value.slot.state != .free }
             if claimed.isEmpty { break }
-            Clock.sleep(milliseconds: 20)
+            try options.interruption.sleep(milliseconds: 20, while: "waiting for silent hosts to be declared dead")
         } while Clock.monotonicNanoseconds < deadline
         return recovered
     }
