@@ -1,0 +1,70 @@
+// fuzz-volume-image: mount, use, inspect and check a volume whose documented fields were rewritten.
+//
+// Input: an edit count (0–8), that many structure edits (StructureEditor: structure, index, field,
+// change, all re-sealed), then a script of file operations with extreme arguments (FileOperations).
+// Per input, on a fresh copy of the seed volume in an image file:
+//   1. fsck -n through a read-only guard (it must write nothing);
+//   2. the inspectors behind `vmfs info/ls/hosts/locks/cat`, read-only too;
+//   3. mount as a new host, recover the crashed host, run the script, unmount;
+//   4. fsck -y; a repair that reports success must leave a volume that checks clean and mounts.
+// Every write is range-checked (GuardedDevice) and the image's size is checked after the input.
+@testable import VMFSCore
+import FuzzSupport
+
+private let seed = SeedVolume.shared
+private let image = ImageFile(name: "volume-image", snapshot: seed.snapshot)
+
+@_cdecl("LLVMFuzzerInitialize")
+public func initialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> Int32 {
+    SeedFiles.writeIfAsked(VolumeImageSeeds.make)
+    _ = seed.header
+    return 0
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    var input = FuzzInput(data, size)
+    let device = GuardedDevice(image.reset())
+    let readOnly = GuardedDevice(device.base, writable: false)
+    do {
+        let editor = try StructureEditor(seed: seed, device: device)
+        for _ in 0..<Int(input.byte() % 9) { editor.applyEdit(from: &input) }
+    } catch {
+        fatalError("the seed volume's header is unreadable: \(error)")
+    }
+    let interruption = Watchdog.arm()
+    defer { Watchdog.disarm() }
+
+    _ = check(readOnly, repair: false, interruption: interruption)
+    inspect(readOnly, interruption: interruption)
+    if let volume = try? Volume.mount(device: device, options: SeedVolume.mountOptions("fuzz", interruption: interruption)) {
+        _ = try? volume.recover(slot: seed.crashedSlot, force: true)
+        FileOperations(volume: volume).run(&input)
+        _ = try? volume.unmount()
+    }
+    let repair = check(device, repair: true, interruption: interruption)
+    if !interruption.isRequested { RepairOracle.verify(repair, device: device, interruption: interruption) }
+    image.checkSize()
+    return 0
+}
+
+func check(_ device: any BlockDevice, repair: Bool, interruption: Interruption) -> CheckReport {
+    var options = CheckOptions()
+    options.repair = repair
+    options.force = true
+    options.interruption = interruption
+    return VolumeChecker(device: device, options: options).run()
+}
+
+/// What `vmfs info`, `ls`, `hosts`, `locks` and `cat` read.
+private func inspect(_ device: any BlockDevice, interruption: Interruption) {
+    guard let inspector = try? VolumeInspector(device: device) else { return }
+    let files = (try? inspector.files()) ?? []
+    _ = try? inspector.statistics()
+    _ = try? inspector.hosts(observeMilliseconds: 0, interruption: interruption)
+    _ = try? inspector.locks()
+    for file in files.prefix(16) {
+        _ = try? inspector.contents(of: file.name, limit: 64 << 10)
+        _ = try? inspector.lockIndex(ofFile: file.name)
+    }
+}

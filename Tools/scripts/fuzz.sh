@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of the project's parsers, decoders and hostile-input paths (libFuzzer,
+# AddressSanitizer). See docs/FUZZING.md.
+#
+#   Tools/scripts/fuzz.sh build                 build every target (scratch path .build-fuzz)
+#   Tools/scripts/fuzz.sh run [SECONDS] [TARGET...]
+#                                               run each target (all by default) for SECONDS
+#                                               (60) from its committed corpus; fails on any
+#                                               crash, hang (> 10 s per input), leak or write
+#                                               outside the device
+#   Tools/scripts/fuzz.sh long [SECONDS] [TARGET...]
+#                                               the long structure-aware run: volume-image by
+#                                               default, 3600 s, at nice 10, corpus kept in
+#                                               $FUZZ_WORK (default /var/tmp/vmfs-fuzz)
+#   Tools/scripts/fuzz.sh seeds                 regenerate the committed seed corpora
+#   Tools/scripts/fuzz.sh list                  the targets
+#
+# Findings (crash-*, timeout-*, leak-*, oom-* inputs) go to $FUZZ_WORK/artifacts; reproduce one
+# with .build-fuzz/release/fuzz-TARGET ARTIFACT. The last "#N DONE cov: C ft: F" line of each run
+# is printed (executions, edges and features reached) and kept in $FUZZ_WORK/logs.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+TARGETS=(volume-image)
+WORK=${FUZZ_WORK:-/var/tmp/vmfs-fuzz}
+BIN=.build-fuzz/release
+# SwiftPM's --sanitize fuzzer links libFuzzer's main into the executables; the -Xswiftc/-Xcc
+# flags put the coverage and comparison instrumentation into every module, not only the targets.
+BUILD_FLAGS=(--package-path Fuzz --scratch-path .build-fuzz -c release
+             --sanitize fuzzer --sanitize address
+             -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address
+             -Xswiftc -enable-testing)
+# -timeout: a hang is an input that runs longer than 10 s (harnesses interrupt legitimate
+# waits after 3 s); -rss_limit_mb: ASan's shadow and the image copies stay well below it.
+FUZZ_FLAGS=(-timeout=10 -rss_limit_mb=6144 -print_final_stats=1)
+
+build() {
+    local products=("$@")
+    ((${#products[@]})) || products=("${TARGETS[@]}")
+    for target in "${products[@]}"; do
+        swift build "${BUILD_FLAGS[@]}" --product "fuzz-$target"
+    done
+}
+
+# run SECONDS NICENESS TARGET...: runs each target; returns non-zero if any found something.
+run() {
+    local seconds=$1 niceness=$2
+    shift 2
+    local targets=("$@") failed=0
+    ((${#targets[@]})) || targets=("${TARGETS[@]}")
+    mkdir -p "$WORK/artifacts" "$WORK/logs"
+    for target in "${targets[@]}"; do
+        local corpus="$WORK/corpus/$target" log="$WORK/logs/$target.log"
+        mkdir -p "$corpus"
+        echo "fuzz: $target for ${seconds}s" >&2
+        if ! nice -n "$niceness" "$BIN/fuzz-$target" "${FUZZ_FLAGS[@]}" -max_total_time="$seconds" \
+                -artifact_prefix="$WORK/artifacts/$target-" "$corpus" "Fuzz/Corpus/$target" >"$log" 2>&1; then
+            echo "fuzz: $target FAILED (log: $log)" >&2
+            grep -E "ERROR|==[0-9]+==|fuzz oracle|Fatal error|SUMMARY|Test unit written" "$log" | head -20 >&2 || true
+            failed=1
+        fi
+        local done_line
+        done_line=$(grep -E "^#[0-9]+ +DONE" "$log" | tail -1 || true)
+        echo "fuzz: $target: ${done_line:-no DONE line}" >&2
+    done
+    rm -f /dev/shm/vmfs-fuzz-*.img 2>/dev/null || true
+    return "$failed"
+}
+
+command=${1:-run}
+shift || true
+case "$command" in
+    build) build "$@" ;;
+    run)
+        seconds=${1:-60}
+        shift || true
+        build "$@"
+        run "$seconds" 0 "$@"
+        ;;
+    long)
+        seconds=${1:-3600}
+        shift || true
+        (($#)) || set -- volume-image
+        build "$@"
+        run "$seconds" 10 "$@"
+        ;;
+    seeds)
+        build
+        for target in "${TARGETS[@]}"; do
+            rm -rf "Fuzz/Corpus/$target"
+            VMFS_FUZZ_WRITE_SEEDS="Fuzz/Corpus/$target" "$BIN/fuzz-$target"
+        done
+        ;;
+    list) printf '%s\n' "${TARGETS[@]}" ;;
+    *) echo "usage: $0 build|run|long|seeds|list (see the header of this script)" >&2; exit 2 ;;
+esac
