@@ -40,6 +40,13 @@ let package = Package(
                 swiftSettings: strictSettings),
 
         // ---- Fuzz targets ----
-        fuzzTarget("volume-image", dependencies: ["VMFSCore", "VMFSTestSupport"]),
+        fuzzTarget("decoders", dependencies: ["VMFSCore"]),
+        fuzzTarget("journal-replay", dependencies: ["VMFSCore"]),
+        fuzzTarget("volume-image", dependencies: ["VMFSCore"]),
+        fuzzTarget("virtqueue", dependencies: ["Hypervisor"]),
+        fuzzTarget("vm-files", dependencies: ["Hypervisor", "VMManagement"]),
+        // vmfs-fuse's sources (Targets/fuse-operations/daemon links to ../Sources/vmfs-fuse) without
+        // its main.swift, so that the harness can call the daemon's operation table directly.
+        fuzzTarget("fuse-operations", dependencies: ["VMFSCore", "CFuse"], exclude: ["daemon/main.swift"]),
     ]
 )

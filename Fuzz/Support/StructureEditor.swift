@@ -108,8 +108,7 @@ public struct StructureEditor {
             }
             let edit = FieldEdit(kind: kind, from: &input)
             edit.apply(to: &image)
-            FieldRewriter.store(UInt32(0), into: &image, at: 4)
-            FieldRewriter.store(FieldRewriter.crc32c(image), into: &image, at: 4)
+            SectorSealing.seal(&image, address: FieldRewriter.load(UInt64.self, from: image, at: 16), volumeID: seed.header.volumeID)
             try rewriter.device.write(bytes: image, at: rewriter.address(of: place))
             try rewriter.rewriteTransaction(journal: seed.crashedSlot, at: start) { _, _ in }
             return "journal \(seed.crashedSlot) image at sector \(sector) \(edit)"
