@@ -117,7 +117,7 @@ final class Session: Sendable {
                               ownerGeneration: membership.generation)
         blocks = ClusterAllocator(pool: .blocks, store: store, locks: locks, layout: layout, volumeID: volumeID, slot: membership.slot)
         pointers = ClusterAllocator(pool: .pointers, store: store, locks: locks, layout: layout, volumeID: volumeID, slot: membership.slot)
-        let recovery = HostRecovery(heartbeat: heartbeat, device: device, lockManager: { locks }, interruption: options.interruption)
+        let recovery = HostRecovery(heartbeat: heartbeat, device: device, lockManager: { [weak locks] in locks }, interruption: options.interruption)
         self.recovery = recovery
         recoveryBox.withLock { $0 = recovery }
         namespace = NamespaceCache(device: rawDevice, layout: layout, volumeID: volumeID, locks: locks)
