@@ -33,6 +33,17 @@ BUILD_FLAGS=(--package-path Fuzz --scratch-path .build-fuzz -c release
 # -timeout: a hang is an input that runs longer than 10 s (harnesses interrupt legitimate
 # waits after 3 s); -rss_limit_mb: ASan's shadow and the image copies stay well below it.
 FUZZ_FLAGS=(-timeout=10 -rss_limit_mb=6144 -print_final_stats=1)
+# Structured inputs (a few edits and a script of operations) need room at once: without
+# -len_control=0 libFuzzer grows the length limit from the longest seed only slowly, and the
+# slow targets never get past it.
+target_flags() {
+    case "$1" in
+        volume-image) echo "-max_len=512 -len_control=0" ;;
+        journal-replay|fuse-operations) echo "-max_len=1024 -len_control=0" ;;
+        decoders) echo "-max_len=4100" ;;
+        *) echo "-max_len=8192" ;;
+    esac
+}
 # A trap is reported by libFuzzer and ASan; the Swift runtime's own backtracer would read
 # memory ASan does not expect it to and drown the report.
 export SWIFT_BACKTRACE=enable=no
@@ -51,7 +62,8 @@ run() {
         local corpus="$WORK/corpus/$target" log="$WORK/logs/$target.log"
         mkdir -p "$corpus"
         echo "fuzz: $target for ${seconds}s" >&2
-        if ! nice -n "$niceness" "$BIN/fuzz-$target" "${FUZZ_FLAGS[@]}" -max_total_time="$seconds" \
+        # shellcheck disable=SC2046
+        if ! nice -n "$niceness" "$BIN/fuzz-$target" "${FUZZ_FLAGS[@]}" $(target_flags "$target") -max_total_time="$seconds" \
                 -artifact_prefix="$WORK/artifacts/$target-" "$corpus" "Fuzz/Corpus/$target" >"$log" 2>&1; then
             echo "fuzz: $target FAILED (log: $log)" >&2
             grep -E "ERROR|==[0-9]+==|fuzz oracle|Fatal error|SUMMARY|Test unit written" "$log" | head -20 >&2 || true
