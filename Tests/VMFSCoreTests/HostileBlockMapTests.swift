@@ -92,6 +92,25 @@ struct HostileBlockMapTests {
         #expect(error?.message.contains("free") == true, "\(String(describing: error))")
     }
 
+    /// A written entry is checked against the bitmap too, on the data path's fast lane.
+    @Test func aWrittenEntryTheBitmapCallsFreeIsNeitherReadNorWritten() throws {
+        let (device, _, thick) = try volumeWithVictim()
+        let free = UInt32(try Volume.readHeader(device).layout.totalBlocks - 3)
+        try FieldRewriter(device: device).rewrite(.fileDescriptor(slot: thick), field: Self.directEntry(0), to: free)
+        let volume = try Volume.mount(device: device, options: hostOptions("user"))
+        defer { try? volume.unmount() }
+        let handle = try volume.open("thick", access: .readWrite)
+        defer { try? handle.close() }
+        for attempt in [{ _ = try handle.read(count: 4096, at: 0) }, { try handle.write(bytes: [1, 2, 3], at: 0) }] as [() throws -> Void] {
+            do {
+                try attempt()
+                Issue.record("a block the bitmap marks free was used")
+            } catch let error as VMFSError {
+                #expect(error.code == .corrupt && error.message.contains("marks free") && error.message.contains("\(free)"), "\(error)")
+            }
+        }
+    }
+
     /// Reads, punches, truncates and the inspector meet the same check.
     @Test func everyPathRefusesAnEntryOutsideTheVolume() throws {
         let (device, _, thick) = try volumeWithVictim()

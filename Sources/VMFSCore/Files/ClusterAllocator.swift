@@ -259,23 +259,27 @@ final class ClusterAllocator: Sendable {
     /// True when `item` is an allocatable item of this pool (not the reserved item 0, inside the volume).
     func isValid(_ item: UInt64) -> Bool { item > 0 && item < totalItems }
 
-    /// Whether the bitmap marks `item` allocated: this host's copy when it leases the cluster,
-    /// else the device's, read without the lock (and read again if caught mid-write).
+    /// Whether the bitmap marks `item` allocated (see ``currentBitmap(ofCluster:)``).
     func isAllocated(_ item: UInt64) throws(VMFSError) -> Bool {
         guard isValid(item) else { return false }
-        let c = cluster(of: item)
+        let bitmap = try currentBitmap(ofCluster: cluster(of: item))
+        return bitmap.isAllocated(Int(item - bitmap.firstItem))
+    }
+
+    /// Cluster `c`'s bitmap as it stands: this host's copy when it leases the cluster, else the
+    /// device's, read without the lock (and read again if caught mid-write).
+    func currentBitmap(ofCluster c: Int) throws(VMFSError) -> ClusterBitmap {
         let leased = try bitmapLocks.withLock(c) { () throws(VMFSError) -> ClusterBitmap? in
             state.withLock { $0.held[c] != nil } ? try self.bitmap(c) : nil
         }
-        if let leased { return leased.isAllocated(Int(item - leased.firstItem)) }
+        if let leased { return leased }
         let address = bitmapAddress(c)
         var attempt = 0
         while true {
             do throws(VMFSError) {
-                let bitmap = try ClusterBitmap.decode(try store.readVerified(address), pool: pool, index: c,
-                                                      firstItem: UInt64(c) * UInt64(itemsPerCluster),
-                                                      itemCount: itemCount(ofCluster: c), volumeID: volumeID, address: address)
-                return bitmap.isAllocated(Int(item - bitmap.firstItem))
+                return try ClusterBitmap.decode(try store.readVerified(address), pool: pool, index: c,
+                                                firstItem: UInt64(c) * UInt64(itemsPerCluster),
+                                                itemCount: itemCount(ofCluster: c), volumeID: volumeID, address: address)
             } catch {
                 attempt += 1
                 if attempt == 3 { throw error }

@@ -26,6 +26,10 @@ final class OpenFile: @unchecked Sendable {
     /// Data blocks the volume's maps used more than once when this host first filled a
     /// preallocated block of the file (``Session/verifyClaim(_:block:number:)``).
     let sharedBlocks = Mutex<Bitset?>(nil)
+    /// The bitmaps of the clusters the file's data blocks lie in, read once per open: while
+    /// this host holds the file's lock no other host frees its blocks, so a bit that said
+    /// "allocated" stays true for them (``Session/checkOwned(_:number:fileBlock:)``).
+    let ownedClusters = Mutex<[Int: ClusterBitmap]>([:])
     /// Data I/O holds this shared; operations that free blocks hold it exclusive.
     private let dataLock = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
 

@@ -89,7 +89,7 @@ extension FileHandle {
                 let within = position % blockSize
                 let length = min(blockSize - within, end - position)
                 let entry = try map.entry(at: block)
-                let device = session.dataBlock(entry).map { session.layout.block($0) + within }
+                let device = try session.dataBlock(entry, of: file, fileBlock: block).map { session.layout.block($0) + within }
                 if let last = extents.last, last.offset + UInt64(last.length) == position,
                    (last.deviceOffset == nil && device == nil)
                     || (last.deviceOffset != nil && device != nil && last.deviceOffset! + UInt64(last.length) == device!) {

@@ -20,9 +20,7 @@ extension Session {
     ///   else claims it.
     func verifyClaim(_ file: OpenFile, block: UInt64, number: UInt64) throws(VMFSError) {
         let reader = map(of: file).reader
-        guard try blocks.isAllocated(number) else {
-            throw reader.corrupt("file block \(block) is preallocated in data block \(number), which the allocation bitmap marks free")
-        }
+        try checkOwned(file, number: number, fileBlock: block)
         let shared = try file.sharedBlocks.withLock { (cached) throws(VMFSError) -> Bitset in
             if let cached { return cached }
             let fresh = try blockUse(for: file, target: nil).shared
@@ -37,6 +35,34 @@ extension Session {
         guard !others.isEmpty else { return }
         throw reader.corrupt("file block \(block) is preallocated in data block \(number), which another file or block also uses: "
                              + others.joined(separator: ", "))
+    }
+
+    /// Checks that the allocation bitmap marks data block `number` (mapped at `fileBlock` of
+    /// `file`, checked to lie in the volume) in use: every read and write of a written block
+    /// meets this, through a per-open cache of the cluster bitmaps.
+    func checkOwned(_ file: OpenFile, number: UInt64, fileBlock: UInt64) throws(VMFSError) {
+        let c = blocks.cluster(of: number)
+        let bitmap: ClusterBitmap
+        if let cached = file.ownedClusters.withLock({ $0[c] }) {
+            bitmap = cached
+        } else {
+            bitmap = try blocks.currentBitmap(ofCluster: c)
+            file.ownedClusters.withLock { $0[c] = bitmap }
+        }
+        guard bitmap.isAllocated(Int(number - bitmap.firstItem)) else {
+            throw map(of: file).reader.corrupt("file block \(fileBlock) maps data block \(number), which the allocation bitmap marks free")
+        }
+    }
+
+    /// Records that `file` now maps data block `number`, just allocated to it (keeps the cache
+    /// of ``checkOwned(_:number:fileBlock:)`` true).
+    func noteOwned(_ file: OpenFile, number: UInt64) {
+        let c = blocks.cluster(of: number)
+        file.ownedClusters.withLock { clusters in
+            guard var bitmap = clusters[c] else { return }
+            bitmap.set(Int(number - bitmap.firstItem), allocated: true)
+            clusters[c] = bitmap
+        }
     }
 
     /// What one pass over every block map of the volume found: blocks mapped more than once,

@@ -1,10 +1,11 @@
 /// Reading and writing file data. Data goes straight between the caller and the device; only
 /// writes into holes or unwritten blocks change metadata (allocation, block map, size).
 extension Session {
-    /// The data block of a written entry (checked by ``BlockMapReader``), or `nil` for a hole or
-    /// an unwritten (reads-as-zero) block.
-    func dataBlock(_ entry: UInt32) -> UInt64? {
+    /// The data block of a written entry (in range, checked by ``BlockMapReader``; in use,
+    /// checked here), or `nil` for a hole or an unwritten (reads-as-zero) block.
+    func dataBlock(_ entry: UInt32, of file: OpenFile, fileBlock: UInt64) throws(VMFSError) -> UInt64? {
         guard entry != 0, entry & FormatConstants.unwrittenFlag == 0 else { return nil }
+        try checkOwned(file, number: UInt64(entry), fileBlock: fileBlock)
         return UInt64(entry)
     }
 
@@ -32,7 +33,7 @@ extension Session {
             let within = position % blockSize
             let length = Int(min(blockSize - within, UInt64(count - done)))
             let entry = try map.entry(at: block)
-            if let number = dataBlock(entry) {
+            if let number = try dataBlock(entry, of: file, fileBlock: block) {
                 let deviceOffset = layout.block(number) + within
                 if let last = segments.last, last.device + UInt64(last.buffer.count) == deviceOffset, last.buffer.upperBound == done {
                     segments[segments.count - 1].buffer = last.buffer.lowerBound..<(done + length)
@@ -168,7 +169,7 @@ extension Session {
             let length = Int(min(blockSize - within, UInt64(buffer.count - done)))
             let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + length)])
             let entry = try map(of: file).entry(at: block)
-            if let number = dataBlock(entry) {
+            if let number = try dataBlock(entry, of: file, fileBlock: block) {
                 try device.write(UnsafeRawBufferPointer(piece), at: layout.block(number) + within)
             } else {
                 try fill(file, block: block, entry: entry, with: piece, at: within)
@@ -213,7 +214,10 @@ extension Session {
                 let nodesBefore = map.descriptor.pointerBlocks
                 defer { usedNodes = Int(map.descriptor.pointerBlocks.saturatingSubtract(nodesBefore)) }
                 let number = entry == 0 ? try blocks.allocate() : UInt64(entry & ~FormatConstants.unwrittenFlag)
-                if entry == 0 { usedBlock = 1 }
+                if entry == 0 {
+                    usedBlock = 1
+                    noteOwned(file, number: number)
+                }
                 let base = layout.block(number)
                 do throws(VMFSError) {
                     if let piece, within == 0 && UInt64(piece.count) == blockSize {
@@ -275,6 +279,7 @@ extension Session {
         try store.operation { () throws(VMFSError) in
             let number = try blocks.allocate()
             allocated = true
+            noteOwned(file, number: number)
             let buffer = AlignedBuffer(count: Int(blockSize), alignment: max(device.alignment, 4096))
             descriptor.inlineData.withUnsafeBytes { buffer.bytes.copyMemory(from: $0) }
             do throws(VMFSError) {

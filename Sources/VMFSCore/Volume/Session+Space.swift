@@ -93,7 +93,7 @@ extension Session {
             let block = position / blockSize
             let within = position % blockSize
             let length = min(blockSize - within, end - position)
-            if let number = dataBlock(try map.entry(at: block)) {
+            if let number = try dataBlock(try map.entry(at: block), of: file, fileBlock: block) {
                 let zeros = AlignedBuffer(count: Int(length), alignment: max(device.alignment, 4096))
                 try device.write(UnsafeRawBufferPointer(zeros.bytes), at: layout.block(number) + within)
             }
@@ -257,7 +257,7 @@ extension Session {
                                     var map = self.map(of: file)
                                     while index < holes.count && store.dirtyCount - before < MetadataStore.operationBudget - 10 {
                                         do throws(VMFSError) {
-                                            try preallocate(holes[index], in: &map, eagerZero: eagerZero, allocated: &allocated)
+                                            try preallocate(holes[index], of: file, in: &map, eagerZero: eagerZero, allocated: &allocated)
                                         } catch {
                                             failure = error  // keep what was mapped so far: stored below
                                             break
@@ -287,9 +287,11 @@ extension Session {
 
     /// Maps one hole of a preallocation to a new block: unwritten, or zeroed and written with
     /// `eagerZero`. A block that could not be zeroed or mapped goes back at once.
-    private func preallocate(_ hole: UInt64, in map: inout BlockMap, eagerZero: Bool, allocated: inout Int) throws(VMFSError) {
+    private func preallocate(_ hole: UInt64, of file: OpenFile, in map: inout BlockMap, eagerZero: Bool,
+                             allocated: inout Int) throws(VMFSError) {
         let number = try blocks.allocate()
         allocated += 1
+        noteOwned(file, number: number)
         do throws(VMFSError) {
             if eagerZero { try device.zero(offset: layout.block(number), length: blockSize) }
             let entry = eagerZero ? UInt32(number) : UInt32(number) | FormatConstants.unwrittenFlag
