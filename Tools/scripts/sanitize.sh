@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 which=${1:-all}
-filter=${2:-'^(VMFSCoreTests|ToolTests\.ClusterTests|HypervisorTests)\.'}
+filter=${2:-'^(VMFSCoreTests\.|ToolTests\.ClusterTests/|HypervisorTests\.)'}
 WORK=${SANITIZE_WORK:-/var/tmp/vmfs-sanitize}
 mkdir -p "$WORK"
 Tools/scripts/setup.sh
