@@ -1,11 +1,17 @@
 @testable public import VMFSCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The small volume every image fuzzer starts from: a 160 MiB volume with one file of each
 /// shape (inline, direct blocks with a hole, single- and double-indirect maps, preallocated,
 /// empty, a huge size without blocks) and a host that crashed while it had files open, so its
 /// heartbeat slot is live, its locks are held and its journal holds committed transactions.
 ///
-/// Built once per process, deterministically (fixed volume UUID and host names).
+/// Built once per process, deterministically but for the volume UUID, which is derived from the
+/// process ID: a mount takes a lock file named after volume and host (`/run/vmfs`), and fuzzers
+/// running side by side (CI, a long run, `-jobs`) must never share one. Edits name fields, not
+/// bytes, so an input reproduces in any process.
 public struct SeedVolume: Sendable {
     /// Heartbeat timing of the seed's hosts and of the fuzzers' mounts: renew 100 ms, dead 1 s.
     public static let timing = HeartbeatTiming(renewIntervalMs: 100, deadIntervalMs: 1000, ioTimeoutMs: 300)
@@ -52,7 +58,7 @@ public struct SeedVolume: Sendable {
         format.label = "fuzz"
         format.journalSize = 1 << 20
         format.timing = Self.timing
-        format.uuid = HostUUID.derived(from: "vmfs-fuzz-seed")
+        format.uuid = HostUUID.derived(from: "vmfs-fuzz-seed-\(getpid())")
         try VolumeFormatter.format(device, options: format)
 
         let maker = try Volume.mount(device: device, options: Self.mountOptions("maker", interruption: Interruption()))

@@ -10,7 +10,8 @@
 // refused ones (MKDIR, MKNOD, SYMLINK, LINK, RMDIR), names of any bytes and lengths, node ids
 // the daemon gave out or made up. The volume is a copy of the seed volume with its crashed host.
 // Oracles: no trap or memory error; every request but FORGET answered exactly once with a
-// well-formed reply; nothing written outside the device; the daemon still answers afterwards.
+// well-formed reply; nothing written outside the device; the daemon still answers afterwards;
+// after unmounting, fsck finds the volume consistent.
 internal import CFuse
 internal import VMFSCore
 import FuzzSupport
@@ -57,5 +58,16 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         fileSystem.closeAll()
     }
     _ = try? volume.unmount()
+    // Whatever a kernel asked, the volume stays consistent (the crashed host's leftovers are
+    // only repaired when it was recovered).
+    if setup & 4 == 0 && !interruption.isRequested {
+        var check = CheckOptions()
+        check.force = true
+        check.interruption = interruption
+        let report = VolumeChecker(device: GuardedDevice(device.base, writable: false), options: check).run()
+        guard report.exitCode == 0 || interruption.isRequested else {
+            fatalError("fuzz oracle: fsck after FUSE requests exits \(report.exitCode): \(report.problems.prefix(4)) \(report.operationalError ?? "")")
+        }
+    }
     return 0
 }

@@ -6,6 +6,13 @@ import FuzzSupport
 /// repair that exits 4 must say what it left, and must not have "repaired" something that its
 /// second look still finds wrong.
 enum RepairOracle {
+    /// What legal operations promise: a healthy volume stays consistent, whatever arguments they had.
+    static func expectClean(_ report: CheckReport, after what: String) {
+        guard report.exitCode == 0 else {
+            fatalError("fuzz oracle: fsck after \(what) exits \(report.exitCode): \(report.problems.prefix(4)) \(report.operationalError ?? "")")
+        }
+    }
+
     static func verify(_ report: CheckReport, device: any BlockDevice, interruption: Interruption) {
         switch report.exitCode {
         case 0, 1:
