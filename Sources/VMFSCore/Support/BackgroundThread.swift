@@ -3,9 +3,12 @@ internal import CVMFSLinux
 internal import Glibc
 #endif
 
-/// A detached-on-demand pthread running a closure, for the heartbeat, commit and recovery loops.
+/// A pthread running a closure, for the heartbeat, commit and recovery loops.
 ///
 /// These loops block in system calls and sleep; they must not run on Swift's cooperative pool.
+/// A thread is joined with ``join()``; one whose object goes away unjoined (a fire-and-forget
+/// recovery, orphan cleanup or rejoin) is detached then, so that its stack is freed when it
+/// ends instead of staying mapped for the life of the process.
 final class BackgroundThread: @unchecked Sendable {
     private var thread: pthread_t?
     private let body: @Sendable () -> Void
@@ -45,5 +48,9 @@ final class BackgroundThread: @unchecked Sendable {
             pthread_join(thread, nil)
             self.thread = nil
         }
+    }
+
+    deinit {
+        if let thread { pthread_detach(thread) }
     }
 }
