@@ -17,7 +17,8 @@
 #
 # Findings (crash-*, timeout-*, leak-*, oom-* inputs) go to $FUZZ_WORK/artifacts; reproduce one
 # with .build-fuzz/release/fuzz-TARGET ARTIFACT. The last "#N DONE cov: C ft: F" line of each run
-# is printed (executions, edges and features reached) and kept in $FUZZ_WORK/logs.
+# is printed (executions, edges and features reached); each run's log is kept in
+# $FUZZ_WORK/logs/TARGET-DATE-TIME.log.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -59,7 +60,8 @@ run() {
     ((${#targets[@]})) || targets=("${TARGETS[@]}")
     mkdir -p "$WORK/artifacts" "$WORK/logs"
     for target in "${targets[@]}"; do
-        local corpus="$WORK/corpus/$target" log="$WORK/logs/$target.log"
+        local corpus="$WORK/corpus/$target" log
+        log="$WORK/logs/$target-$(date +%Y%m%d-%H%M%S).log"
         mkdir -p "$corpus"
         echo "fuzz: $target for ${seconds}s" >&2
         # shellcheck disable=SC2046
