@@ -31,25 +31,25 @@ struct ResourceLifetimeTests {
 
     /// Found by ThreadSanitizer ("thread leak"): the threads nobody joins (orphan cleanup at
     /// every mount, recoveries, rejoins) were not detached either, so each kept its stack mapped
-    /// for the rest of the process. Once its object is gone, such a thread must be detached:
-    /// asked to detach itself, glibc answers EINVAL for a thread that already is.
+    /// for the rest of the process. They are started with `BackgroundThread.detach`, whose
+    /// thread is detached: asked to detach itself, glibc answers EINVAL for one that already is.
     @Test func aThreadNobodyJoinsIsDetached() throws {
         final class Probe: Sendable {
-            let dropped = Atomic<Bool>(false)
+            let detachReturned = Atomic<Bool>(false)
             let selfDetach = Mutex<Int32?>(nil)
         }
         let probe = Probe()
-        _ = BackgroundThread(name: "fire-and-forget") {
-            while !probe.dropped.load(ordering: .acquiring) { usleep(1000) }
+        BackgroundThread.detach(name: "fire-and-forget") {
+            while !probe.detachReturned.load(ordering: .acquiring) { usleep(1000) }
             let result = pthread_detach(pthread_self())
             probe.selfDetach.withLock { $0 = result }
         }
-        probe.dropped.store(true, ordering: .releasing)
+        probe.detachReturned.store(true, ordering: .releasing)
         var result: Int32?
         for _ in 0..<1000 where result == nil {
             usleep(10_000)
             result = probe.selfDetach.withLock { $0 }
         }
-        #expect(result == EINVAL, "the dropped thread was still joinable (pthread_detach returned \(String(describing: result)))")
+        #expect(result == EINVAL, "the thread was still joinable (pthread_detach returned \(String(describing: result)))")
     }
 }

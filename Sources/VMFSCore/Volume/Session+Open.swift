@@ -143,7 +143,7 @@ extension Session {
     /// Frees unlinked files whose owners are gone (left by a crash mid-unlink), in the background.
     func cleanUpOrphans() {
         guard !options.readOnly else { return }
-        _ = BackgroundThread(name: "vmfs-orphans") { [weak self] in
+        BackgroundThread.detach(name: "vmfs-orphans") { [weak self] in
             guard let self, !self.isClosed, let descriptors = try? self.allDescriptorsUnlocked() else { return }
             for case let descriptor? in descriptors where descriptor.inUse && descriptor.isOrphan {
                 guard !self.isClosed, self.claim(slot: descriptor.slot) else { continue }

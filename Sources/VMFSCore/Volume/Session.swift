@@ -321,7 +321,7 @@ final class Session: Sendable {
                 return true
             }
             guard start else { continue }
-            _ = BackgroundThread(name: "vmfs-recover") { [weak self] in
+            BackgroundThread.detach(name: "vmfs-recover") { [weak self] in
                 guard let self else { return }
                 _ = try? self.recovery.recover(slot: slot)
                 self.state.withLock { _ = $0.recovering.remove(slot) }
