@@ -13,8 +13,14 @@ import Glibc
 /// running side by side (CI, a long run, `-jobs`) must never share one. Edits name fields, not
 /// bytes, so an input reproduces in any process.
 public struct SeedVolume: Sendable {
-    /// Heartbeat timing of the seed's hosts and of the fuzzers' mounts: renew 100 ms, dead 1 s.
-    public static let timing = HeartbeatTiming(renewIntervalMs: 100, deadIntervalMs: 1000, ioTimeoutMs: 300)
+    /// Heartbeat timing of the seed's hosts and of the fuzzers' mounts: renew every 250 ms, dead
+    /// after 6 s. Inputs never wait a dead interval (recovery is forced), and a fuzzer at
+    /// `nice 10` on a busy machine must not fence itself (it would after D − T = 4.5 s unrenewed).
+    public static let timing = HeartbeatTiming(renewIntervalMs: 250, deadIntervalMs: 6000, ioTimeoutMs: 1500)
+
+    /// True when `error` says the host gave up for reasons outside the input: the watchdog
+    /// interrupted it, or it fenced itself because its heartbeat thread was starved.
+    public static func isDisturbance(_ error: VMFSError) -> Bool { error.code == .interrupted || error.code == .fenced }
     public static let size: UInt64 = 160 << 20
     /// The files of the seed, by name.
     public static let fileNames = ["inline.txt", "data.bin", "sparse.vmdk", "thick-flat.vmdk", "renamed", "huge", "journaled.log"]

@@ -11,8 +11,13 @@ import Glibc
 /// watchdog requests it after ``budgetMilliseconds``, so an input that still runs past
 /// libFuzzer's `-timeout` (10 s) is a wait that does not poll: a real hang.
 public enum Watchdog {
-    /// How long an input may run before its interruption is requested.
-    public static let budgetMilliseconds: UInt64 = 3000
+    /// How long an input may run before its interruption is requested: 3 s, or
+    /// `$VMFS_FUZZ_BUDGET_MS` (a short budget interrupts inputs at every step, which is how the
+    /// stop paths are fuzzed).
+    public static let budgetMilliseconds: UInt64 = {
+        guard let text = getenv("VMFS_FUZZ_BUDGET_MS"), let value = UInt64(String(cString: text)) else { return 3000 }
+        return value
+    }()
 
     private struct Armed {
         var interruption: Interruption

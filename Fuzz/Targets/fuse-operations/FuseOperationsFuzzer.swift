@@ -57,10 +57,11 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         kernel.destroy()
         fileSystem.closeAll()
     }
-    _ = try? volume.unmount()
+    var disturbed = volume.eventLog.contains { $0.hasPrefix("lost heartbeat slot") }
+    do { try volume.unmount() } catch { disturbed = disturbed || SeedVolume.isDisturbance(error) }
     // Whatever a kernel asked, the volume stays consistent (the crashed host's leftovers are
     // only repaired when it was recovered).
-    if setup & 4 == 0 && !interruption.isRequested {
+    if setup & 4 == 0 && !disturbed && !interruption.isRequested {
         var check = CheckOptions()
         check.force = true
         check.interruption = interruption

@@ -20,7 +20,7 @@ enum RepairOracle {
                 let volume = try Volume.mount(device: device, options: SeedVolume.mountOptions("after-repair", interruption: interruption))
                 _ = try volume.list()
                 try volume.unmount()
-            } catch where error.code == .interrupted {
+            } catch where SeedVolume.isDisturbance(error) {
                 return
             } catch {
                 fatalError("fuzz oracle: fsck -y exited \(report.exitCode) but the volume does not mount: \(error)")

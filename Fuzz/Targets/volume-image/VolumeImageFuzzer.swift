@@ -39,14 +39,16 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 
     _ = check(readOnly, repair: false, interruption: interruption)
     inspect(readOnly, interruption: interruption)
+    var disturbed = false
     if let volume = try? Volume.mount(device: device, options: SeedVolume.mountOptions("fuzz", interruption: interruption)) {
         _ = try? volume.recover(slot: seed.crashedSlot, force: true)
         FileOperations(volume: volume).run(&input)
-        _ = try? volume.unmount()
+        do { try volume.unmount() } catch { disturbed = SeedVolume.isDisturbance(error) }
+        disturbed = disturbed || volume.eventLog.contains { $0.hasPrefix("lost heartbeat slot") }
     }
     let repair = check(device, repair: true, interruption: interruption)
     if !interruption.isRequested {
-        if edits == 0 { RepairOracle.expectClean(repair, after: "file operations on the healthy seed volume") }
+        if edits == 0 && !disturbed { RepairOracle.expectClean(repair, after: "file operations on the healthy seed volume") }
         RepairOracle.verify(repair, device: device, interruption: interruption)
     }
     image.checkSize()
