@@ -52,6 +52,17 @@ export SWIFT_BACKTRACE=enable=no
 # Every product of the fuzz package is a fuzz target: one build makes them all.
 build() { swift build "${BUILD_FLAGS[@]}"; }
 
+# Image files of fuzzers that are gone (a crashed fuzzer leaves its /dev/shm/vmfs-fuzz-PID-*.img).
+remove_stale_images() {
+    local image pid
+    for image in /dev/shm/vmfs-fuzz-*.img "${VMFS_FUZZ_SCRATCH:-/tmp}"/vmfs-fuzz-*.img; do
+        [[ -e $image ]] || continue
+        pid=${image##*/vmfs-fuzz-}
+        pid=${pid%%-*}
+        [[ -d /proc/$pid ]] || rm -f "$image"
+    done
+}
+
 # run SECONDS NICENESS TARGET...: runs each target; returns non-zero if any found something.
 run() {
     local seconds=$1 niceness=$2
@@ -75,7 +86,7 @@ run() {
         done_line=$(grep -E "^#[0-9]+[[:space:]]+DONE" "$log" | tail -1 || true)
         echo "fuzz: $target: ${done_line:-no DONE line}" >&2
     done
-    rm -f /dev/shm/vmfs-fuzz-*.img 2>/dev/null || true
+    remove_stale_images
     return "$failed"
 }
 
