@@ -22,7 +22,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-TARGETS=(decoders journal-replay volume-image virtqueue vm-files fuse-operations)
+# volume-image-interrupted is fuzz-volume-image with a 150 ms watchdog budget: mounts, checks,
+# recoveries and repairs are stopped at every step, which is how the stop paths are fuzzed.
+TARGETS=(decoders journal-replay volume-image volume-image-interrupted virtqueue vm-files fuse-operations)
 WORK=${FUZZ_WORK:-/var/tmp/vmfs-fuzz}
 BIN=.build-fuzz/release
 # SwiftPM's --sanitize fuzzer links libFuzzer's main into the executables; the -Xswiftc/-Xcc
@@ -39,7 +41,7 @@ FUZZ_FLAGS=(-timeout=10 -rss_limit_mb=6144 -print_final_stats=1)
 # slow targets never get past it.
 target_flags() {
     case "$1" in
-        volume-image) echo "-max_len=512 -len_control=0" ;;
+        volume-image*) echo "-max_len=512 -len_control=0" ;;
         journal-replay|fuse-operations) echo "-max_len=1024 -len_control=0" ;;
         decoders) echo "-max_len=4100" ;;
         *) echo "-max_len=8192" ;;
@@ -63,6 +65,10 @@ remove_stale_images() {
     done
 }
 
+# The executable (and seed corpus) of a target, and the environment it runs with.
+binary_of() { echo "${1%-interrupted}"; }
+budget_of() { [[ $1 == *-interrupted ]] && echo 150 || echo 3000; }
+
 # run SECONDS NICENESS TARGET...: runs each target; returns non-zero if any found something.
 run() {
     local seconds=$1 niceness=$2
@@ -76,8 +82,9 @@ run() {
         mkdir -p "$corpus"
         echo "fuzz: $target for ${seconds}s" >&2
         # shellcheck disable=SC2046
-        if ! nice -n "$niceness" "$BIN/fuzz-$target" "${FUZZ_FLAGS[@]}" $(target_flags "$target") -max_total_time="$seconds" \
-                -artifact_prefix="$WORK/artifacts/$target-" "$corpus" "Fuzz/Corpus/$target" >"$log" 2>&1; then
+        if ! VMFS_FUZZ_BUDGET_MS=$(budget_of "$target") nice -n "$niceness" "$BIN/fuzz-$(binary_of "$target")" "${FUZZ_FLAGS[@]}" \
+                $(target_flags "$target") -max_total_time="$seconds" -artifact_prefix="$WORK/artifacts/$target-" \
+                "$corpus" "Fuzz/Corpus/$(binary_of "$target")" >"$log" 2>&1; then
             echo "fuzz: $target FAILED (log: $log)" >&2
             grep -E "ERROR|==[0-9]+==|fuzz oracle|Fatal error|SUMMARY|Test unit written" "$log" | head -20 >&2 || true
             failed=1
@@ -110,6 +117,7 @@ case "$command" in
     seeds)
         build
         for target in "${TARGETS[@]}"; do
+            [[ $target == "$(binary_of "$target")" ]] || continue
             rm -rf "Fuzz/Corpus/$target"
             VMFS_FUZZ_WRITE_SEEDS="Fuzz/Corpus/$target" "$BIN/fuzz-$target"
         done
