@@ -26,10 +26,12 @@ cd "$(dirname "$0")/../.."
 # recoveries and repairs are stopped at every step, which is how the stop paths are fuzzed.
 TARGETS=(decoders journal-replay volume-image volume-image-interrupted virtqueue vm-files fuse-operations)
 WORK=${FUZZ_WORK:-/var/tmp/vmfs-fuzz}
-BIN=.build-fuzz/release
+# FUZZ_SCRATCH: another build directory, e.g. for a short run beside a long one.
+SCRATCH=${FUZZ_SCRATCH:-.build-fuzz}
+BIN=$SCRATCH/release
 # SwiftPM's --sanitize fuzzer links libFuzzer's main into the executables; the -Xswiftc/-Xcc
 # flags put the coverage and comparison instrumentation into every module, not only the targets.
-BUILD_FLAGS=(--package-path Fuzz --scratch-path .build-fuzz -c release
+BUILD_FLAGS=(--package-path Fuzz --scratch-path "$SCRATCH" -c release
              --sanitize fuzzer --sanitize address
              -Xswiftc -sanitize=fuzzer,address -Xcc -fsanitize=fuzzer-no-link,address
              -Xswiftc -enable-testing)
