@@ -35,6 +35,8 @@ final class Session: Sendable {
         var recovering: Set<Int> = []
         /// Descriptor slots whose lock this host holds for a create, remove or cleanup in progress.
         var claimedSlots: Set<Int> = []
+        /// Background recoveries and orphan cleanups still running (``inBackground(_:_:)``).
+        var backgroundWork = 0
     }
     private let state = Monitor<State>(State())
     private let lostHandler = Mutex<(@Sendable (String) -> Void)?>(nil)
@@ -265,6 +267,7 @@ final class Session: Sendable {
             return (files, thread)
         }
         committer?.join()
+        waitForBackgroundWork()
         var firstError: VMFSError?
         if fence.lostReason == nil {
             do throws(VMFSError) {
@@ -292,10 +295,33 @@ final class Session: Sendable {
             return t
         }
         committer?.join()
+        waitForBackgroundWork()
         try? heartbeat.stop(release: false)
     }
 
     var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Runs `work` on a thread of its own that leaving waits for: work a session starts by itself
+    /// (recovering dead hosts, freeing orphans) never touches the volume after the session has
+    /// left it. `work` checks ``isClosed`` between steps and stops once it is set; nothing is
+    /// started once the session is closed.
+    func inBackground(_ name: String, _ work: @escaping @Sendable (Session) -> Void) {
+        let started = state.withLock { s -> Bool in
+            guard !s.closed else { return false }
+            s.backgroundWork += 1
+            return true
+        }
+        guard started else { return }
+        BackgroundThread.detach(name: name) { [self] in
+            defer { state.withLock { $0.backgroundWork -= 1 } }
+            work(self)
+        }
+    }
+
+    /// Waits until the work started with ``inBackground(_:_:)`` has stopped (the session is closed).
+    private func waitForBackgroundWork() {
+        _ = state.wait(for: { $0.backgroundWork == 0 }) { _ in }
+    }
 
     // MARK: Loss and recovery of others
 
@@ -321,10 +347,11 @@ final class Session: Sendable {
                 return true
             }
             guard start else { continue }
-            BackgroundThread.detach(name: "vmfs-recover") { [weak self] in
-                guard let self else { return }
-                _ = try? self.recovery.recover(slot: slot)
-                self.state.withLock { _ = $0.recovering.remove(slot) }
+            // Not waiting while another host replays the slot keeps leaving prompt; the next
+            // observation tries again if that host dies too.
+            inBackground("vmfs-recover") { session in
+                _ = try? session.recovery.recover(slot: slot, waitForOthers: false)
+                session.state.withLock { _ = $0.recovering.remove(slot) }
             }
         }
     }
