@@ -18,7 +18,7 @@ let strictSettings: [SwiftSetting] = [
 
 /// A fuzz target in Targets/`name`, built as the executable `fuzz-name`.
 func fuzzTarget(_ name: String, dependencies: [Target.Dependency], exclude: [String] = []) -> Target {
-    .executableTarget(name: "fuzz-\(name)", dependencies: dependencies + ["FuzzSupport"], path: "Targets/\(name)",
+    .executableTarget(name: "fuzz-\(name)", dependencies: dependencies + ["FuzzSupport", "VMFSTestSupport"], path: "Targets/\(name)",
                       exclude: exclude, swiftSettings: strictSettings)
 }
 

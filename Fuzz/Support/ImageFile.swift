@@ -5,7 +5,7 @@ import Glibc
 
 /// A real image file for the image fuzzers (on tmpfs when there is one), reset from a snapshot
 /// before every input and checked after it: its size must never change, so a write past the
-/// end of the volume is caught even if it got past ``GuardedDevice``.
+/// end of the volume is caught even if it got past ``guarded(_:writable:)``.
 ///
 /// One file per process (`vmfs-fuzz-<pid>-<name>.img` in `$VMFS_FUZZ_SCRATCH`, else `/dev/shm`,
 /// else `/tmp`), removed when the process exits normally.

@@ -6,18 +6,21 @@ import VMFSTestSupport
 import Glibc
 #endif
 
-/// A device that freezes the first write made outside the heartbeat region by a thread other
-/// than the one that made the device, until ``release()``: it stops a volume's own background
-/// work in the middle of a step.
-final class GateDevice: BlockDevice {
-    let base: any BlockDevice
+/// Freezes the first write made outside the heartbeat region by a thread other than the one
+/// that made the gate, until ``release()``: it stops a volume's own background work in the
+/// middle of a step.
+final class WriteGate: Sendable {
     private let heartbeatRegion: Range<UInt64>
     private let owner = pthread_self()
     private let gate = Mutex<(frozen: pthread_t?, released: Bool)>((nil, false))
 
-    init(_ base: any BlockDevice, heartbeatRegion: Range<UInt64>) {
-        self.base = base
-        self.heartbeatRegion = heartbeatRegion
+    init(heartbeatRegion: Range<UInt64>) { self.heartbeatRegion = heartbeatRegion }
+
+    /// `base` with its writes going through the gate.
+    func device(over base: any BlockDevice) -> WriteHookDevice {
+        WriteHookDevice(base) { [self] (change, offset, _) in
+            if change != .discard { holdIfFirst(offset) }
+        }
     }
 
     /// True once a write is being held.
@@ -40,29 +43,6 @@ final class GateDevice: BlockDevice {
         guard hold else { return }
         while !gate.withLock({ $0.released }) { usleep(1000) }
     }
-
-    var path: String { base.path }
-    var size: UInt64 { base.size }
-    var alignment: Int { base.alignment }
-    var usesDirectIO: Bool { base.usesDirectIO }
-    var isReadOnly: Bool { base.isReadOnly }
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(VMFSError) { try base.read(into: buffer, at: offset) }
-    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(VMFSError) {
-        holdIfFirst(offset)
-        try base.write(buffer, at: offset)
-    }
-    func flush() throws(VMFSError) { try base.flush() }
-    func zero(offset: UInt64, length: UInt64) throws(VMFSError) {
-        holdIfFirst(offset)
-        try base.zero(offset: offset, length: length)
-    }
-    func discard(offset: UInt64, length: UInt64) throws(VMFSError) { try base.discard(offset: offset, length: length) }
-    func perform(_ batch: [DeviceRequest]) throws(VMFSError) {
-        for request in batch where request.kind == .write { holdIfFirst(request.offset) }
-        try base.perform(batch)
-    }
-    func lockRange(offset: UInt64, length: UInt64) throws(VMFSError) { try base.lockRange(offset: offset, length: length) }
-    func unlockRange(offset: UInt64, length: UInt64) { base.unlockRange(offset: offset, length: length) }
 }
 
 /// Work a mounted volume starts by itself — recovering dead hosts, freeing the orphans of a
@@ -94,10 +74,10 @@ struct BackgroundWorkTests {
         try attacker.rewrite(.fileDescriptor(slot: slot), field: 34, to: flags | 4)
 
         let layout = try Volume.readHeader(memory).layout
-        let gate = GateDevice(memory, heartbeatRegion: layout.heartbeatOffset..<(layout.heartbeatOffset + UInt64(layout.maxHosts) * 4096))
+        let gate = WriteGate(heartbeatRegion: layout.heartbeatOffset..<(layout.heartbeatOffset + UInt64(layout.maxHosts) * 4096))
         var options = hostOptions("host")
         options.commitIntervalMs = 60_000  // the committer writes nothing meanwhile
-        let volume = try Volume.mount(device: gate, options: options)
+        let volume = try Volume.mount(device: gate.device(over: memory), options: options)
         for _ in 0..<1000 where !gate.isHolding { usleep(10_000) }
         try #require(gate.isHolding, "the orphan cleanup never wrote")
 

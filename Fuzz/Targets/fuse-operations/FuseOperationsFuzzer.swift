@@ -15,6 +15,7 @@
 internal import CFuse
 internal import VMFSCore
 import FuzzSupport
+import VMFSTestSupport
 
 private let seed = SeedVolume.shared
 
@@ -32,7 +33,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let setup = input.byte()
     let interruption = Watchdog.arm()
     defer { Watchdog.disarm() }
-    let device = GuardedDevice(seed.snapshot.memoryDevice())
+    let device = guarded(seed.snapshot.memoryDevice())
     var options = SeedVolume.mountOptions("fuse-host", interruption: interruption)
     options.readOnly = setup & 2 != 0
     guard let volume = try? Volume.mount(device: device, options: options) else { return 0 }
@@ -65,7 +66,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         var check = CheckOptions()
         check.force = true
         check.interruption = interruption
-        let report = VolumeChecker(device: GuardedDevice(device.base, writable: false), options: check).run()
+        let report = VolumeChecker(device: guarded(device.base, writable: false), options: check).run()
         guard report.exitCode == 0 || interruption.isRequested else {
             fatalError("fuzz oracle: fsck after FUSE requests exits \(report.exitCode): \(report.problems.prefix(4)) \(report.operationalError ?? "")")
         }

@@ -42,9 +42,9 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     var options = CheckOptions()
     options.force = true
     options.interruption = interruption
-    _ = VolumeChecker(device: GuardedDevice(memory.readOnlyView(), writable: false), options: options).run()
+    _ = VolumeChecker(device: guarded(memory.readOnlyView(), writable: false), options: options).run()
 
-    let device = HomeOnlyDevice(GuardedDevice(memory), layout: layout)
+    let device = homeOnly(guarded(memory), layout: layout)
     guard let scan = try? JournalReplay.scan(device: device, layout: layout, volumeID: volumeID, slot: slot) else { return 0 }
     _ = scan.nextSequence
     _ = try? JournalReplay.replay(scan, device: device, layout: layout, volumeID: volumeID)

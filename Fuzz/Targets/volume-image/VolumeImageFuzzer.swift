@@ -8,9 +8,10 @@
 //   3. mount as a new host, recover the crashed host, run the script, unmount;
 //   4. fsck -y; a repair that reports success must leave a volume that mounts, and without edits
 //      (the healthy seed, its crashed host recovered) there must be nothing to repair at all.
-// Every write is range-checked (GuardedDevice) and the image's size is checked after the input.
+// Every write is range-checked (`guarded`) and the image's size is checked after the input.
 @testable import VMFSCore
 import FuzzSupport
+import VMFSTestSupport
 
 private let seed = SeedVolume.shared
 private let image = ImageFile(name: "volume-image", snapshot: seed.snapshot)
@@ -25,8 +26,8 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeMutab
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     var input = FuzzInput(data, size)
-    let device = GuardedDevice(image.reset())
-    let readOnly = GuardedDevice(device.base, writable: false)
+    let device = guarded(image.reset())
+    let readOnly = guarded(device.base, writable: false)
     let edits = Int(input.byte() % 9)
     do {
         let editor = try StructureEditor(seed: seed, device: device)
