@@ -30,10 +30,12 @@ let package = Package(
         .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .target(name: "CKVM", cSettings: [.define("_GNU_SOURCE")]),
+        .target(name: "SystemSupport", dependencies: ["CVMFSLinux"], swiftSettings: strictSettings),
         .target(name: "VMFSCore", dependencies: ["CVMFSLinux", "CURing"], swiftSettings: strictSettings),
-        .target(name: "Hypervisor", dependencies: ["CKVM", "CVMFSLinux"], swiftSettings: strictSettings),
+        .target(name: "Hypervisor", dependencies: ["CKVM", "CVMFSLinux", "SystemSupport"], swiftSettings: strictSettings),
         .target(name: "VMManagement", dependencies: ["VMFSCore", "Hypervisor"], swiftSettings: strictSettings),
         .target(name: "VMFSTestSupport", dependencies: ["VMFSCore"], swiftSettings: strictSettings),
+        .target(name: "VMFSFuse", dependencies: ["VMFSCore", "CFuse"], swiftSettings: strictSettings),
 
         // ---- Harness support: input decoding, guarded devices, the seed volume, field edits ----
         .target(name: "FuzzSupport", dependencies: ["VMFSCore", "VMFSTestSupport"], path: "Support",
@@ -43,10 +45,9 @@ let package = Package(
         fuzzTarget("decoders", dependencies: ["VMFSCore"]),
         fuzzTarget("journal-replay", dependencies: ["VMFSCore"]),
         fuzzTarget("volume-image", dependencies: ["VMFSCore"]),
-        fuzzTarget("virtqueue", dependencies: ["Hypervisor"]),
+        fuzzTarget("virtqueue", dependencies: ["Hypervisor", "SystemSupport"]),
         fuzzTarget("vm-files", dependencies: ["Hypervisor", "VMManagement"]),
-        // vmfs-fuse's sources (Targets/fuse-operations/daemon links to ../Sources/vmfs-fuse) without
-        // its main.swift, so that the harness can call the daemon's operation table directly.
-        fuzzTarget("fuse-operations", dependencies: ["VMFSCore", "CFuse"], exclude: ["daemon/main.swift"]),
+        // vmfs-fuse's library (its operation table, called directly through `@testable import`).
+        fuzzTarget("fuse-operations", dependencies: ["VMFSCore", "VMFSFuse", "CFuse"]),
     ]
 )

@@ -1,6 +1,6 @@
 import Testing
 import VMFSCore
-@testable import vmfs_fuse
+@testable import VMFSFuse
 
 /// The daemon's command line, parsed without mounting anything (no root needed).
 @Suite("vmfs-fuse command line")

@@ -1,4 +1,5 @@
 internal import CFuse
+@testable internal import VMFSFuse
 internal import VMFSCore
 import FuzzSupport
 #if canImport(Glibc)

@@ -1,6 +1,6 @@
 // fuzz-fuse-operations: vmfs-fuse's operation layer driven by FUSE requests, without a kernel
-// mount: the daemon's own sources (Targets/fuse-operations/daemon links to Sources/vmfs-fuse;
-// its main.swift is left out), its own libfuse operation table and a real libfuse session,
+// mount: the daemon's own library (VMFSFuse, Sources/vmfs-fuse, through @testable import),
+// its own libfuse operation table and a real libfuse session,
 // fed kernel messages with fuse_session_process_buf and answering through custom I/O.
 //
 // Input: INIT flags (writeback cache or not, read-only mount or not), then a script of requests
@@ -13,6 +13,7 @@
 // well-formed reply; nothing written outside the device; the daemon still answers afterwards;
 // after unmounting, fsck finds the volume consistent.
 internal import CFuse
+@testable internal import VMFSFuse
 internal import VMFSCore
 import FuzzSupport
 import VMFSTestSupport

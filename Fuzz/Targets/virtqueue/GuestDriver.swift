@@ -107,6 +107,9 @@ struct GuestDriver {
     private func notify(_ queue: UInt16) {
         _ = disk.resetWork()
         register(VirtioPCILegacyRegister.queueNotify, size: 2, UInt32(queue))
+        // The requests run on the device's I/O threads; the work of this notify is done when
+        // none is in flight (the next action, like a guest waiting for its interrupt, comes after).
+        guard device.drain(deadline: nil) else { fatalError("fuzz oracle: requests of a notify never completed") }
         let work = disk.resetWork()
         // At most one queue's worth of requests, each of at most a queue's worth of segments and
         // the advertised sizes (64 MiB of data, or one range of 1 GiB discarded or 64 MiB zeroed).

@@ -10,6 +10,13 @@
 // does at most one queue's worth of requests of the advertised sizes.
 @testable import Hypervisor
 import FuzzSupport
+import SystemSupport
+
+/// The device's I/O threads (a VMM runs its disk requests off the vCPU thread), one pool for the
+/// process.
+private let ioThreads: WorkerPool = {
+    do { return try WorkerPool(threads: 2, name: "fuzz-io") } catch { fatalError("cannot start the I/O threads: \(error)") }
+}()
 
 @_cdecl("LLVMFuzzerInitialize")
 public func initialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> Int32 {
@@ -28,8 +35,11 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let queueSize: UInt16 = setup & 8 == 0 ? 16 : 256
     var driver = GuestDriver(memory: memory, device: VirtioPCILegacyDevice(
         model: VirtioBlock(backend: disk, queueSize: queueSize), memory: memory, ioBase: GuestDriver.ioBase,
-        interruptLine: 10, interrupt: DisconnectedInterruptLine()), disk: disk)
+        interruptLine: 10, interrupt: DisconnectedInterruptLine(), io: ioThreads), disk: disk)
     if setup & 16 == 0 { driver.initialize(features: setup & 32 == 0 ? nil : input.integer(UInt32.self)) }
     driver.run(&input)
+    // Nothing may still use the guest memory this input maps (a reset also waits, but the
+    // script need not end with one).
+    guard driver.device.drain(deadline: nil) else { fatalError("fuzz oracle: requests in flight never completed") }
     return 0
 }

@@ -35,6 +35,11 @@ final class FenceState: Sendable {
         state.withLock { if $0.lost == nil { $0.lost = reason } }
     }
 
+    /// Until when (monotonic ns) writes are allowed: the last renewal + D − T; nil once the slot is lost.
+    var writeDeadline: UInt64? {
+        state.withLock { $0.lost == nil ? $0.lastRenewalIssued &+ writeWindow : nil }
+    }
+
     /// Why the host lost its slot, if it did.
     var lostReason: String? { state.withLock { $0.lost } }
 

@@ -271,6 +271,30 @@ final class LockManager: Sendable {
         return changed
     }
 
+    /// Moves every file lock held by (`slot`, `generation`) to (`slot`, `newGeneration`): a host
+    /// reclaiming its own previous incarnation keeps the files its still-running users (VMs)
+    /// hold, with no moment at which another host could take them. Returns the lock indices moved.
+    func transferFileLocks(slot: Int, from generation: UInt64, to newGeneration: UInt64) throws(VMFSError) -> Set<Int> {
+        var moved: Set<Int> = []
+        for index in 1...FormatConstants.maxFiles {
+            let address = layout.lockRecord(index)
+            for _ in 0..<16 {
+                let raw = try updater.read(at: address)
+                if ByteReader(raw).isAllZero { break }
+                guard var record = try? LockRecord.decode(raw, index: index, kind: .fileDescriptor, volumeID: volumeID, address: address),
+                      let position = record.holders.firstIndex(where: { $0.slot == slot && $0.generation == generation }) else { break }
+                record.holders[position].generation = newGeneration
+                record.version &+= 1
+                record.changedWallTime = Clock.wallNanoseconds
+                if try updater.compareAndWrite(at: address, expected: raw, new: record.encoded(volumeID: volumeID, address: address)) == .written {
+                    moved.insert(index)
+                    break
+                }
+            }
+        }
+        return moved
+    }
+
     /// The object kind of lock `index` in this layout.
     static func kind(ofLock index: Int, layout: VolumeLayout) -> LockRecord.ObjectKind {
         if index == FormatConstants.tableLockIndex { return .fileTable }

@@ -13,6 +13,8 @@ final class OpenFile: @unchecked Sendable {
         var multiWriters = 0
         /// Unlinked while open here; freed when the last handle closes.
         var orphaned = false
+        /// Write handles (read-write or multi-writer) per client of this host.
+        var writingClients: [FileClient: Int] = [:]
         /// The lock was lost (host fenced); every I/O fails.
         var stale: String?
         var name: String
@@ -72,4 +74,23 @@ final class OpenFile: @unchecked Sendable {
     }
 
     var handleCount: Int { state.withLock { $0.readers + $0.writers + $0.multiWriters } }
+
+    /// Records a new write handle of `client`, or throws `busy` when another client of this host
+    /// has the file open for writing.
+    func admitWriter(_ client: FileClient, name: String) throws(VMFSError) {
+        try state.withLock { (s) throws(VMFSError) in
+            if let other = s.writingClients.first(where: { $0.key != client && $0.value > 0 })?.key {
+                throw VMFSError(.busy, "'\(name)' is open for writing by \(other) on this host")
+            }
+            s.writingClients[client, default: 0] += 1
+        }
+    }
+
+    /// Forgets one write handle of `client`.
+    func dismissWriter(_ client: FileClient) {
+        state.withLock { s in
+            guard let count = s.writingClients[client] else { return }
+            s.writingClients[client] = count > 1 ? count - 1 : nil
+        }
+    }
 }

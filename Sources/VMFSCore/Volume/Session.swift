@@ -37,6 +37,8 @@ final class Session: Sendable {
         var claimedSlots: Set<Int> = []
         /// Background recoveries and orphan cleanups still running (``inBackground(_:_:)``).
         var backgroundWork = 0
+        /// File locks taken over from this host's previous incarnation, until ``releaseAdoptedLocks()``.
+        var adoptedLocks: Set<Int> = []
     }
     private let state = Monitor<State>(State())
     private let lostHandler = Mutex<(@Sendable (String) -> Void)?>(nil)
@@ -90,8 +92,9 @@ final class Session: Sendable {
                 try recovery.recover(slot: index)
             }, interruption: options.interruption)
         self.locks = locks
-        let (membership, scan, notes) = try Self.join(heartbeat: heartbeat, locks: locks, device: fenced,
-                                                      header: header, identity: options.host, interruption: options.interruption)
+        let (membership, scan, notes, adopted) = try Self.join(heartbeat: heartbeat, locks: locks, device: fenced, header: header,
+                                                               identity: options.host, adoptFileLocks: options.adoptFileLocks,
+                                                               interruption: options.interruption)
         startupNotes = notes
         self.membership = membership
         joined.withLock { $0 = LockManager.Me(identity: options.host, slot: membership.slot, generation: membership.generation) }
@@ -123,6 +126,7 @@ final class Session: Sendable {
         self.recovery = recovery
         recoveryBox.withLock { $0 = recovery }
         namespace = NamespaceCache(device: rawDevice, layout: layout, volumeID: volumeID, locks: locks)
+        state.withLock { $0.adoptedLocks = adopted }
     }
 
     /// Claims a slot and reads its journal.
@@ -132,13 +136,14 @@ final class Session: Sendable {
     /// be read cannot be replayed anyway; `fsck.vmfs` reports and resets it. The journal of this
     /// host's own crashed incarnation must be replayed, so there a damaged journal fails the mount.
     private static func join(heartbeat: HeartbeatService, locks: LockManager, device: any BlockDevice, header: VolumeHeader,
-                             identity: HostIdentity, interruption: Interruption)
-        throws(VMFSError) -> (HeartbeatService.Membership, JournalReplay.Scan, [String]) {
+                             identity: HostIdentity, adoptFileLocks: Bool, interruption: Interruption)
+        throws(VMFSError) -> (HeartbeatService.Membership, JournalReplay.Scan, [String], Set<Int>) {
         var skipped: Set<Int> = []
         var notes: [String] = []
         while true {
-            let (membership, reclaimed) = try claimSlot(heartbeat: heartbeat, locks: locks, device: device, header: header,
-                                                        identity: identity, excluding: skipped, interruption: interruption)
+            let (membership, reclaimed, adopted) = try claimSlot(heartbeat: heartbeat, locks: locks, device: device, header: header,
+                                                                 identity: identity, excluding: skipped, adoptFileLocks: adoptFileLocks,
+                                                                 interruption: interruption)
             // A repair that claimed its slot while this host claimed its own: one of the two sees the other.
             let after = try heartbeat.refresh()
             if let repair = MaintenanceClaim.maintenanceSlot(in: after, layout: header.layout, volumeID: header.volumeID) {
@@ -147,7 +152,7 @@ final class Session: Sendable {
             }
             do throws(VMFSError) {
                 let scan = try JournalReplay.scan(device: device, layout: header.layout, volumeID: header.volumeID, slot: membership.slot)
-                return (membership, scan, notes)
+                return (membership, scan, notes, adopted)
             } catch where error.code == .corrupt && !reclaimed && skipped.count < 8 {
                 try? heartbeat.stop(release: true)
                 skipped.insert(membership.slot)
@@ -159,8 +164,9 @@ final class Session: Sendable {
     /// Claims a slot: reclaims this host's own crashed incarnation when there is one (`reclaimed`),
     /// else a free slot not in `excluded`.
     private static func claimSlot(heartbeat: HeartbeatService, locks: LockManager, device: any BlockDevice, header: VolumeHeader,
-                                  identity: HostIdentity, excluding excluded: Set<Int>, interruption: Interruption) throws(VMFSError)
-        -> (membership: HeartbeatService.Membership, reclaimed: Bool) {
+                                  identity: HostIdentity, excluding excluded: Set<Int>, adoptFileLocks: Bool,
+                                  interruption: Interruption) throws(VMFSError)
+        -> (membership: HeartbeatService.Membership, reclaimed: Bool, adopted: Set<Int>) {
         var region = try heartbeat.refresh()
         let size = FormatConstants.sectorSize
         let layout = header.layout
@@ -176,16 +182,17 @@ final class Session: Sendable {
             guard let slot = try? HeartbeatSlot.decode(raw, index: index, volumeID: header.volumeID,
                                                         address: layout.heartbeatSlot(index)),
                   slot.owner == identity.uuid, slot.state == .live else { continue }
-            return (try reclaim(slot: slot, raw: raw, heartbeat: heartbeat, locks: locks, device: device, header: header,
-                                interruption: interruption), true)
+            let (membership, adopted) = try reclaim(slot: slot, raw: raw, heartbeat: heartbeat, locks: locks, device: device,
+                                                    header: header, adoptFileLocks: adoptFileLocks, interruption: interruption)
+            return (membership, true, adopted)
         }
-        return (try heartbeat.claimFreeSlot(preferred: nil, excluding: excluded), false)
+        return (try heartbeat.claimFreeSlot(preferred: nil, excluding: excluded), false, [])
     }
 
     /// Recovers this host's previous incarnation in `slot` and takes the slot over.
     private static func reclaim(slot: HeartbeatSlot, raw: [UInt8], heartbeat: HeartbeatService, locks: LockManager,
-                                device: any BlockDevice, header: VolumeHeader, interruption: Interruption) throws(VMFSError)
-        -> HeartbeatService.Membership {
+                                device: any BlockDevice, header: VolumeHeader, adoptFileLocks: Bool, interruption: Interruption)
+        throws(VMFSError) -> (HeartbeatService.Membership, Set<Int>) {
         // The local lock file already proved no process of this machine runs this identity.
         // A slot that still changes is this identity running on another machine: refuse. (The
         // renew interval was bounded when the slot was decoded: at most 45 s of watching.)
@@ -216,6 +223,10 @@ final class Session: Sendable {
         let writer = JournalWriter(device: device, layout: layout, volumeID: header.volumeID, slot: slot.index,
                                    host: heartbeat.identity.uuid, startSequence: scan.nextSequence)
         try writer.reset()
+        // Adopted file locks name the coming LIVE generation: until it is written, observers see a
+        // newer holder than the slot and treat it as alive, so nobody can take them meanwhile.
+        let adopted = adoptFileLocks
+            ? try locks.transferFileLocks(slot: slot.index, from: slot.generation, to: replaying.generation &+ 1) : []
         _ = try locks.releaseAll(heldBySlot: slot.index, generation: slot.generation)
         let issuedLive = Clock.monotonicNanoseconds
         let live = heartbeat.ownedImage(index: slot.index, state: .live, generation: replaying.generation &+ 1, basedOn: replaying)
@@ -225,7 +236,41 @@ final class Session: Sendable {
         }
         let membership = HeartbeatService.Membership(slot: slot.index, generation: live.generation)
         heartbeat.become(membership, image: live, issuedAt: issuedLive)
-        return membership
+        return (membership, adopted)
+    }
+
+    /// Releases the file locks adopted from the previous incarnation that no open file uses.
+    func releaseAdoptedLocks() throws(VMFSError) {
+        let adopted = state.withLock { s -> Set<Int> in
+            defer { s.adoptedLocks = [] }
+            return s.adoptedLocks
+        }
+        for index in adopted {
+            let slot = index - 1
+            guard openFile(slot) == nil, claim(slot: slot) else { continue }
+            defer { unclaim(slot: slot) }
+            try locks.release(index, kind: .fileDescriptor)
+            store.evict(lockIndex: index)
+        }
+    }
+
+    /// Stops taking part without releasing anything: commits, stops the committer and the
+    /// heartbeat, and leaves the slot, the journal (empty) and every lock as they are, for the
+    /// next incarnation of this host to reclaim (``MountOptions/adoptFileLocks``).
+    func handOver() throws(VMFSError) {
+        let committer = state.withLock { s -> BackgroundThread? in
+            s.closed = true
+            let thread = s.committer
+            s.committer = nil
+            return thread
+        }
+        committer?.join()
+        var firstError: VMFSError?
+        if fence.lostReason == nil {
+            do throws(VMFSError) { try store.commit() } catch { firstError = error }
+        }
+        try? heartbeat.stop(release: false)
+        if let firstError { throw firstError }
     }
 
     /// Starts the heartbeat and the background committer.
