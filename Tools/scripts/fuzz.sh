@@ -114,6 +114,11 @@ case "$command" in
         shift || true
         (($#)) || set -- volume-image
         build
+        # The run uses a copy of the executables, so that rebuilding meanwhile (a short run, a
+        # fix) does not replace the file a fuzzer is running.
+        mkdir -p "$WORK/bin"
+        for target in "$@"; do cp "$BIN/fuzz-$(binary_of "$target")" "$WORK/bin/"; done
+        BIN=$WORK/bin
         run "$seconds" 10 "$@"
         ;;
     seeds)
