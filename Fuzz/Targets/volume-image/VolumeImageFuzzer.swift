@@ -1,11 +1,13 @@
 // fuzz-volume-image: mount, use, inspect and check a volume whose documented fields were rewritten.
 //
-// Input: an edit count (0–8), that many structure edits (StructureEditor: structure, index, field,
-// change, all re-sealed), then a script of file operations with extreme arguments (FileOperations).
+// Input: an edit count (0–8) and mount mode (MountMode), that many structure edits (StructureEditor:
+// structure, index, field, change, all re-sealed), then a script of file operations with extreme
+// arguments (FileOperations).
 // Per input, on a fresh copy of the seed volume in an image file:
 //   1. fsck -n through a read-only guard (it must write nothing);
 //   2. the inspectors behind `vmfs info/ls/hosts/locks/cat`, read-only too;
-//   3. mount as a new host, recover the crashed host, run the script, unmount;
+//   3. mount as a new host and recover the crashed host, or reclaim as the crashed host adopting its
+//      file locks (and hand over to a next incarnation), run the script, unmount;
 //   4. fsck -y; a repair that reports success must leave a volume that mounts, and without edits
 //      (the healthy seed, its crashed host recovered) there must be nothing to repair at all.
 // Every write is range-checked (`guarded`) and the image's size is checked after the input.
@@ -28,7 +30,8 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     var input = FuzzInput(data, size)
     let device = guarded(image.reset())
     let readOnly = guarded(device.base, writable: false)
-    let edits = Int(input.byte() % 9)
+    let first = input.byte()
+    let edits = Int(first % 9)
     do {
         let editor = try StructureEditor(seed: seed, device: device)
         for _ in 0..<edits { editor.applyEdit(from: &input) }
@@ -40,12 +43,8 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 
     _ = check(readOnly, repair: false, interruption: interruption)
     inspect(readOnly, interruption: interruption)
-    var disturbed = false
-    if let volume = try? Volume.mount(device: device, options: SeedVolume.mountOptions("fuzz", interruption: interruption)) {
-        _ = try? volume.recover(slot: seed.crashedSlot, force: true)
-        FileOperations(volume: volume).run(&input)
-        do { try volume.unmount() } catch { disturbed = SeedVolume.isDisturbance(error) }
-        disturbed = disturbed || volume.eventLog.contains { $0.hasPrefix("lost heartbeat slot") }
+    let disturbed = MountMode(firstByte: first).run(device: device, seed: seed, interruption: interruption) {
+        FileOperations(volume: $0).run(&input)
     }
     let repair = check(device, repair: true, interruption: interruption)
     if !interruption.isRequested {

@@ -14,7 +14,10 @@ enum VolumeImageSeeds {
             7, 0xE0, 5] + Array("fresh".utf8) + [          // create "fresh"
             9, 0, 0xE0, 4] + Array("moved".utf8) + [0,     // rename inline.txt to moved
             10, 0, 11, 0]
-        var seeds: [(String, [UInt8])] = [("no-edit", [0] + script)]
+        // The crashed host's next incarnation reclaims its slot and adopts its locks, without
+        // (0xF3) and with (0xFC) a hand-over to a third; 0xF4 does so after one lock-record edit.
+        var seeds: [(String, [UInt8])] = [("no-edit", [0] + script), ("reclaim", [0xF3] + script), ("hand-over", [0xFC] + script)]
+        seeds.append(("reclaim-edit-lock", [0xF4, 3] + E.little(UInt16(0)) + E.setField(span: 1, to: E.maximum) + [0] + script))
         // Targets: header, backup, heartbeat, lock, name table, descriptor, pointer block, block
         // bitmap, pointer bitmap, journal header, journal transaction, journal image.
         for target in 0..<12 {
