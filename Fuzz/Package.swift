@@ -38,7 +38,7 @@ let package = Package(
         .target(name: "VMFSFuse", dependencies: ["VMFSCore", "CFuse"], swiftSettings: strictSettings),
 
         // ---- Harness support: input decoding, guarded devices, the seed volume, field edits ----
-        .target(name: "FuzzSupport", dependencies: ["VMFSCore", "VMFSTestSupport"], path: "Support",
+        .target(name: "FuzzSupport", dependencies: ["VMFSCore", "VMFSTestSupport", "CVMFSLinux"], path: "Support",
                 swiftSettings: strictSettings),
 
         // ---- Fuzz targets ----

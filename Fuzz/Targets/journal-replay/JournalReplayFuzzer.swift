@@ -25,6 +25,8 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeMutab
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     var input = FuzzInput(data, size)
+    let interruption = Watchdog.arm()
+    defer { Watchdog.disarm() }
     let memory = seed.snapshot.memoryDevice()
     let layout = seed.header.layout
     let volumeID = seed.header.volumeID
@@ -36,8 +38,6 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     } catch {
         fatalError("writing the journal into the copy failed: \(error)")
     }
-    let interruption = Watchdog.arm()
-    defer { Watchdog.disarm() }
 
     var options = CheckOptions()
     options.force = true

@@ -28,6 +28,8 @@ public func initialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeMutab
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     var input = FuzzInput(data, size)
+    let interruption = Watchdog.arm()
+    defer { Watchdog.disarm() }
     let device = guarded(image.reset())
     let readOnly = guarded(device.base, writable: false)
     let first = input.byte()
@@ -38,8 +40,6 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     } catch {
         fatalError("the seed volume's header is unreadable: \(error)")
     }
-    let interruption = Watchdog.arm()
-    defer { Watchdog.disarm() }
 
     _ = check(readOnly, repair: false, interruption: interruption)
     inspect(readOnly, interruption: interruption)
