@@ -12,7 +12,9 @@
 #   Tools/scripts/fuzz.sh long [SECONDS] [TARGET...]
 #                                               the long structure-aware run: volume-image by
 #                                               default, 3600 s, at nice 10, corpus kept in
-#                                               $FUZZ_WORK (default /var/tmp/vmfs-fuzz)
+#                                               $FUZZ_WORK/long-corpus (default FUZZ_WORK:
+#                                               /var/tmp/vmfs-fuzz; short runs keep theirs in
+#                                               $FUZZ_WORK/corpus)
 #   Tools/scripts/fuzz.sh seeds                 regenerate the committed seed corpora
 #   Tools/scripts/fuzz.sh list                  the targets
 #
@@ -76,15 +78,16 @@ remove_stale_images() {
 binary_of() { echo "${1%-interrupted}"; }
 budget_of() { [[ $1 == *-interrupted ]] && echo 150 || echo 3000; }
 
-# run SECONDS NICENESS TARGET...: runs each target; returns non-zero if any found something.
+# run SECONDS NICENESS CORPORA TARGET...: runs each target, keeping what it finds in
+# $WORK/CORPORA/TARGET; returns non-zero if any found something.
 run() {
-    local seconds=$1 niceness=$2
-    shift 2
+    local seconds=$1 niceness=$2 corpora=$3
+    shift 3
     local targets=("$@") failed=0
     ((${#targets[@]})) || targets=("${TARGETS[@]}")
     mkdir -p "$WORK/artifacts" "$WORK/logs"
     for target in "${targets[@]}"; do
-        local corpus="$WORK/corpus/$target" log
+        local corpus="$WORK/$corpora/$target" log
         log="$WORK/logs/$target-$(date +%Y%m%d-%H%M%S).log"
         mkdir -p "$corpus"
         echo "fuzz: $target for ${seconds}s" >&2
@@ -112,7 +115,7 @@ case "$command" in
         seconds=${1:-60}
         shift || true
         build
-        run "$seconds" 0 "$@"
+        run "$seconds" 0 corpus "$@"
         ;;
     long)
         seconds=${1:-3600}
@@ -124,7 +127,9 @@ case "$command" in
         mkdir -p "$WORK/bin"
         for target in "$@"; do cp "$BIN/fuzz-$(binary_of "$target")" "$WORK/bin/"; done
         BIN=$WORK/bin
-        run "$seconds" 10 "$@"
+        # Its own corpus: libFuzzer runs every input of the corpora it is given before its time
+        # limit counts, and a short run must not first replay the thousands a long run kept.
+        run "$seconds" 10 long-corpus "$@"
         ;;
     seeds)
         build
