@@ -135,7 +135,8 @@ case "$command" in
         build
         for target in "${TARGETS[@]}"; do
             [[ $target == "$(binary_of "$target")" ]] || continue
-            rm -rf "Fuzz/Corpus/$target"
+            # regression-* inputs (findings kept as seeds) stay.
+            find "Fuzz/Corpus/$target" -type f ! -name 'regression-*' -delete 2>/dev/null || true
             VMFS_FUZZ_WRITE_SEEDS="Fuzz/Corpus/$target" "$BIN/fuzz-$target"
         done
         ;;
