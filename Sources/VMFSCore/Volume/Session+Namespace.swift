@@ -68,7 +68,7 @@ extension Session {
             let descriptors = try allDescriptorsUnlocked()
             var chosen: FileDescriptorRecord?
             for slot in 0..<FormatConstants.maxFiles where !named.contains(slot) {
-                guard let candidate = descriptors[slot], !candidate.inUse, claim(slot: slot) else { continue }
+                guard let candidate = descriptors[slot], !candidate.inUse, tryClaim(slot: slot) else { continue }
                 let lockIndex = FormatConstants.descriptorLockIndex(slot: slot)
                 guard try locks.tryAcquire(lockIndex, kind: .fileDescriptor, mode: .exclusive) != nil else {
                     unclaim(slot: slot)
@@ -151,51 +151,81 @@ extension Session {
     }
 
     /// Marks the descriptor of a name being removed as an orphan in the same operation as
-    /// `changeNames`. Returns the descriptor when this host must free it now (not open here).
+    /// `changeNames`. Returns the descriptor when this host must free it now (not open here);
+    /// the slot is then claimed until ``freeOrphan(_:file:)`` has freed it.
+    ///
+    /// Runs under the slot's lock (``Session/slotLocks``), so that a close of the last local
+    /// handle either finished before (the file is not open here any more: this host takes the
+    /// descriptor lock and frees the file) or starts after and finds the file orphaned (and
+    /// frees it then); and no open of the slot can take the descriptor lock in between.
     private func detach(slot: Int, generation: UInt32, name: String,
                         changeNames: () throws(VMFSError) -> Void) throws(VMFSError) -> FileDescriptorRecord? {
-        if let local = openFile(slot), local.generation == generation {
-            try local.checkUsable()
-            try store.operation { () throws(VMFSError) in
-                var descriptor = local.descriptor
+        let lockIndex = FormatConstants.descriptorLockIndex(slot: slot)
+        return try slotLocks.withLock(slot) { () throws(VMFSError) -> FileDescriptorRecord? in
+            if let local = openFile(slot), local.generation == generation {
+                try local.checkUsable()
+                try holdExclusively(local, name: name)
+                // Under the file's metadata lock: a concurrent write of this host stores the
+                // descriptor too, and neither may lose the other's change.
+                try local.withMetadataLock { () throws(VMFSError) in
+                    try store.operation { () throws(VMFSError) in
+                        var descriptor = local.descriptor
+                        descriptor.isOrphan = true
+                        descriptor.changeTime = Clock.wallNanoseconds
+                        try changeNames()
+                        try storeDescriptor(descriptor)
+                        local.state.withLock {
+                            $0.descriptor = descriptor
+                            $0.orphaned = true
+                        }
+                    }
+                }
+                return nil
+            }
+            guard claimHoldingSlotLock(slot) else {
+                throw VMFSError(.busy, "'\(name)' is being changed by another operation on this host")
+            }
+            do throws(VMFSError) {
+                try locks.acquire(lockIndex, kind: .fileDescriptor, mode: .exclusive, objectName: "file '\(name)'",
+                                  deadline: Clock.monotonicNanoseconds)
+            } catch {
+                unclaim(slot: slot)
+                throw error
+            }
+            do throws(VMFSError) {
+                var descriptor = try lockedDescriptor(slot)
+                guard descriptor.inUse, descriptor.generation == generation else {
+                    // A dangling name (its file is gone): drop the name and leave the slot alone.
+                    try store.operation { () throws(VMFSError) in try changeNames() }
+                    try locks.release(lockIndex, kind: .fileDescriptor)
+                    store.evict(lockIndex: lockIndex)
+                    unclaim(slot: slot)
+                    return nil
+                }
                 descriptor.isOrphan = true
                 descriptor.changeTime = Clock.wallNanoseconds
-                try changeNames()
-                try storeDescriptor(descriptor)
-                local.state.withLock {
-                    $0.descriptor = descriptor
-                    $0.orphaned = true
+                try store.operation { () throws(VMFSError) in
+                    try changeNames()
+                    try storeDescriptor(descriptor)
                 }
+                return descriptor
+            } catch {
+                try? store.commit()
+                try? locks.release(lockIndex, kind: .fileDescriptor)
+                store.evict(lockIndex: lockIndex)
+                unclaim(slot: slot)
+                throw error
             }
-            return nil
         }
-        let lockIndex = FormatConstants.descriptorLockIndex(slot: slot)
-        guard claim(slot: slot) else {
-            throw VMFSError(.busy, "'\(name)' is being changed by another operation on this host")
-        }
-        do throws(VMFSError) {
-            try locks.acquire(lockIndex, kind: .fileDescriptor, mode: .exclusive, objectName: "file '\(name)'",
-                              deadline: Clock.monotonicNanoseconds)
-        } catch {
-            unclaim(slot: slot)
-            throw error
-        }
-        do throws(VMFSError) {
-            var descriptor = try lockedDescriptor(slot)
-            descriptor.isOrphan = true
-            descriptor.changeTime = Clock.wallNanoseconds
-            try store.operation { () throws(VMFSError) in
-                try changeNames()
-                try storeDescriptor(descriptor)
-            }
-            return descriptor
-        } catch {
-            try? store.commit()
-            try? locks.release(lockIndex, kind: .fileDescriptor)
-            store.evict(lockIndex: lockIndex)
-            unclaim(slot: slot)
-            throw error
-        }
+    }
+
+    /// Makes sure this host holds the lock of `file` (open here) exclusively before the file is
+    /// unlinked: a file open on another host too cannot be removed (`EBUSY`). The slot's lock is held.
+    private func holdExclusively(_ file: OpenFile, name: String) throws(VMFSError) {
+        guard file.state.withLock({ $0.lockMode }) != .exclusive else { return }
+        try locks.acquire(file.lockIndex, kind: .fileDescriptor, mode: .exclusive, objectName: "file '\(name)'",
+                          deadline: Clock.monotonicNanoseconds)
+        file.state.withLock { $0.lockMode = .exclusive }
     }
 
     /// Renames `source` to `target` atomically.

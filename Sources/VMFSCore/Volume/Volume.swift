@@ -189,11 +189,12 @@ public final class Volume: Sendable {
         return FileHandle(session: session, file: file, access: access)
     }
 
-    /// Opens the file in `slot` if it still has `generation` (FUSE opens by inode).
+    /// Opens the file in `slot` if it still has `generation` (FUSE opens by inode). A file this
+    /// host has open can be opened this way after it was unlinked, until its last handle closes.
     public func open(slot: Int, generation: UInt32, access: FileAccess) throws(VMFSError) -> FileHandle {
         let session = try current()
         let name = try session.status(slot: slot, generation: generation).name
-        let file = try session.open(slot: slot, generation: generation, name: name, access: access)
+        let file = try session.open(slot: slot, generation: generation, name: name, access: access, byName: false)
         return FileHandle(session: session, file: file, access: access)
     }
 
