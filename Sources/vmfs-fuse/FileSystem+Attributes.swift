@@ -44,23 +44,62 @@ extension FileSystem {
                 open.dirty.store(true, ordering: .releasing)
                 status = open.handle.heldStatus
             } else {
-                let (slot, generation) = try inodes.file(inode)
-                status = try slots.withOpenCloseLock(slot) { () throws(VMFSError) -> FileStatus in
-                    let handle = try volume.open(slot: slot, generation: generation, access: .readWrite)
-                    do throws(VMFSError) {
-                        try slots.withWriteLock(slot, exclusive: true) { () throws(VMFSError) in try handle.setAttributes(changes) }
-                        let status = try handle.status()
-                        try handle.close()
-                        return status
-                    } catch {
-                        try? handle.close()
-                        throw error
-                    }
+                guard let changed = try setWithoutHandle(inode: inode, changes: changes, requested: attributes.pointee, toSet: toSet) else {
+                    request.reply(attributes: Attributes.vanished(inode: inode, requested: attributes.pointee), timeout: 0)
+                    return
                 }
+                status = changed
             }
             request.reply(attributes: Attributes.stat(of: status, blockSize: blockSize), timeout: attributeTimeout(slot: status.slot))
         }
     }
+
+    /// A SETATTR without a writable handle: the file is opened for writing for the change (its
+    /// exclusive lock; a file unlinked while open here can be). Returns nil when the file no
+    /// longer exists and only times were to change.
+    ///
+    /// With the writeback cache the kernel keeps a file's change time itself and writes it back
+    /// at once after an unlink or rename (`fuse_update_ctime`); an error there would surface
+    /// later as `EIO` from `close` or `syncfs`. Such a write that changes nothing else is
+    /// answered from the file's attributes without taking its lock, and a time change for a
+    /// file that no longer exists (the kernel writing back an inode of a removed file) succeeds
+    /// with nothing to store.
+    private func setWithoutHandle(inode: fuse_ino_t, changes: AttributeChanges, requested: stat,
+                                  toSet: Int32) throws(VMFSError) -> FileStatus? {
+        let onlyTimes = toSet & Self.nonTimeChanges == 0
+        let slot: Int
+        let generation: UInt32
+        let current: FileStatus
+        do throws(VMFSError) {
+            (slot, generation) = try inodes.file(inode)
+            current = try volume.status(slot: slot, generation: generation)
+        } catch where onlyTimes && (error.code == .staleHandle || error.code == .notFound) {
+            return nil
+        }
+        let sameModification = toSet & FUSE_SET_ATTR_MTIME == 0 || requested.st_mtim.nanoseconds == current.modificationTime
+        if onlyTimes && toSet & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW) == 0 && sameModification {
+            return current
+        }
+        do throws(VMFSError) {
+            return try slots.withOpenCloseLock(slot) { () throws(VMFSError) -> FileStatus in
+                let handle = try volume.open(slot: slot, generation: generation, access: .readWrite)
+                do throws(VMFSError) {
+                    try slots.withWriteLock(slot, exclusive: true) { () throws(VMFSError) in try handle.setAttributes(changes) }
+                    let status = try handle.status()
+                    try handle.close()
+                    return status
+                } catch {
+                    try? handle.close()
+                    throw error
+                }
+            }
+        } catch where onlyTimes && (error.code == .staleHandle || error.code == .notFound) {
+            return nil
+        }
+    }
+
+    /// SETATTR bits that change more than times.
+    private static let nonTimeChanges = FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_SIZE
 
     /// The VMFS attribute changes a SETATTR asks for.
     static func changes(_ attributes: stat, toSet: Int32) -> AttributeChanges {

@@ -41,6 +41,16 @@ final class InodeTable: Sendable {
         var generation: UInt32
         var shape: Shape
         var instance: UInt64
+        /// The first instance handed out for this generation: older node ids of the slot are
+        /// kernel inodes of files that no longer exist.
+        var firstInstance: UInt64
+
+        init(generation: UInt32, shape: Shape, instance: UInt64, replacing old: View?) {
+            self.generation = generation
+            self.shape = shape
+            self.instance = instance
+            firstInstance = old.map { $0.generation == generation ? $0.firstInstance : instance } ?? instance
+        }
     }
 
     private let views = Mutex<[View?]>(Array(repeating: nil, count: slotCount))
@@ -75,7 +85,7 @@ final class InodeTable: Sendable {
                 if !versioned || view.shape == shape { return Self.node(slot: file.slot, instance: view.instance) }
             }
             let instance = versioned ? (views[file.slot].map { $0.instance + 1 } ?? 0) : 0
-            views[file.slot] = View(generation: file.generation, shape: shape, instance: instance)
+            views[file.slot] = View(generation: file.generation, shape: shape, instance: instance, replacing: views[file.slot])
             return Self.node(slot: file.slot, instance: instance)
         }
     }
@@ -83,15 +93,19 @@ final class InodeTable: Sendable {
     /// The slot and generation the kernel means by `node`.
     ///
     /// - Throws: `isDirectory` for the root, `notFound` for an id VMFS never hands out,
-    ///   `staleHandle` when the kernel was never told about the slot.
+    ///   `staleHandle` when the kernel was never told about the slot, or the node is an inode
+    ///   of an earlier file in the slot.
     func file(_ node: fuse_ino_t) throws(VMFSError) -> (slot: Int, generation: UInt32) {
         guard let slot = Self.slot(of: node) else {
             throw VMFSError(node == Self.root ? .isDirectory : .notFound, "node \(node) is not a file")
         }
-        guard let generation = views.withLock({ $0[slot]?.generation }) else {
+        guard let view = views.withLock({ $0[slot] }) else {
             throw VMFSError(.staleHandle, "node \(node) is unknown to this mount")
         }
-        return (slot, generation)
+        if versioned && node >> Self.slotBits < view.firstInstance {
+            throw VMFSError(.staleHandle, "node \(node) is a file that no longer exists in slot \(slot)")
+        }
+        return (slot, view.generation)
     }
 
     /// True when `node` is the instance last handed out for its slot (the kernel's inode has
@@ -114,7 +128,7 @@ final class InodeTable: Sendable {
     func renew(_ file: FileStatus) {
         views.withLock { views in
             let instance = versioned ? (views[file.slot].map { $0.instance + 1 } ?? 0) : 0
-            views[file.slot] = View(generation: file.generation, shape: Shape(file), instance: instance)
+            views[file.slot] = View(generation: file.generation, shape: Shape(file), instance: instance, replacing: views[file.slot])
         }
     }
 
