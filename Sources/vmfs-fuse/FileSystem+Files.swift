@@ -14,8 +14,16 @@ extension FileSystem {
     func open(_ request: Request, inode: fuse_ino_t, info: UnsafeMutablePointer<fuse_file_info>?) {
         request.answer("open") { () throws(VMFSError) in
             guard let info else { throw VMFSError(.invalidArgument, "open without file info") }
-            let (slot, generation) = try inodes.file(inode)
-            let open = try openFile(inode: inode, slot: slot, generation: generation, flags: info.pointee.flags)
+            let open: (handle: OpenHandle, keepCache: Bool)
+            do throws(VMFSError) {
+                let (slot, generation) = try inodes.file(inode)
+                open = try openFile(inode: inode, slot: slot, generation: generation, flags: info.pointee.flags)
+            } catch where error.code == .staleHandle && error.location?.structure != Request.expectedStructure {
+                // The file the kernel looked up was removed (or its slot reused) before this
+                // OPEN: as if the open came after the unlink. ESTALE would make the kernel
+                // retry once, and a second race of the same kind would reach the caller.
+                throw VMFSError(.notFound, "the file was removed after the kernel looked it up: \(error.message)")
+            }
             try finishOpen(request, open.handle, info: info, keepCache: open.keepCache, create: false)
         }
     }
