@@ -42,16 +42,17 @@ enum Attributes {
     }
 
     /// The attributes of the root directory, the only directory.
-    static func rootStat(createdAt nanoseconds: Int64, blockSize: UInt32) -> Glibc.stat {
+    static func rootStat(_ directory: DirectoryAttributes, blockSize: UInt32) -> Glibc.stat {
         var st = Glibc.stat()
         st.st_ino = ino_t(InodeTable.root)
-        st.st_mode = Glibc.S_IFDIR | 0o755
+        st.st_mode = Glibc.S_IFDIR | mode_t(directory.mode & 0o7777)
         st.st_nlink = 2
+        st.st_uid = uid_t(directory.uid)
+        st.st_gid = gid_t(directory.gid)
         st.st_blksize = blksize_t(blockSize)
-        let time = timespec(nanoseconds: nanoseconds)
-        st.st_atim = time
-        st.st_mtim = time
-        st.st_ctim = time
+        st.st_atim = timespec(nanoseconds: directory.accessTime)
+        st.st_mtim = timespec(nanoseconds: directory.modificationTime)
+        st.st_ctim = timespec(nanoseconds: directory.changeTime)
         return st
     }
 

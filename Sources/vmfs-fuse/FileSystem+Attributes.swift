@@ -10,7 +10,7 @@ extension FileSystem {
     func getattr(_ request: Request, inode: fuse_ino_t, info: UnsafeMutablePointer<fuse_file_info>?) {
         request.answer("getattr") { () throws(VMFSError) in
             if inode == InodeTable.root {
-                request.reply(attributes: rootAttributes, timeout: 1.0)
+                request.reply(attributes: try rootAttributes(), timeout: Self.rootAttributeTimeout)
                 return
             }
             let status: FileStatus
@@ -30,12 +30,16 @@ extension FileSystem {
     func setattr(_ request: Request, inode: fuse_ino_t, attributes: UnsafeMutablePointer<stat>?, toSet: Int32,
                  info: UnsafeMutablePointer<fuse_file_info>?) {
         request.answer("setattr") { () throws(VMFSError) in
-            guard inode != InodeTable.root else {
-                throw VMFSError(.permissionDenied, "the root directory's attributes are fixed")
-            }
             guard let attributes else { throw VMFSError(.invalidArgument, "setattr without attributes") }
             if configuration.readOnly { throw VMFSError(.readOnly, "the volume is mounted read-only") }
             let changes = Self.changes(attributes.pointee, toSet: toSet)
+            if inode == InodeTable.root {
+                // chmod, chown and utimensat of the root: kept on the volume for every host. A
+                // change-time-only write-back of the kernel has nothing to store.
+                let directory = changes == AttributeChanges() ? try volume.directoryAttributes() : try volume.setDirectoryAttributes(changes)
+                request.reply(attributes: Attributes.rootStat(directory, blockSize: blockSize), timeout: Self.rootAttributeTimeout)
+                return
+            }
             let status: FileStatus
             if let info, let open = OpenHandle.borrowed(info.pointee.fh), open.writable, open.inode == inode {
                 try slots.withWriteLock(open.slot, exclusive: true) { () throws(VMFSError) in

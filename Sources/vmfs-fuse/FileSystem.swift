@@ -34,7 +34,6 @@ final class FileSystem: Sendable {
     let buffers: BufferPool
     /// Splices READ replies from the device (`-o splice_read`), when enabled and possible.
     let splicer: SpliceReader?
-    private let createdAt: Int64
     private let session = Mutex<SessionReference?>(nil)
 
     /// The `fuse_session` pointer, for notifications (set once the session exists).
@@ -46,7 +45,6 @@ final class FileSystem: Sendable {
         self.volume = volume
         self.configuration = configuration
         blockSize = volume.header.layout.blockSize
-        createdAt = volume.header.creationTime
         inodes = InodeTable(versioned: configuration.writebackCache)
         buffers = BufferPool(bufferSize: Int(configuration.maxTransfer))
         splicer = configuration.spliceReads
@@ -68,8 +66,13 @@ final class FileSystem: Sendable {
         session.withLock { $0 = SessionReference(raw: raw) }
     }
 
-    /// The root directory's attributes.
-    var rootAttributes: stat { Attributes.rootStat(createdAt: createdAt, blockSize: blockSize) }
+    /// The root directory's attributes, as the volume records them (mode, owner and times are
+    /// shared by every host; the times change with every create, rename and unlink).
+    func rootAttributes() throws(VMFSError) -> stat { Attributes.rootStat(try volume.directoryAttributes(), blockSize: blockSize) }
+
+    /// How long the kernel may cache the root's attributes: the kernel drops them itself after
+    /// this host's own namespace changes, so only other hosts' changes wait this long.
+    static let rootAttributeTimeout = 1.0
 
     /// How long the kernel may cache the attributes of the file in `slot`: only while this host
     /// has the file open, and so holds its lock (shared or exclusive), can no other host change

@@ -105,6 +105,7 @@ extension Session {
             try store.operation { () throws(VMFSError) in
                 try storeDescriptor(descriptor)
                 try storeNameSector(sector)
+                try stampDirectory()
             }
             try store.commit()
             let lockIndex = FormatConstants.descriptorLockIndex(slot: old.slot)
@@ -145,6 +146,7 @@ extension Session {
             sector.entries[e] = nil
             return try detach(slot: entry.slot, generation: entry.generation, name: name) { () throws(VMFSError) in
                 try storeNameSector(sector)
+                try stampDirectory()
             }
         }
         if let orphan { try freeOrphan(orphan) }
@@ -254,6 +256,7 @@ extension Session {
                 try store.operation { () throws(VMFSError) in
                     try storeNameSector(changed[ss])
                     if ts != ss { try storeNameSector(changed[ts]) }
+                    try stampDirectory()
                 }
                 return nil
             default:
@@ -267,11 +270,15 @@ extension Session {
                 return try detach(slot: targetEntry.slot, generation: targetEntry.generation, name: target) { () throws(VMFSError) in
                     try storeNameSector(changed[ss])
                     if ts != ss { try storeNameSector(changed[ts]) }
+                    try stampDirectory()
                 }
             }
             changed[ss].entries[se] = NameEntry(name: target, slot: sourceEntry.slot, generation: sourceEntry.generation,
                                                 created: sourceEntry.created)
-            try store.operation { () throws(VMFSError) in try storeNameSector(changed[ss]) }
+            try store.operation { () throws(VMFSError) in
+                try storeNameSector(changed[ss])
+                try stampDirectory()
+            }
             if let local = openFile(sourceEntry.slot) { local.state.withLock { $0.name = target } }
             return nil
         }

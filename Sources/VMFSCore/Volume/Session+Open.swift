@@ -149,30 +149,37 @@ extension Session {
     }
 
     /// Frees unlinked files whose owners are gone (left by a crash mid-unlink), in the background.
+    /// ``leave()`` waits for it.
     func cleanUpOrphans() {
         guard !options.readOnly else { return }
-        _ = BackgroundThread(name: "vmfs-orphans") { [weak self] in
-            guard let self, !self.isClosed, let descriptors = try? self.allDescriptorsUnlocked() else { return }
-            for case let descriptor? in descriptors where descriptor.inUse && descriptor.isOrphan {
-                guard !self.isClosed, self.tryClaim(slot: descriptor.slot) else { continue }
-                let lockIndex = FormatConstants.descriptorLockIndex(slot: descriptor.slot)
-                do throws(VMFSError) {
-                    guard try self.locks.tryAcquire(lockIndex, kind: .fileDescriptor, mode: .exclusive) != nil else {
-                        self.unclaim(slot: descriptor.slot)
-                        continue
-                    }
-                    let fresh = try self.lockedDescriptor(descriptor.slot)
-                    if fresh.inUse && fresh.isOrphan {
-                        try self.freeOrphan(fresh)
-                    } else {
-                        try self.locks.release(lockIndex, kind: .fileDescriptor)
-                        self.store.evict(lockIndex: lockIndex)
-                        self.unclaim(slot: descriptor.slot)
-                    }
-                } catch {
-                    self.unclaim(slot: descriptor.slot)
+        let thread = BackgroundThread(name: "vmfs-orphans") { [weak self] in self?.freeAbandonedOrphans(untilClosed: true) }
+        trackOrphanCleanup(thread)
+    }
+
+    /// Frees every unlinked file whose descriptor lock is free (its owner closed it, or crashed
+    /// and was recovered). Files another thread of this host is working on are skipped.
+    /// `untilClosed`: stop when the session closes (a background pass).
+    func freeAbandonedOrphans(untilClosed: Bool) {
+        guard !options.readOnly, let descriptors = try? allDescriptorsUnlocked() else { return }
+        for case let descriptor? in descriptors where descriptor.inUse && descriptor.isOrphan {
+            if untilClosed && isClosed { return }
+            guard tryClaim(slot: descriptor.slot) else { continue }
+            let lockIndex = FormatConstants.descriptorLockIndex(slot: descriptor.slot)
+            do throws(VMFSError) {
+                guard try locks.tryAcquire(lockIndex, kind: .fileDescriptor, mode: .exclusive) != nil else {
+                    unclaim(slot: descriptor.slot)
                     continue
                 }
+                let fresh = try lockedDescriptor(descriptor.slot)
+                if fresh.inUse && fresh.isOrphan {
+                    try freeOrphan(fresh)
+                } else {
+                    try locks.release(lockIndex, kind: .fileDescriptor)
+                    store.evict(lockIndex: lockIndex)
+                    unclaim(slot: descriptor.slot)
+                }
+            } catch {
+                unclaim(slot: descriptor.slot)
             }
         }
     }

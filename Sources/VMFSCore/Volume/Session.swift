@@ -30,6 +30,8 @@ final class Session: Sendable {
         var openFiles: [Int: OpenFile] = [:]
         var closed = false
         var committer: BackgroundThread?
+        /// Background passes freeing abandoned orphans (``cleanUpOrphans()``), joined at leave.
+        var orphanCleaners: [BackgroundThread] = []
         var recovering: Set<Int> = []
         /// Descriptor slots whose lock this host holds for a create, remove or cleanup in progress.
         var claimedSlots: Set<Int> = []
@@ -231,12 +233,16 @@ final class Session: Sendable {
             return (files, thread)
         }
         committer?.join()
+        for cleaner in state.withLock({ $0.orphanCleaners }) { cleaner.join() }
         var firstError: VMFSError?
         if fence.lostReason == nil {
             do throws(VMFSError) {
                 for file in files {
                     try slotLocks.withLock(file.slot) { () throws(VMFSError) in try finishClose(file, force: true) }
                 }
+                // Unlinked files a crashed host left (recovered meanwhile): freed before leaving,
+                // not only by the next host that mounts.
+                freeAbandonedOrphans(untilClosed: false)
                 try store.commit()
                 blocks.releaseIdle(force: true)
                 pointers.releaseIdle(force: true)
@@ -264,6 +270,9 @@ final class Session: Sendable {
     }
 
     var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Remembers a background orphan cleanup so that ``leave()`` can wait for it.
+    func trackOrphanCleanup(_ thread: BackgroundThread) { state.withLock { $0.orphanCleaners.append(thread) } }
 
     // MARK: Loss and recovery of others
 

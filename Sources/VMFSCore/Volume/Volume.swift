@@ -206,6 +206,15 @@ public final class Volume: Sendable {
         try current().rename(source, to: target, mode: mode)
     }
 
+    /// The root directory's mode, owner and times.
+    public func directoryAttributes() throws(VMFSError) -> DirectoryAttributes { try current().directoryAttributes() }
+
+    /// Changes the root directory's mode, owner or times (kept on the volume for every host).
+    @discardableResult
+    public func setDirectoryAttributes(_ changes: AttributeChanges) throws(VMFSError) -> DirectoryAttributes {
+        try current().setDirectoryAttributes(changes)
+    }
+
     /// Always refused: the volume has a flat namespace.
     public func makeDirectory(_ name: String) throws(VMFSError) {
         throw VMFSError(.permissionDenied, "cannot create directory '\(name)': a VMFS volume has a flat namespace without directories")

@@ -200,29 +200,27 @@ static void model_truncate(struct identity *identity, uint64_t size) {
     identity->length = size;
 }
 
-/// Rebuilds an identity's model from what its file holds (after its owner died).
-static void model_from_content(struct identity *identity, const uint8_t *data, uint64_t length) {
-    identity->length = length;
-    identity->zero_count = 0;
-    identity->uncertain = 0;
-    uint64_t words = (length + 7) / 8;
-    uint64_t run_start = UINT64_MAX;
-    for (uint64_t k = 0; k <= words; k++) {
-        int zero = 0;
-        if (k < words) {
-            uint64_t end = (k + 1) * 8 < length ? (k + 1) * 8 : length;
-            zero = 1;
-            for (uint64_t o = k * 8; o < end; o++) if (data[o]) zero = 0;
-        }
-        if (zero && run_start == UINT64_MAX) run_start = k * 8;
-        if (!zero && run_start != UINT64_MAX) {
-            if (identity->zero_count < MAX_ZEROS) {
-                uint64_t end = k * 8 < length ? k * 8 : length;
-                identity->zeros[identity->zero_count++] = (struct range){run_start, end};
-            }
-            run_start = UINT64_MAX;
-        }
+/// Rebuilds an identity's model from what its file holds (after its owner died): zero ranges
+/// are the runs of zero bytes that hide some nonzero byte of the identity (a data byte may
+/// itself be zero). Returns 0, leaving the identity uncertain, when they are too many.
+static int model_from_content(struct identity *identity, const uint8_t *data, uint64_t length) {
+    struct range zeros[MAX_ZEROS];
+    uint32_t count = 0;
+    uint64_t offset = 0;
+    while (offset < length) {
+        if (data[offset] != 0) { offset++; continue; }
+        uint64_t start = offset;
+        int hides = 0;
+        while (offset < length && data[offset] == 0) hides |= byte_of(identity->id, offset++) != 0;
+        if (!hides) continue;
+        if (count == MAX_ZEROS) return 0;
+        zeros[count++] = (struct range){start, offset};
     }
+    identity->length = length;
+    identity->zero_count = count;
+    memcpy(identity->zeros, zeros, count * sizeof zeros[0]);
+    identity->uncertain = 0;
+    return 1;
 }
 
 // ---- reporting -------------------------------------------------------------------------------
@@ -496,7 +494,12 @@ static void op_adopt(int name, int allow_busy) {
     }
     if (identity->uncertain) {
         consistent_identity(data, length, path);
-        model_from_content(identity, data, length);
+        if (!model_from_content(identity, data, length)) {
+            unlock_model();
+            free(data);
+            if (close(fd) != 0) fail("close of %s (not adopted): %s", path, strerror(errno));
+            return;
+        }
     } else {
         compare_exact(identity, data, length, path);
     }
@@ -617,7 +620,9 @@ static void op_stat(int name) {
         if (errno != ENOENT) fail("stat %s: %s", path, strerror(errno));
         return;
     }
-    if (!S_ISREG(info.st_mode) || info.st_nlink != 1) fail("stat %s: mode 0%o, %lu links", path, info.st_mode, (unsigned long)info.st_nlink);
+    // A link count of 0 can show for a moment: the kernel drops it on the inode it resolved for
+    // an unlink, and another host may have renamed another file to that name in between.
+    if (!S_ISREG(info.st_mode) || info.st_nlink > 1) fail("stat %s: mode 0%o, %lu links", path, info.st_mode, (unsigned long)info.st_nlink);
 }
 
 static void op_list(void) {
@@ -790,8 +795,8 @@ static int verify_all(void) {
             } else if (found[name] != id) {
                 fail("verify: %s is file %u on host %d but file %u on host 0", path, id, h, found[name]);
             }
-            if (identity->uncertain) {
-                // Its owner died: what survived is the file now.
+            if (identity->uncertain && h == 0) {
+                // Its owner died: what survived is the file now (if the model can hold it).
                 model_from_content(identity, data, length);
                 identity->owner = -1;
             }
