@@ -65,10 +65,9 @@ extension Session {
                 throw VMFSError(.tooManyFiles, "cannot create '\(name)': the volume holds the maximum of \(FormatConstants.maxFiles) files")
             }
             let named = Set(entries.map(\.slot))
-            let descriptors = try allDescriptorsUnlocked()
             var chosen: FileDescriptorRecord?
-            for slot in 0..<FormatConstants.maxFiles where !named.contains(slot) {
-                guard let candidate = descriptors[slot], !candidate.inUse, tryClaim(slot: slot) else { continue }
+            for slot in try freeSlotCandidates() where !named.contains(slot) {
+                guard tryClaim(slot: slot) else { continue }
                 let lockIndex = FormatConstants.descriptorLockIndex(slot: slot)
                 guard try locks.tryAcquire(lockIndex, kind: .fileDescriptor, mode: .exclusive) != nil else {
                     unclaim(slot: slot)
