@@ -59,6 +59,8 @@ extension FileSystem {
                         try? replaced.handle.close()
                     }
                 }
+                // The name may name another file by the retry's lookup: that one is locked then.
+                if let name = inodes.name(ofSlot: slot) { graces.expectRetry(name: name, writable: writable) }
                 throw VMFSError(.staleHandle, "file slot \(slot) changed on another host since the kernel looked it up; "
                                 + "the kernel looks it up again", location: .init(structure: Request.expectedStructure))
             }

@@ -11,8 +11,35 @@ extension FileSystem {
         request.answer("lookup") { () throws(VMFSError) in
             try Self.requireRoot(parent)
             let name = try Self.name(raw)
-            request.reply(entry: entry(for: try volume.status(of: name)))
+            let file = try volume.status(of: name)
+            if let writable = graces.takeRetry(name: name) {
+                request.reply(entry: retryEntry(for: file, writable: writable))
+                return
+            }
+            request.reply(entry: entry(for: file))
         }
+    }
+
+    /// The lookup of a kernel retrying an OPEN this daemon refused as stale (another host had
+    /// changed the file): if the name now names a file this host does not hold, it is opened
+    /// for the access the OPEN wanted and kept (``GraceHandles``), so that no host can change
+    /// it before the retried OPEN arrives, and the kernel gets an inode with its current
+    /// attributes. Without this, a second change between the retry's lookup and its OPEN would
+    /// reach the caller as ESTALE.
+    private func retryEntry(for file: FileStatus, writable: Bool) -> fuse_entry_param {
+        slots.withOpenCloseLock(file.slot) {
+            guard slots.counts(file.slot).handles == 0,
+                  let handle = try? volume.open(slot: file.slot, generation: file.generation, access: writable ? .readWrite : .readOnly)
+            else { return }
+            slots.opened(file.slot, writable: writable)
+            if !inodes.matches(handle.heldStatus) { inodes.renew(handle.heldStatus) }
+            if let replaced = graces.keep(handle, slot: file.slot, writable: writable) {
+                slots.closed(file.slot, writable: replaced.writable)
+                try? replaced.handle.close()
+            }
+        }
+        let current = slots.counts(file.slot).handles > 0 ? (try? volume.status(slot: file.slot, generation: file.generation)) : nil
+        return entry(for: current ?? file)
     }
 
     func create(_ request: Request, parent: fuse_ino_t, name raw: UnsafePointer<CChar>?, mode: mode_t,

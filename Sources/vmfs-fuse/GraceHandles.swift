@@ -24,6 +24,26 @@ final class GraceHandles: Sendable {
 
     static let lifetimeNanoseconds: UInt64 = 2_000_000_000
     private let entries = Mutex<[Int: Entry]>([:])
+    /// Names whose OPEN was refused, with the access it asked for: the kernel's retry looks the
+    /// name up again, and that lookup locks whatever file the name names by then.
+    private let retries = Mutex<[String: (writable: Bool, deadline: UInt64)]>([:])
+
+    /// Notes that the kernel will look `name` up again to retry an OPEN for `writable` access.
+    func expectRetry(name: String, writable: Bool) {
+        let deadline = Self.now + Self.lifetimeNanoseconds
+        retries.withLock { retries in
+            retries = retries.filter { $0.value.deadline > Self.now }
+            retries[name] = (writable, deadline)
+        }
+    }
+
+    /// The access of a refused OPEN the kernel retries by looking `name` up, if one is pending.
+    func takeRetry(name: String) -> Bool? {
+        retries.withLock { retries in
+            guard let retry = retries.removeValue(forKey: name), retry.deadline > Self.now else { return nil }
+            return retry.writable
+        }
+    }
 
     /// Keeps `handle` of `slot` until it is taken over or expires. A handle already kept for the
     /// slot is returned: the caller closes it.
