@@ -18,11 +18,19 @@ extension FileSystem {
             do throws(VMFSError) {
                 let (slot, generation) = try inodes.file(inode)
                 open = try openFile(inode: inode, slot: slot, generation: generation, flags: info.pointee.flags)
-            } catch where error.code == .staleHandle && error.location?.structure != Request.expectedStructure {
-                // The file the kernel looked up was removed (or its slot reused) before this
-                // OPEN: as if the open came after the unlink. ESTALE would make the kernel
-                // retry once, and a second race of the same kind would reach the caller.
-                throw VMFSError(.notFound, "the file was removed after the kernel looked it up: \(error.message)")
+            } catch where error.code == .notFound || (error.code == .staleHandle && error.location?.structure != Request.expectedStructure) {
+                // The file the kernel looked up was removed (or is being removed, or its slot
+                // was reused) before this OPEN; ENOENT would be wrong for O_CREAT. ESTALE makes the kernel look the name up again and retry once (or create
+                // the file, for O_CREAT, which OPEN does not show): the retry's lookup locks the
+                // file the name names by then, so that it cannot change again before the OPEN.
+                if let slot = InodeTable.slot(of: inode) {
+                    try refuseRetriedOpenAsBusy(slot: slot)
+                    if let name = inodes.name(ofSlot: slot) {
+                        graces.expectRetry(name: name, writable: info.pointee.flags & O_ACCMODE != O_RDONLY)
+                    }
+                }
+                throw VMFSError(.staleHandle, "the file was removed after the kernel looked it up: \(error.message)",
+                                location: .init(structure: Request.expectedStructure))
             }
             try finishOpen(request, open.handle, info: info, keepCache: open.keepCache, create: false)
         }
@@ -59,6 +67,7 @@ extension FileSystem {
                         try? replaced.handle.close()
                     }
                 }
+                try refuseRetriedOpenAsBusy(slot: slot)
                 // The name may name another file by the retry's lookup: that one is locked then.
                 if let name = inodes.name(ofSlot: slot) { graces.expectRetry(name: name, writable: writable) }
                 throw VMFSError(.staleHandle, "file slot \(slot) changed on another host since the kernel looked it up; "
@@ -77,6 +86,15 @@ extension FileSystem {
                 try? kept.handle.close()
             }
             return (OpenHandle(handle: handle, inode: inode, writable: writable), lockWasHeld)
+        }
+    }
+
+    /// Throws `EBUSY` when this OPEN retries one refused as stale and its lookup could not lock
+    /// the file (another host had it open and changed it again): a second ESTALE would reach
+    /// the caller, while the file being busy on another host is an answer it knows.
+    private func refuseRetriedOpenAsBusy(slot: Int) throws(VMFSError) {
+        if graces.takeUnlockedRetry(slot: slot) {
+            throw VMFSError(.busy, "file slot \(slot) kept changing on another host while the kernel retried an open")
         }
     }
 

@@ -28,9 +28,11 @@ extension FileSystem {
     /// reach the caller as ESTALE.
     private func retryEntry(for file: FileStatus, writable: Bool) -> fuse_entry_param {
         slots.withOpenCloseLock(file.slot) {
-            guard slots.counts(file.slot).handles == 0,
-                  let handle = try? volume.open(slot: file.slot, generation: file.generation, access: writable ? .readWrite : .readOnly)
-            else { return }
+            guard slots.counts(file.slot).handles == 0 else { return }
+            guard let handle = try? volume.open(slot: file.slot, generation: file.generation, access: writable ? .readWrite : .readOnly) else {
+                graces.noteUnlockedRetry(slot: file.slot)
+                return
+            }
             slots.opened(file.slot, writable: writable)
             if !inodes.matches(handle.heldStatus) { inodes.renew(handle.heldStatus) }
             if let replaced = graces.keep(handle, slot: file.slot, writable: writable) {

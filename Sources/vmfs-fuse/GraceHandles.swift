@@ -37,6 +37,21 @@ final class GraceHandles: Sendable {
         }
     }
 
+    /// Slots whose retry lookup could not lock the file (another host had it): the retried OPEN
+    /// answers EBUSY rather than a second ESTALE, which the kernel would hand to the caller.
+    private let unlockedRetries = Mutex<[Int: UInt64]>([:])
+
+    /// Notes that the retry lookup of a refused OPEN could not lock the file in `slot`.
+    func noteUnlockedRetry(slot: Int) {
+        let deadline = Self.now + Self.lifetimeNanoseconds
+        unlockedRetries.withLock { $0[slot] = deadline }
+    }
+
+    /// True (once) when the retry lookup for `slot` could not lock it, recently.
+    func takeUnlockedRetry(slot: Int) -> Bool {
+        unlockedRetries.withLock { ($0.removeValue(forKey: slot) ?? 0) > Self.now }
+    }
+
     /// The access of a refused OPEN the kernel retries by looking `name` up, if one is pending.
     func takeRetry(name: String) -> Bool? {
         retries.withLock { retries in
