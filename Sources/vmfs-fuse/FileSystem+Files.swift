@@ -20,9 +20,10 @@ extension FileSystem {
                 open = try openFile(inode: inode, slot: slot, generation: generation, flags: info.pointee.flags)
             } catch where error.code == .notFound || (error.code == .staleHandle && error.location?.structure != Request.expectedStructure) {
                 // The file the kernel looked up was removed (or is being removed, or its slot
-                // was reused) before this OPEN; ENOENT would be wrong for O_CREAT. ESTALE makes the kernel look the name up again and retry once (or create
-                // the file, for O_CREAT, which OPEN does not show): the retry's lookup locks the
-                // file the name names by then, so that it cannot change again before the OPEN.
+                // was reused) before this OPEN. Not ENOENT: that would be wrong for O_CREAT,
+                // which OPEN does not show. ESTALE makes the kernel look the name up again and
+                // retry once (or create the file), and the retry's lookup locks the file the
+                // name names by then, so that it cannot change again before the OPEN.
                 if let slot = InodeTable.slot(of: inode) {
                     try refuseRetriedOpenAsBusy(slot: slot)
                     if let name = inodes.name(ofSlot: slot) {
