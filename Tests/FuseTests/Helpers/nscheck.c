@@ -443,15 +443,19 @@ static void op_create(int name, int allow_busy) {
     unlock_model();
 }
 
+/// Opens name `name` of this host for `flags`; -1 after an allowed failure.
+static int open_name(int name, int flags, const char *what, int allow_busy, char *path, size_t size) {
+    path_of(path, size, host, name);
+    int fd = open(path, flags | O_CLOEXEC);
+    note("%s %s -> %d (%s)", what, path, fd, fd < 0 ? strerror(errno) : "ok");
+    if (fd < 0 && !is_allowed(errno, allow_busy)) fail("%s %s: %s", what, path, strerror(errno));
+    return fd;
+}
+
 static void op_adopt(int name, int allow_busy) {
     char path[512];
-    path_of(path, sizeof path, host, name);
-    int fd = open(path, O_RDWR | O_CLOEXEC);
-    note("open-for-write %s -> %d (%s)", path, fd, fd < 0 ? strerror(errno) : "ok");
-    if (fd < 0) {
-        if (!is_allowed(errno, allow_busy)) fail("open for writing %s: %s", path, strerror(errno));
-        return;
-    }
+    int fd = open_name(name, O_RDWR, "open-for-write", allow_busy, path, sizeof path);
+    if (fd < 0) return;
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         if (errno != EWOULDBLOCK) fail("flock %s: %s", path, strerror(errno));
         if (close(fd) != 0) fail("close of %s (not adopted): %s", path, strerror(errno));
@@ -544,13 +548,8 @@ static void op_attributes(struct owned *o) {
 
 static void op_read(int name, int allow_busy) {
     char path[512];
-    path_of(path, sizeof path, host, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    note("read %s -> %d (%s)", path, fd, fd < 0 ? strerror(errno) : "ok");
-    if (fd < 0) {
-        if (!is_allowed(errno, allow_busy)) fail("open for reading %s: %s", path, strerror(errno));
-        return;
-    }
+    int fd = open_name(name, O_RDONLY, "read", allow_busy, path, sizeof path);
+    if (fd < 0) return;
     // Which file and its model state now, from its first word, then everything.
     uint64_t first = 0;
     ssize_t got = pread(fd, &first, 8, 0);
