@@ -17,19 +17,14 @@ extension FileSystem {
             let open: (handle: OpenHandle, keepCache: Bool)
             do throws(VMFSError) {
                 let (slot, generation) = try inodes.file(inode)
-                open = try openFile(inode: inode, slot: slot, generation: generation, flags: info.pointee.flags)
+                open = try openFile(inode: inode, slot: slot, generation: generation, flags: info.pointee.flags, caller: request.caller.pid)
             } catch where error.code == .notFound || (error.code == .staleHandle && error.location?.structure != Request.expectedStructure) {
                 // The file the kernel looked up was removed (or is being removed, or its slot
                 // was reused) before this OPEN. Not ENOENT: that would be wrong for O_CREAT,
                 // which OPEN does not show. ESTALE makes the kernel look the name up again and
                 // retry once (or create the file), and the retry's lookup locks the file the
                 // name names by then, so that it cannot change again before the OPEN.
-                if let slot = InodeTable.slot(of: inode) {
-                    try refuseRetriedOpenAsBusy(slot: slot)
-                    if let name = inodes.name(ofSlot: slot) {
-                        graces.expectRetry(name: name, writable: info.pointee.flags & O_ACCMODE != O_RDONLY)
-                    }
-                }
+                try expectRetry(caller: request.caller.pid, writable: info.pointee.flags & O_ACCMODE != O_RDONLY)
                 throw VMFSError(.staleHandle, "the file was removed after the kernel looked it up: \(error.message)",
                                 location: .init(structure: Request.expectedStructure))
             }
@@ -45,7 +40,8 @@ extension FileSystem {
     /// - Throws: `staleHandle` when the kernel's inode `inode` no longer matches the file
     ///   (another host changed it after the lookup, see ``InodeTable``): the kernel then looks
     ///   the name up again and opens the new inode.
-    func openFile(inode: fuse_ino_t, slot: Int, generation: UInt32, flags: Int32) throws(VMFSError) -> (handle: OpenHandle, keepCache: Bool) {
+    func openFile(inode: fuse_ino_t, slot: Int, generation: UInt32, flags: Int32,
+                  caller: Int32) throws(VMFSError) -> (handle: OpenHandle, keepCache: Bool) {
         let writable = flags & O_ACCMODE != O_RDONLY
         if writable && configuration.readOnly { throw VMFSError(.readOnly, "the volume is mounted read-only") }
         return try slots.withOpenCloseLock(slot) { () throws(VMFSError) -> (OpenHandle, Bool) in
@@ -68,9 +64,7 @@ extension FileSystem {
                         try? replaced.handle.close()
                     }
                 }
-                try refuseRetriedOpenAsBusy(slot: slot)
-                // The name may name another file by the retry's lookup: that one is locked then.
-                if let name = inodes.name(ofSlot: slot) { graces.expectRetry(name: name, writable: writable) }
+                try expectRetry(caller: caller, writable: writable)
                 throw VMFSError(.staleHandle, "file slot \(slot) changed on another host since the kernel looked it up; "
                                 + "the kernel looks it up again", location: .init(structure: Request.expectedStructure))
             }
@@ -81,6 +75,7 @@ extension FileSystem {
                 try? handle.close()
                 throw error
             }
+            graces.retrySucceeded(pid: caller)
             // A handle kept for a refused OPEN is taken over by this one.
             if let kept = graces.take(slot: slot) {
                 slots.closed(slot, writable: kept.writable)
@@ -90,12 +85,14 @@ extension FileSystem {
         }
     }
 
-    /// Throws `EBUSY` when this OPEN retries one refused as stale and its lookup could not lock
-    /// the file (another host had it open and changed it again): a second ESTALE would reach
-    /// the caller, while the file being busy on another host is an answer it knows.
-    private func refuseRetriedOpenAsBusy(slot: Int) throws(VMFSError) {
-        if graces.takeUnlockedRetry(slot: slot) {
-            throw VMFSError(.busy, "file slot \(slot) kept changing on another host while the kernel retried an open")
+    /// Before an OPEN is refused as stale: the kernel retries it once from the same process,
+    /// after a lookup that locks what the name names by then (``lookup``). When this refusal is
+    /// of the retry itself (another host changed or removed that file before the lookup could
+    /// lock it), answers `EBUSY` instead: a second `ESTALE` would reach the caller, while a file
+    /// busy on another host is an answer it knows.
+    private func expectRetry(caller: Int32, writable: Bool) throws(VMFSError) {
+        guard graces.expectRetry(pid: caller, writable: writable) else {
+            throw VMFSError(.busy, "the file kept changing on another host while the kernel retried an open")
         }
     }
 

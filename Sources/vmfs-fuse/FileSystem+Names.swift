@@ -12,7 +12,7 @@ extension FileSystem {
             try Self.requireRoot(parent)
             let name = try Self.name(raw)
             let file = try volume.status(of: name)
-            if let writable = graces.takeRetry(name: name) {
+            if let writable = graces.pendingRetry(pid: request.caller.pid) {
                 request.reply(entry: retryEntry(for: file, writable: writable))
                 return
             }
@@ -20,21 +20,22 @@ extension FileSystem {
         }
     }
 
-    /// The lookup of a kernel retrying an OPEN this daemon refused as stale (another host had
-    /// changed the file): if the name now names a file this host does not hold, it is opened
-    /// for the access the OPEN wanted and kept (``GraceHandles``), so that no host can change
-    /// it before the retried OPEN arrives, and the kernel gets an inode with its current
+    /// The lookup of a process whose OPEN this daemon refused as stale (another host had
+    /// changed or removed the file), which the kernel retries: the file the name names now is
+    /// opened for the access the OPEN wanted and kept (``GraceHandles``), so that no host can
+    /// change it before the retried OPEN arrives, and the kernel gets an inode with its current
     /// attributes. Without this, a second change between the retry's lookup and its OPEN would
-    /// reach the caller as ESTALE.
+    /// reach the caller as ESTALE. If the file cannot be opened (another host has it), the
+    /// retried OPEN meets the same and answers EBUSY.
     private func retryEntry(for file: FileStatus, writable: Bool) -> fuse_entry_param {
         slots.withOpenCloseLock(file.slot) {
-            guard slots.counts(file.slot).handles == 0 else { return }
+            let held = slots.counts(file.slot).handles > 0
             guard let handle = try? volume.open(slot: file.slot, generation: file.generation, access: writable ? .readWrite : .readOnly) else {
-                graces.noteUnlockedRetry(slot: file.slot)
                 return
             }
             slots.opened(file.slot, writable: writable)
-            if !inodes.matches(handle.heldStatus) { inodes.renew(handle.heldStatus) }
+            // Held here before, the kernel's inode is current; else another host may have changed it.
+            if !held && !inodes.matches(handle.heldStatus) { inodes.renew(handle.heldStatus) }
             if let replaced = graces.keep(handle, slot: file.slot, writable: writable) {
                 slots.closed(file.slot, writable: replaced.writable)
                 try? replaced.handle.close()
@@ -62,7 +63,8 @@ extension FileSystem {
                 // Another host created it after the kernel looked the name up: open that file.
                 let existing = try volume.status(of: name)
                 let node = inodes.node(for: existing, held: slots.counts(existing.slot).handles > 0)
-                let open = try openFile(inode: node, slot: existing.slot, generation: existing.generation, flags: flags)
+                let open = try openFile(inode: node, slot: existing.slot, generation: existing.generation, flags: flags,
+                                        caller: caller.pid)
                 try finishOpen(request, open.handle, info: info, keepCache: open.keepCache, create: true)
                 return
             }

@@ -24,40 +24,31 @@ final class GraceHandles: Sendable {
 
     static let lifetimeNanoseconds: UInt64 = 2_000_000_000
     private let entries = Mutex<[Int: Entry]>([:])
-    /// Names whose OPEN was refused, with the access it asked for: the kernel's retry looks the
-    /// name up again, and that lookup locks whatever file the name names by then.
-    private let retries = Mutex<[String: (writable: Bool, deadline: UInt64)]>([:])
+    /// Callers (process ids) whose OPEN was refused as stale, with the access it asked for: the
+    /// kernel retries from the same process, looking the name up again first.
+    private let retries = Mutex<[Int32: (writable: Bool, deadline: UInt64)]>([:])
 
-    /// Notes that the kernel will look `name` up again to retry an OPEN for `writable` access.
-    func expectRetry(name: String, writable: Bool) {
-        let deadline = Self.now + Self.lifetimeNanoseconds
-        retries.withLock { retries in
-            retries = retries.filter { $0.value.deadline > Self.now }
-            retries[name] = (writable, deadline)
+    /// Notes that the kernel retries an OPEN of process `pid` for `writable` access. Returns
+    /// false when one is pending already: this refusal is of the retry itself.
+    func expectRetry(pid: Int32, writable: Bool) -> Bool {
+        let now = Self.now
+        return retries.withLock { retries in
+            retries = retries.filter { $0.value.deadline > now }
+            if retries.removeValue(forKey: pid) != nil { return false }
+            retries[pid] = (writable, now + Self.lifetimeNanoseconds)
+            return true
         }
     }
 
-    /// Slots whose retry lookup could not lock the file (another host had it): the retried OPEN
-    /// answers EBUSY rather than a second ESTALE, which the kernel would hand to the caller.
-    private let unlockedRetries = Mutex<[Int: UInt64]>([:])
-
-    /// Notes that the retry lookup of a refused OPEN could not lock the file in `slot`.
-    func noteUnlockedRetry(slot: Int) {
-        let deadline = Self.now + Self.lifetimeNanoseconds
-        unlockedRetries.withLock { $0[slot] = deadline }
+    /// The access of the OPEN process `pid` is retrying, if one is pending.
+    func pendingRetry(pid: Int32) -> Bool? {
+        let now = Self.now
+        return retries.withLock { retries in retries[pid].flatMap { $0.deadline > now ? $0.writable : nil } }
     }
 
-    /// True (once) when the retry lookup for `slot` could not lock it, recently.
-    func takeUnlockedRetry(slot: Int) -> Bool {
-        unlockedRetries.withLock { ($0.removeValue(forKey: slot) ?? 0) > Self.now }
-    }
-
-    /// The access of a refused OPEN the kernel retries by looking `name` up, if one is pending.
-    func takeRetry(name: String) -> Bool? {
-        retries.withLock { retries in
-            guard let retry = retries.removeValue(forKey: name), retry.deadline > Self.now else { return nil }
-            return retry.writable
-        }
+    /// The OPEN of process `pid` succeeded: no retry is pending any more.
+    func retrySucceeded(pid: Int32) {
+        retries.withLock { _ = $0.removeValue(forKey: pid) }
     }
 
     /// Keeps `handle` of `slot` until it is taken over or expires. A handle already kept for the

@@ -38,8 +38,6 @@ final class InodeTable: Sendable {
 
     /// What the kernel was last told about one slot.
     private struct View {
-        /// The name the file was last looked up under.
-        var name = ""
         var generation: UInt32
         var shape: Shape
         var instance: UInt64
@@ -77,7 +75,6 @@ final class InodeTable: Sendable {
         guard file.slot >= 0, file.slot < Self.slotCount else { return 0 }
         let shape = Shape(file)
         return views.withLock { views in
-            defer { views[file.slot]?.name = file.name }
             if var view = views[file.slot], view.generation == file.generation {
                 if held {
                     // Changes now are this host's own (the kernel made them): keep the instance.
@@ -109,12 +106,6 @@ final class InodeTable: Sendable {
             throw VMFSError(.staleHandle, "node \(node) is a file that no longer exists in slot \(slot)")
         }
         return (slot, view.generation)
-    }
-
-    /// The name the file in `slot` was last looked up under.
-    func name(ofSlot slot: Int) -> String? {
-        guard slot >= 0, slot < Self.slotCount else { return nil }
-        return views.withLock { $0[slot]?.name }
     }
 
     /// True when `node` is the instance last handed out for its slot (the kernel's inode has
