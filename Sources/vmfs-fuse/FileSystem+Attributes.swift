@@ -80,7 +80,11 @@ extension FileSystem {
         } catch where onlyTimes && (error.code == .staleHandle || error.code == .notFound) {
             return nil
         }
-        let sameModification = toSet & FUSE_SET_ATTR_MTIME == 0 || requested.st_mtim.nanoseconds == current.modificationTime
+        // The kernel writes back the modification time it has: the volume's, or the one it was
+        // last told (another host may have changed the file since).
+        let requestedModification = requested.st_mtim.nanoseconds
+        let sameModification = toSet & FUSE_SET_ATTR_MTIME == 0 || requestedModification == current.modificationTime
+            || requestedModification == inodes.toldModificationTime(slot: slot, generation: generation)
         if onlyTimes && toSet & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW) == 0 && sameModification {
             return current
         }

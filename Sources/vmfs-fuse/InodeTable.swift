@@ -108,6 +108,12 @@ final class InodeTable: Sendable {
         return (slot, view.generation)
     }
 
+    /// The modification time the kernel was last told for the file in `slot` with `generation`.
+    func toldModificationTime(slot: Int, generation: UInt32) -> Int64? {
+        guard slot >= 0, slot < Self.slotCount else { return nil }
+        return views.withLock { views in views[slot].flatMap { $0.generation == generation ? $0.shape.modificationTime : nil } }
+    }
+
     /// True when `node` is the instance last handed out for its slot (the kernel's inode has
     /// the attributes this table recorded).
     func isCurrent(_ node: fuse_ino_t) -> Bool {
