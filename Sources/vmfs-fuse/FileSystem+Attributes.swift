@@ -17,8 +17,16 @@ extension FileSystem {
             if let info, let open = OpenHandle.borrowed(info.pointee.fh), open.inode == inode {
                 status = open.handle.heldStatus
             } else {
-                let (slot, generation) = try inodes.file(inode)
-                status = try volume.status(slot: slot, generation: generation)
+                do throws(VMFSError) {
+                    let (slot, generation) = try inodes.file(inode)
+                    status = try volume.status(slot: slot, generation: generation)
+                } catch where error.code == .staleHandle {
+                    // The file was removed since the kernel looked it up (an open's permission
+                    // check, a stat): the kernel looks the name up again and retries once, and
+                    // that lookup locks what the name names by then (see ``lookup``).
+                    try expectRetry(caller: request.caller.pid, writable: false)
+                    throw VMFSError(.staleHandle, error.message, location: .init(structure: Request.expectedStructure))
+                }
             }
             request.reply(attributes: Attributes.stat(of: status, blockSize: blockSize), timeout: attributeTimeout(slot: status.slot))
         }
@@ -47,6 +55,14 @@ extension FileSystem {
                 }
                 open.dirty.store(true, ordering: .releasing)
                 status = open.handle.heldStatus
+            } else if toSet & ~(FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_CTIME) == 0 && toSet & FUSE_SET_ATTR_CTIME != 0
+                        && writeBacks.isWriteBack(from: request.caller.pid) {
+                // The kernel's change-time stamp after this process's rename or unlink.
+                guard let current = try? inodes.file(inode), let current = try? volume.status(slot: current.slot, generation: current.generation) else {
+                    request.reply(attributes: Attributes.vanished(inode: inode, requested: attributes.pointee), timeout: 0)
+                    return
+                }
+                status = current
             } else {
                 guard let changed = try setWithoutHandle(inode: inode, changes: changes, requested: attributes.pointee, toSet: toSet) else {
                     request.reply(attributes: Attributes.vanished(inode: inode, requested: attributes.pointee), timeout: 0)

@@ -75,7 +75,7 @@ extension FileSystem {
                 try? handle.close()
                 throw error
             }
-            graces.retrySucceeded(pid: caller)
+            graces.retryDone(pid: caller)
             // A handle kept for a refused OPEN is taken over by this one.
             if let kept = graces.take(slot: slot) {
                 slots.closed(slot, writable: kept.writable)
@@ -90,7 +90,7 @@ extension FileSystem {
     /// of the retry itself (another host changed or removed that file before the lookup could
     /// lock it), answers `EBUSY` instead: a second `ESTALE` would reach the caller, while a file
     /// busy on another host is an answer it knows.
-    private func expectRetry(caller: Int32, writable: Bool) throws(VMFSError) {
+    func expectRetry(caller: Int32, writable: Bool) throws(VMFSError) {
         guard graces.expectRetry(pid: caller, writable: writable) else {
             throw VMFSError(.busy, "the file kept changing on another host while the kernel retried an open")
         }

@@ -11,8 +11,16 @@ extension FileSystem {
         request.answer("lookup") { () throws(VMFSError) in
             try Self.requireRoot(parent)
             let name = try Self.name(raw)
-            let file = try volume.status(of: name)
-            if let writable = graces.pendingRetry(pid: request.caller.pid) {
+            let pid = request.caller.pid
+            writeBacks.lookedUp(by: pid)
+            let file: FileStatus
+            do throws(VMFSError) {
+                file = try volume.status(of: name)
+            } catch where error.code == .notFound {
+                graces.retryDone(pid: pid)
+                throw error
+            }
+            if let writable = graces.retryLookup(pid: pid) {
                 request.reply(entry: retryEntry(for: file, writable: writable))
                 return
             }
@@ -80,6 +88,7 @@ extension FileSystem {
         request.answer("unlink") { () throws(VMFSError) in
             try Self.requireRoot(parent)
             try volume.remove(try Self.name(raw))
+            writeBacks.renamedOrUnlinked(by: request.caller.pid)
             request.reply(error: 0)
         }
     }
@@ -99,6 +108,7 @@ extension FileSystem {
                                 + "(only RENAME_NOREPLACE and RENAME_EXCHANGE)")
             }
             try volume.rename(try Self.name(raw), to: try Self.name(rawNew), mode: mode)
+            writeBacks.renamedOrUnlinked(by: request.caller.pid)
             request.reply(error: 0)
         }
     }

@@ -29,6 +29,8 @@ final class FileSystem: Sendable {
     let files = OpenHandleRegistry()
     /// Handles kept for a moment after an OPEN was refused with `ESTALE`.
     let graces = GraceHandles()
+    /// The kernel's change-time write-backs after renames and unlinks, answered without storing.
+    let writeBacks = ChangeTimeWriteBacks()
     private let janitorStop = Atomic<Bool>(false)
     let directories = HandleTable<DirectorySnapshot>()
     let buffers: BufferPool

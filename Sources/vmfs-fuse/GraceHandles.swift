@@ -24,30 +24,43 @@ final class GraceHandles: Sendable {
 
     static let lifetimeNanoseconds: UInt64 = 2_000_000_000
     private let entries = Mutex<[Int: Entry]>([:])
-    /// Callers (process ids) whose OPEN was refused as stale, with the access it asked for: the
-    /// kernel retries from the same process, looking the name up again first.
-    private let retries = Mutex<[Int32: (writable: Bool, deadline: UInt64)]>([:])
+    /// A refused request the kernel retries from the same process, looking the name up again first.
+    private struct Retry {
+        var writable: Bool
+        var deadline: UInt64
+        /// The retry's lookup came (and locked the file it found).
+        var lookedUp = false
+    }
 
-    /// Notes that the kernel retries an OPEN of process `pid` for `writable` access. Returns
-    /// false when one is pending already: this refusal is of the retry itself.
+    /// Callers (process ids) whose OPEN or GETATTR was refused as stale.
+    private let retries = Mutex<[Int32: Retry]>([:])
+
+    /// Notes that the kernel retries a request of process `pid` refused as stale; `writable`:
+    /// the access an OPEN asked for. Returns false when one is pending already: this refusal
+    /// is of the retry itself.
     func expectRetry(pid: Int32, writable: Bool) -> Bool {
         let now = Self.now
         return retries.withLock { retries in
             retries = retries.filter { $0.value.deadline > now }
             if retries.removeValue(forKey: pid) != nil { return false }
-            retries[pid] = (writable, now + Self.lifetimeNanoseconds)
+            retries[pid] = Retry(writable: writable, deadline: now + Self.lifetimeNanoseconds)
             return true
         }
     }
 
-    /// The access of the OPEN process `pid` is retrying, if one is pending.
-    func pendingRetry(pid: Int32) -> Bool? {
+    /// The access of the request process `pid` is retrying, when this is the retry's lookup.
+    func retryLookup(pid: Int32) -> Bool? {
         let now = Self.now
-        return retries.withLock { retries in retries[pid].flatMap { $0.deadline > now ? $0.writable : nil } }
+        return retries.withLock { retries in
+            guard let retry = retries[pid], retry.deadline > now, !retry.lookedUp else { return nil }
+            retries[pid]?.lookedUp = true
+            return retry.writable
+        }
     }
 
-    /// The OPEN of process `pid` succeeded: no retry is pending any more.
-    func retrySucceeded(pid: Int32) {
+    /// Process `pid` needs no retry any more: its OPEN succeeded, or its retry's lookup found
+    /// no file (the kernel creates one, or fails with ENOENT).
+    func retryDone(pid: Int32) {
         retries.withLock { _ = $0.removeValue(forKey: pid) }
     }
 
@@ -88,7 +101,8 @@ final class GraceHandles: Sendable {
         }
     }
 
-    private static var now: UInt64 {
+    /// Monotonic time, ns.
+    static var now: UInt64 {
         var time = timespec()
         clock_gettime(CLOCK_MONOTONIC, &time)
         return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)

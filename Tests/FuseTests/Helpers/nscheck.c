@@ -748,6 +748,12 @@ static int verify_all(void) {
             char path[512];
             path_of(path, sizeof path, h, name);
             int fd = open(path, O_RDONLY | O_CLOEXEC);
+            // A host may hold a file for a moment after its workers closed it (RELEASE comes
+            // after close, and a lock taken for a retried open is kept up to 2 s).
+            for (int wait = 0; fd < 0 && errno == EBUSY && wait < 100; wait++) {
+                usleep(50000);
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+            }
             if (fd < 0) {
                 if (errno != ENOENT) fail("verify: open %s: %s", path, strerror(errno));
                 if (h > 0 && found[name]) fail("verify: %s is missing on host %d but exists on host 0", path, h);
