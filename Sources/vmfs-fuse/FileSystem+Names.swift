@@ -42,8 +42,10 @@ extension FileSystem {
                 return
             }
             slots.opened(file.slot, writable: writable)
-            // Held here before, the kernel's inode is current; else another host may have changed it.
-            if !held && !inodes.matches(handle.heldStatus) { inodes.renew(handle.heldStatus) }
+            // Not held here before: another host may have changed the file since the kernel's
+            // inode was made (even with the same size and times: mtime is stored at most once a
+            // second), so the kernel gets a fresh inode, with no page cache to keep.
+            if !held { inodes.renew(handle.heldStatus) }
             if let replaced = graces.keep(handle, slot: file.slot, writable: writable) {
                 slots.closed(file.slot, writable: replaced.writable)
                 try? replaced.handle.close()

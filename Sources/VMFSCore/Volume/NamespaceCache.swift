@@ -45,7 +45,17 @@ final class NamespaceCache: Sendable {
             if let snapshot = cached.withLock({ $0 }), snapshot.lockVersion == before.version, before.mode == .free {
                 return snapshot.table
             }
-            last = try Self.readNamesAndDirectory(device: device, layout: layout, volumeID: volumeID)
+            let read: Table
+            do throws(VMFSError) {
+                read = try Self.readNamesAndDirectory(device: device, layout: layout, volumeID: volumeID)
+            } catch where error.code == .corrupt {
+                // Torn by another host's home write (its lock moved or is held): look again.
+                let (after, _) = try locks.read(FormatConstants.tableLockIndex, kind: .fileTable)
+                if (after.version == before.version && after.mode == .free) || attempt == 19 { throw error }
+                Clock.sleep(milliseconds: 2)
+                continue
+            }
+            last = read
             let (after, _) = try locks.read(FormatConstants.tableLockIndex, kind: .fileTable)
             if after.version == before.version && after.mode == .free {
                 cached.withLock { $0 = Snapshot(lockVersion: after.version, table: last) }
