@@ -58,7 +58,7 @@ let package = Package(
             name: "fsck.vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
             path: "Tools/fsck.vmfs", swiftSettings: strictSettings),
         .executableTarget(
-            name: "vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
+            name: "vmfs", dependencies: ["VMFSCore", "VMFSToolSupport", "CVMFSLinux", argumentParser],
             path: "Tools/vmfs", swiftSettings: strictSettings),
         .executableTarget(
             name: "vmctl", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMFSToolSupport", argumentParser],

@@ -41,14 +41,29 @@ public struct VMDKDescriptor: Sendable, Equatable {
             """
     }
 
-    /// Parses a descriptor; only single-extent flat disks are accepted.
+    /// Largest extent accepted, in 512-byte sectors: its size in bytes must fit a file offset.
+    public static let maximumSectors = UInt64(Int64.max) / 512
+
+    /// Parses a descriptor; only single-extent flat disks starting at offset 0 are accepted.
+    ///
+    /// - Throws: ``VMError/Code/malformedConfiguration`` naming the file, the field and the value
+    ///   when the extent line is missing, repeated, or has a sector count outside
+    ///   1…``maximumSectors`` or an offset other than 0.
     public init(parsing text: String, fileName: String) throws(VMError) {
         var extent: (UInt64, String)?
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: " ", maxSplits: 4).map(String.init)
             guard parts.count >= 4, parts[0] == "RW" || parts[0] == "RDONLY", parts[2] == "FLAT" else { continue }
-            guard extent == nil, let sectors = UInt64(parts[1]) else {
+            guard extent == nil else {
                 throw VMError(.malformedConfiguration, "\(fileName): only one flat extent is supported")
+            }
+            guard let sectors = UInt64(parts[1]), (1...Self.maximumSectors).contains(sectors) else {
+                throw VMError(.malformedConfiguration, "\(fileName): the extent's sector count \"\(parts[1].prefix(40))\" is not a number "
+                              + "in 1…\(Self.maximumSectors)")
+            }
+            if parts.count == 5, parts[4].trimmedOfWhitespace != "0" {
+                throw VMError(.malformedConfiguration, "\(fileName): the extent's offset \"\(parts[4].prefix(40))\" is not 0; "
+                              + "only extents that start at the beginning of their file are supported")
             }
             let name = parts[3].hasPrefix("\"") ? String(parts[3].dropFirst().prefix { $0 != "\"" }) : parts[3]
             extent = (sectors, name)

@@ -4,7 +4,8 @@ public import VMFSCore
 /// A virtual disk stored in a file on a VMFS volume, opened with the file's exclusive lock.
 ///
 /// Reads and writes go straight to the volume through VMFSCore (never through FUSE); flush is
-/// `fsync` on the volume (journal commit + device flush); discard punches a hole.
+/// `fsync` on the volume (journal commit + device flush); discard punches a hole, and so does
+/// write-zeroes when the guest allows unmapping (otherwise it writes zeros).
 public final class VMFSDiskBackend: DiskBackend {
     public let handle: FileHandle
     public let byteCount: UInt64
@@ -48,5 +49,12 @@ public final class VMFSDiskBackend: DiskBackend {
 
     public func discard(offset: UInt64, length: UInt64) throws(DiskError) {
         do { try handle.punchHole(offset: offset, length: length) } catch { throw map(error) }
+    }
+
+    /// A punched hole reads back as zeros; without `deallocating`, zeros are written so the
+    /// blocks stay allocated.
+    public func writeZeroes(offset: UInt64, length: UInt64, deallocating: Bool) throws(DiskError) {
+        guard deallocating else { return try writeZeroBytes(offset: offset, length: length) }
+        try discard(offset: offset, length: length)
     }
 }

@@ -5,6 +5,8 @@
 public struct VMXFile: Sendable, Equatable {
     /// Entries in file order (keys as written).
     public private(set) var entries: [(key: String, value: String)] = []
+    /// Position in ``entries`` of each lowercased key, so lookups stay constant-time for large files.
+    private var positions: [String: Int] = [:]
 
     public init() {}
 
@@ -38,17 +40,24 @@ public struct VMXFile: Sendable, Equatable {
             if self[key] != nil {
                 throw VMError(.malformedConfiguration, "\(fileName) line \(index + 1): '\(key)' is set twice")
             }
-            entries.append((key, value))
+            self[key] = value
         }
     }
 
     /// The value of `key` (case-insensitive).
     public subscript(key: String) -> String? {
-        get { entries.first { $0.key.lowercased() == key.lowercased() }?.value }
+        get { positions[key.lowercased()].map { entries[$0].value } }
         set {
-            if let index = entries.firstIndex(where: { $0.key.lowercased() == key.lowercased() }) {
-                if let newValue { entries[index].value = newValue } else { entries.remove(at: index) }
+            let folded = key.lowercased()
+            if let index = positions[folded] {
+                if let newValue {
+                    entries[index].value = newValue
+                } else {
+                    entries.remove(at: index)
+                    positions = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.key.lowercased(), $0) })
+                }
             } else if let newValue {
+                positions[folded] = entries.count
                 entries.append((key, newValue))
             }
         }

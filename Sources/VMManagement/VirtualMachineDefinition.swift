@@ -4,7 +4,8 @@ public import Hypervisor
 ///
 /// Keys: `displayName`, `numvcpus`, `memSize` (MiB), `diskN.present`/`diskN.fileName` (the
 /// descriptor `.vmdk`), `boot.type` (`linux` or `testguest`), `boot.kernel`, `boot.initrd`,
-/// `boot.cmdline`, `testguest.image`, `testguest.workload`, `testguest.args` (comma separated).
+/// `boot.cmdline`, `testguest.image`, `testguest.workload`, `testguest.args` (comma separated),
+/// `log.sizeLimit` (bytes the console log `NAME.log` may reach; see ``VolumeLogConsole``).
 /// File names are names on the same volume.
 public struct VirtualMachineDefinition: Sendable, Equatable {
     /// How the VM boots.
@@ -19,13 +20,22 @@ public struct VirtualMachineDefinition: Sendable, Equatable {
     /// Disk descriptor file names, in order.
     public var disks: [String]
     public var boot: Boot
+    /// The size the console log may reach before its oldest part is dropped (`log.sizeLimit`).
+    public var logSizeLimit: UInt64
 
-    public init(name: String, vcpuCount: Int, memoryBytes: UInt64, disks: [String], boot: Boot) {
+    /// The console log limit when the `.vmx` sets none.
+    public static let defaultLogSizeLimit: UInt64 = 8 << 20
+    /// The range `log.sizeLimit` may take.
+    public static let logSizeLimits: ClosedRange<UInt64> = (64 << 10)...(1 << 30)
+
+    public init(name: String, vcpuCount: Int, memoryBytes: UInt64, disks: [String], boot: Boot,
+                logSizeLimit: UInt64 = defaultLogSizeLimit) {
         self.name = name
         self.vcpuCount = vcpuCount
         self.memoryBytes = memoryBytes
         self.disks = disks
         self.boot = boot
+        self.logSizeLimit = logSizeLimit
     }
 
     /// Every file of the VM on the volume besides the disks' extents.
@@ -60,54 +70,63 @@ public struct VirtualMachineDefinition: Sendable, Equatable {
             file["testguest.workload"] = "\(workload)"
             file["testguest.args"] = arguments.map(String.init).joined(separator: ",")
         }
+        if logSizeLimit != Self.defaultLogSizeLimit { file["log.sizeLimit"] = "\(logSizeLimit)" }
         return file
     }
 
     /// Reads a definition from a `.vmx`.
     ///
-    /// - Throws: ``VMError/Code/malformedConfiguration`` naming the file and key that is missing or wrong.
+    /// Every number is range-checked: `numvcpus` 1…254, `memSize` an even number of MiB from 16 MiB
+    /// to 63 GiB, at most 16 disks and 8 test-guest arguments, `log.sizeLimit` 64 KiB…1 GiB.
+    ///
+    /// - Throws: ``VMError/Code/malformedConfiguration`` naming the file and the key that is
+    ///   missing or wrong, and the value found.
     public init(vmx file: VMXFile, fileName: String) throws(VMError) {
-        func required(_ key: String) throws(VMError) -> String {
-            guard let value = file[key], !value.isEmpty else {
-                throw VMError(.malformedConfiguration, "\(fileName): '\(key)' is missing")
-            }
-            return value
+        let fields = VMXFields(file: file, fileName: fileName)
+        name = try fields.required("displayName")
+        vcpuCount = try fields.number("numvcpus", in: 1...VirtualMachineConfiguration.maximumVCPUCount)
+        let megabytes = try fields.number("memSize", in: VirtualMachineConfiguration.minimumMemorySize >> 20
+                                             ... VirtualMachineConfiguration.maximumMemorySize >> 20, unit: " MiB")
+        guard megabytes % 2 == 0 else {
+            throw VMError(.malformedConfiguration, "\(fileName): 'memSize' = \(fields.quoted(megabytes)) is not a multiple of 2 MiB")
         }
-        func number(_ key: String) throws(VMError) -> UInt64 {
-            let text = try required(key)
-            guard let value = UInt64(text) else { throw VMError(.malformedConfiguration, "\(fileName): '\(key)' = \"\(text)\" is not a number") }
-            return value
-        }
-        name = try required("displayName")
-        vcpuCount = Int(try number("numvcpus"))
-        memoryBytes = try number("memSize") << 20
-        guard vcpuCount >= 1 else { throw VMError(.malformedConfiguration, "\(fileName): numvcpus must be at least 1") }
-        guard memoryBytes > 0 else { throw VMError(.malformedConfiguration, "\(fileName): memSize must be positive") }
+        memoryBytes = megabytes << 20
         var disks: [String] = []
-        var index = 0
-        while file["disk\(index).fileName"] != nil || file["disk\(index).present"] != nil {
-            if file["disk\(index).present"]?.uppercased() != "FALSE" { disks.append(try required("disk\(index).fileName")) }
-            index += 1
+        for index in 0...VirtualMachineConfiguration.maximumDiskCount {
+            guard file["disk\(index).fileName"] != nil || file["disk\(index).present"] != nil else { break }
+            guard index < VirtualMachineConfiguration.maximumDiskCount else {
+                throw VMError(.malformedConfiguration, "\(fileName): 'disk\(index)' is one disk too many; a VM has at most "
+                              + "\(VirtualMachineConfiguration.maximumDiskCount) (disk0…disk\(VirtualMachineConfiguration.maximumDiskCount - 1))")
+            }
+            if file["disk\(index).present"]?.uppercased() != "FALSE" { disks.append(try fields.required("disk\(index).fileName")) }
         }
         self.disks = disks
-        switch try required("boot.type").lowercased() {
+        logSizeLimit = file["log.sizeLimit"] == nil ? Self.defaultLogSizeLimit
+            : try fields.number("log.sizeLimit", in: Self.logSizeLimits, unit: " bytes")
+        switch try fields.required("boot.type").lowercased() {
         case "linux":
-            boot = .linux(kernel: try required("boot.kernel"), initrd: file["boot.initrd"],
+            boot = .linux(kernel: try fields.required("boot.kernel"), initrd: file["boot.initrd"],
                           commandLine: file["boot.cmdline"] ?? LinuxBootConfiguration.defaultCommandLine)
         case "testguest":
-            let workloadName = try required("testguest.workload")
+            let workloadName = try fields.required("testguest.workload")
             guard let workload = TestGuestWorkload.allCases.first(where: { "\($0)" == workloadName }) else {
                 throw VMError(.malformedConfiguration, "\(fileName): unknown testguest.workload '\(workloadName)' "
                               + "(known: \(TestGuestWorkload.allCases.map { "\($0)" }.joined(separator: ", ")))")
             }
+            let parts = (file["testguest.args"] ?? "").split(separator: ",")
+            guard parts.count <= TestGuestABI.argumentCount else {
+                throw VMError(.malformedConfiguration, "\(fileName): 'testguest.args' has \(parts.count) values; "
+                              + "the test guest takes at most \(TestGuestABI.argumentCount)")
+            }
             var arguments: [UInt64] = []
-            for part in (file["testguest.args"] ?? "").split(separator: ",") {
+            for part in parts {
                 guard let value = UInt64(part.trimmedOfWhitespace) else {
-                    throw VMError(.malformedConfiguration, "\(fileName): testguest.args has '\(part)', not a number")
+                    throw VMError(.malformedConfiguration, "\(fileName): 'testguest.args' has \(fields.quoted(part)), "
+                                  + "not a number in 0…\(UInt64.max)")
                 }
                 arguments.append(value)
             }
-            boot = .testGuest(image: try required("testguest.image"), workload: workload, arguments: arguments)
+            boot = .testGuest(image: try fields.required("testguest.image"), workload: workload, arguments: arguments)
         case let other:
             throw VMError(.malformedConfiguration, "\(fileName): boot.type '\(other)' is neither 'linux' nor 'testguest'")
         }

@@ -187,6 +187,27 @@ struct VirtualMachineTests {
         #expect(machine.diskDeviceStatus == [0x07])  // re-initialised after NEEDS_RESET
     }
 
+    /// The guest as a hostile driver at the device's limits (Tools/guest/hostile_limits.c), with RAM
+    /// above 4 GiB and vCPU 1 racing the ring: right answers, a VMM that keeps up, an intact disk.
+    @Test func hostileLimitsGetTheRightAnswersAndTheVMMKeepsUp() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path("limits.img")
+        let disk = try RawFileDiskBackend.createSparseFile(at: path, byteCount: 256 << 20)
+        let (reason, console, machine) = try runTestGuest(.hostileLimits, vcpus: 2, memory: (3 << 30) + (128 << 20),
+                                                          disks: [disk], timeLimit: 60)
+        #expect(reason == .guestPoweredOff(status: 0), "\(reason): \(console.text)")
+        #expect(!console.text.contains("FAILED"), "\(console.lines.filter { $0.contains("FAILED") })")
+        let summary = try #require(console.lines.first { $0.hasPrefix("limits: ") && $0.contains("cases passed") })
+        let counts = summary.split(separator: " ").compactMap { Int($0) }
+        #expect(counts.count == 2 && counts[0] == counts[1] && counts[0] >= 40, "\(summary)")
+        #expect(machine.diskDeviceStatus == [0x07])
+        // From the host: the pattern no request was allowed to touch, and the zeroed region.
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        let pattern = bytes.prefix(64 << 10).withUnsafeBytes { Array($0.bindMemory(to: UInt64.self)) }
+        #expect(pattern == (0..<UInt64(8192)).map { mix64(0xa11ce ^ ($0 * 8)) })
+        #expect(bytes[(1024 * 512)..<(1040 * 512)].allSatisfy { $0 == 0 })
+    }
+
     @Test func badInputIsRejectedWithClearErrorsAndNothingLeaks() throws {
         let directory = try TemporaryDirectory()
         let guest = try GuestArtifacts.testGuest()

@@ -12,18 +12,25 @@ public struct ToolResult: Sendable {
     public var status: Int32
     public var stdout: String
     public var stderr: String
+    /// True when the run was killed because it did not finish within its timeout (it hung).
+    public var timedOut = false
     public var output: String { stdout + stderr }
 }
 
 /// Runs a built tool to completion.
+///
+/// - Parameter timeout: Seconds after which a tool that has not finished is killed (SIGKILL)
+///   and the result says `timedOut`: for tests of input that used to make a tool hang.
 @discardableResult
-public func runTool(_ name: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
-    try runSystem(toolsDirectory.appendingPathComponent(name).path, arguments, environment: environment)
+public func runTool(_ name: String, _ arguments: [String], environment: [String: String] = [:],
+                    timeout: Double? = nil) throws -> ToolResult {
+    try runSystem(toolsDirectory.appendingPathComponent(name).path, arguments, environment: environment, timeout: timeout)
 }
 
 /// Runs a program (a system command such as losetup or mkfs.ext4) to completion.
 @discardableResult
-public func runSystem(_ path: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ToolResult {
+public func runSystem(_ path: String, _ arguments: [String], environment: [String: String] = [:],
+                      timeout: Double? = nil) throws -> ToolResult {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
@@ -33,11 +40,36 @@ public func runSystem(_ path: String, _ arguments: [String], environment: [Strin
     process.standardOutput = out
     process.standardError = err
     try process.run()
+    let watchdog = timeout.map { Watchdog(process: process.processIdentifier, seconds: $0) }
     let outData = out.fileHandleForReading.readDataToEndOfFile()
     let errData = err.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
+    watchdog?.finish()
     return ToolResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                      stderr: String(decoding: errData, as: UTF8.self))
+                      stderr: String(decoding: errData, as: UTF8.self), timedOut: watchdog?.fired ?? false)
+}
+
+/// Kills a process with SIGKILL unless it finished within its time.
+private final class Watchdog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var finished = false
+    private var killed = false
+
+    init(process: Int32, seconds: Double) {
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [self] in
+            lock.withLock {
+                guard !finished else { return }
+                killed = true
+                kill(process, SIGKILL)
+            }
+        }
+    }
+
+    /// The process was reaped: it must not be killed any more.
+    func finish() { lock.withLock { finished = true } }
+
+    /// Whether the watchdog killed the process.
+    var fired: Bool { lock.withLock { killed } }
 }
 
 /// A child process whose output lines are read as they come.

@@ -99,6 +99,63 @@ struct VMControlTests {
         #expect(try runTool("fsck.vmfs", ["-n", image.path]).status == 0)
     }
 
+    /// The hostile-driver guest against a disk on VMFS: DISCARD and WRITE_ZEROES reach VMFSCore as
+    /// hole punches and zero writes, and the volume stays consistent.
+    @Test func hostileGuestLimitsOnAVMFSDisk() throws {
+        let image = try VolumeImage(size: "2G")
+        let guest = try testGuestImage()
+        #expect(try runTool("vmctl", ["create", "--volume", image.path, "--name", "limits", "--vcpus", "2", "--memory", "3200M",
+                                      "--disk", "256M", "--guest", guest, "--workload", "hostileLimits"]).status == 0)
+        let run = try runTool("vmctl", ["run", "--volume", image.path, "--time-limit", "60", "limits"], timeout: 120)
+        #expect(run.status == 0, "\(run.stdout)\(run.stderr)")
+        #expect(!run.stdout.contains("FAILED") && run.stdout.contains("cases passed"), "\(run.stdout)")
+        let volume = try image.mount("inspector")
+        let disk = try volume.open("limits-flat.vmdk")
+        let words = try disk.read(count: 64 << 10, at: 0).withUnsafeBytes { Array($0.bindMemory(to: UInt64.self)) }
+        #expect(words == (0..<UInt64(8192)).map { mix64(0xa11ce ^ ($0 * 8)) })
+        #expect(try disk.read(count: 16 * 512, at: 1024 * 512) == [UInt8](repeating: 0, count: 16 * 512))
+        try disk.close()
+        try volume.unmount()
+        #expect(try runTool("fsck.vmfs", ["-n", image.path]).status == 0)
+    }
+
+    /// Boot images are copied off the volume to be loaded: never where other local users can read
+    /// or replace them, and never left behind.
+    @Test func bootImagesAreExtractedPrivatelyAndRemoved() throws {
+        let image = try VolumeImage(size: "1G")
+        let guest = try testGuestImage()
+        #expect(try runTool("vmctl", ["create", "--volume", image.path, "--name", "private", "--memory", "64M",
+                                      "--guest", guest, "--workload", "spin"]).status == 0)
+        let temporary = image.directory.appendingPathComponent("tmp").path
+        try FileManager.default.createDirectory(atPath: temporary, withIntermediateDirectories: true)
+        let vm = Process()
+        vm.executableURL = toolsDirectory.appendingPathComponent("vmctl")
+        vm.arguments = ["run", "--volume", image.path, "--quiet", "--time-limit", "60", "private"]
+        vm.environment = ProcessInfo.processInfo.environment.merging(["TMPDIR": temporary]) { $1 }
+        try vm.run()
+        var exposed: [String] = []
+        var running = false
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline && !running {
+            for entry in (try? FileManager.default.subpathsOfDirectory(atPath: temporary)) ?? [] {
+                var info = stat()
+                guard lstat("\(temporary)/\(entry)", &info) == 0 else { continue }
+                let isDirectory = info.st_mode & S_IFMT == S_IFDIR
+                if info.st_mode & (isDirectory ? 0o077 : 0o177) != 0 { exposed.append("\(entry) \(String(info.st_mode & 0o777, radix: 8))") }
+            }
+            running = try runTool("vmctl", ["list", "--volume", image.path, "--json", "--host-id", "lister"]).stdout.contains("\"running\"")
+        }
+        #expect(running)
+        Thread.sleep(forTimeInterval: 0.5)
+        let whileRunning = (try? FileManager.default.contentsOfDirectory(atPath: temporary)) ?? []
+        kill(vm.processIdentifier, SIGTERM)
+        vm.waitUntilExit()
+        #expect(vm.terminationStatus == 0)
+        #expect(exposed.isEmpty, "boot images readable by others: \(exposed)")
+        #expect(whileRunning.isEmpty, "boot images left in \(temporary) while the VM runs: \(whileRunning)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: temporary).isEmpty)
+    }
+
     @Test func badInputGivesClearErrorsAndLeavesNothingHalfCreated() throws {
         let image = try VolumeImage()
         let guest = try testGuestImage()
@@ -115,13 +172,17 @@ struct VMControlTests {
         let broken = try runTool("vmctl", ["run", "--volume", image.path, "broken"])
         #expect(broken.status != 0)
         #expect(broken.stderr.contains("broken.guest") || broken.stderr.lowercased().contains("elf"), "\(broken.stderr)")
-        // Too many vCPUs and too much memory are refused by the hypervisor with a clear message.
-        #expect(try runTool("vmctl", ["create", "--volume", image.path, "--name", "huge", "--vcpus", "300", "--memory", "64M",
-                                      "--guest", guest]).status == 0)
-        let huge = try runTool("vmctl", ["run", "--volume", image.path, "huge"])
+        // Too many vCPUs and too much memory are refused at creation with a clear message, creating nothing.
+        let huge = try runTool("vmctl", ["create", "--volume", image.path, "--name", "huge", "--vcpus", "300", "--memory", "64M",
+                                         "--guest", guest])
         #expect(huge.status != 0)
         #expect(huge.stderr.contains("vCPU"), "\(huge.stderr)")
-        #expect(try runTool("vmctl", ["create", "--volume", image.path, "--name", "greedy", "--memory", "4T", "--guest", guest]).status == 0)
+        let tooGreedy = try runTool("vmctl", ["create", "--volume", image.path, "--name", "greedy", "--memory", "4T", "--guest", guest])
+        #expect(tooGreedy.status != 0)
+        #expect(tooGreedy.stderr.lowercased().contains("memory"), "\(tooGreedy.stderr)")
+        #expect(try runTool("vmfs", ["ls", image.path]).stdout.split(separator: "\n").allSatisfy { $0.hasPrefix("broken") })
+        // More memory than the host has is refused by the hypervisor when the VM runs.
+        #expect(try runTool("vmctl", ["create", "--volume", image.path, "--name", "greedy", "--memory", "62G", "--guest", guest]).status == 0)
         let greedy = try runTool("vmctl", ["run", "--volume", image.path, "greedy"])
         #expect(greedy.status != 0)
         #expect(greedy.stderr.lowercased().contains("memory"), "\(greedy.stderr)")

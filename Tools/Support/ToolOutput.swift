@@ -1,7 +1,7 @@
 import FoundationEssentials
 import Glibc
 public import ArgumentParser
-public import VMFSCore
+import VMFSCore
 
 /// Output helpers shared by the command-line tools.
 public enum ToolOutput {
@@ -31,23 +31,21 @@ public enum ToolOutput {
 
     /// Prints `error` as `tool: error: …` on standard error and exits with `code`.
     public static func fail(_ tool: String, _ error: any Error, code: Int32 = 1) -> Never {
-        if let vmfs = error as? VMFSError {
-            Self.error("\(tool): error: \(vmfs.description)")
-        } else {
-            Self.error("\(tool): error: \(error)")
-        }
+        Self.error("\(tool): error: \(describe(error))")
         exit(code)
     }
 
     /// Prints `error` as `tool: error: …` on standard error and returns the exit code to throw,
     /// so that `defer` blocks (unmounting the volume) still run.
     public static func failure(_ tool: String, _ error: any Error, code: Int32 = 1) -> ExitCode {
-        if let vmfs = error as? VMFSError {
-            Self.error("\(tool): error: \(vmfs.description)")
-        } else {
-            Self.error("\(tool): error: \(error)")
-        }
+        Self.error("\(tool): error: \(describe(error))")
         return ExitCode(code)
+    }
+
+    /// The text of an error for the terminal: names it carries (read from a volume, a .vmx, the
+    /// command line) have their control characters escaped.
+    private static func describe(_ error: any Error) -> String {
+        "\(error)".escapingControlCharacters
     }
 
     /// True when standard error is a terminal (for progress indicators).

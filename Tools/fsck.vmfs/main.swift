@@ -83,15 +83,15 @@ struct CheckFilesystem: ParsableCommand {
     private func render(_ report: CheckReport) -> String {
         var lines: [String] = []
         if let failure = report.operationalError {
-            lines.append("fsck.vmfs: \(device): cannot check: \(failure)")
+            lines.append("fsck.vmfs: \(device): cannot check: \("\(failure)".escapingControlCharacters)")
             return lines.joined(separator: "\n")
         }
         for problem in report.problems {
             let place = problem.offset.map { " at byte \($0) (0x\(String($0, radix: 16)))" } ?? ""
             let status = problem.repaired ? "FIXED" : (yes ? "NOT FIXED" : "ERROR")
-            lines.append("\(status): \(problem.structure)\(place): \(problem.message)")
+            lines.append("\(status): \(problem.structure)\(place): \(problem.message.escapingControlCharacters)")
         }
-        for note in report.notes { lines.append("note: \(note)") }
+        for note in report.notes { lines.append("note: \(note.escapingControlCharacters)") }
         if report.replayedTransactions > 0 {
             lines.append("\(yes ? "replayed" : "would replay") \(report.replayedTransactions) journal transaction(s)")
         }

@@ -26,6 +26,7 @@ enum workload {
     WL_MEMORY_FILL = 5,
     WL_DISK_THROUGHPUT = 6,
     WL_SPIN = 7,
+    WL_HOSTILE_LIMITS = 8,
 };
 
 enum result {
@@ -95,6 +96,26 @@ struct vring_used { u16 flags; u16 idx; struct vring_used_elem ring[]; };
 #define VIRTIO_BLK_T_OUT 1
 #define VIRTIO_BLK_T_FLUSH 4
 #define VIRTIO_BLK_T_GET_ID 8
+#define VIRTIO_BLK_T_DISCARD 11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+
+#define VIRTIO_BLK_F_SEG_MAX (1u << 2)
+#define VIRTIO_BLK_F_BLK_SIZE (1u << 6)
+#define VIRTIO_BLK_F_FLUSH (1u << 9)
+#define VIRTIO_BLK_F_DISCARD (1u << 13)
+#define VIRTIO_BLK_F_WRITE_ZEROES (1u << 14)
+#define VBLK_DEFAULT_FEATURES (VIRTIO_BLK_F_FLUSH | VIRTIO_BLK_F_BLK_SIZE | VIRTIO_BLK_F_SEG_MAX)
+
+/* Legacy virtio-pci registers (offsets in I/O BAR0). */
+#define REG_HOST_FEATURES 0
+#define REG_GUEST_FEATURES 4
+#define REG_QUEUE_PFN 8
+#define REG_QUEUE_NUM 12
+#define REG_QUEUE_SEL 14
+#define REG_QUEUE_NOTIFY 16
+#define REG_STATUS 18
+#define REG_ISR 19
+#define REG_CONFIG 20
 
 struct blk_header { u32 type; u32 ioprio; u64 sector; };
 
@@ -114,6 +135,8 @@ struct vblk {
 };
 
 int vblk_init(struct vblk *d, u16 io);
+/* Resets and sets the device up again, negotiating `features` (those the device offers). */
+int vblk_init_with(struct vblk *d, u16 io, u32 features);
 /* Status register of the device. */
 u8 vblk_device_status(struct vblk *d);
 /* One request with one data buffer; returns the virtio status (0 OK) or -1 on timeout. */
@@ -126,5 +149,9 @@ long vblk_submit_chain(struct vblk *d, u16 head);
 
 /* ---- workloads ------------------------------------------------------------------------------ */
 int hostile_tests(struct vblk *d);
+/* Limits of the device and the VMM (hostile_limits.c): the bootstrap vCPU runs the checks, vCPU 1
+ * plays a second driver thread when asked (hostile_helper never returns). */
+int hostile_limits(struct vblk *d, const struct params *p);
+void hostile_helper(void);
 
 #endif

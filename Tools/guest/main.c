@@ -180,6 +180,9 @@ int guest_main(u64 vcpu, struct params *p, u64 count) {
         if (failures) return R_VERIFY_MISMATCH;
         gprintf("all %u vcpus reported\n", (u32)count);
         return R_SUCCESS;
+    case WL_HOSTILE_LIMITS:
+        if (vcpu == 1) hostile_helper(); /* the second driver thread; never returns */
+        break;
     case WL_SPIN:
         /* Never powers off: the host must stop the VM while every vCPU runs guest code. */
         if (vcpu == 0) gprintf("spinning on %u vcpus\n", (u32)count);
@@ -197,6 +200,11 @@ int guest_main(u64 vcpu, struct params *p, u64 count) {
         static struct vblk disk;
         int r = open_disk(&disk, 0);
         return r ? r : hostile_tests(&disk);
+    }
+    case WL_HOSTILE_LIMITS: {
+        static struct vblk disk;
+        int r = open_disk(&disk, 0);
+        return r ? r : hostile_limits(&disk, p);
     }
     default:
         gprintf("error: unknown workload %u\n", p->workload);

@@ -2,16 +2,6 @@
  * four (header, data, [data], status); completion is seen in the used ring, no interrupts. */
 #include "guest.h"
 
-#define REG_HOST_FEATURES 0
-#define REG_GUEST_FEATURES 4
-#define REG_QUEUE_PFN 8
-#define REG_QUEUE_NUM 12
-#define REG_QUEUE_SEL 14
-#define REG_QUEUE_NOTIFY 16
-#define REG_STATUS 18
-#define REG_ISR 19
-#define REG_CONFIG 20
-
 #define STATUS_ACK 1
 #define STATUS_DRIVER 2
 #define STATUS_DRIVER_OK 4
@@ -21,13 +11,15 @@
 
 u8 vblk_device_status(struct vblk *d) { return inb(d->io + REG_STATUS); }
 
-int vblk_init(struct vblk *d, u16 io) {
+int vblk_init(struct vblk *d, u16 io) { return vblk_init_with(d, io, VBLK_DEFAULT_FEATURES); }
+
+int vblk_init_with(struct vblk *d, u16 io, u32 features) {
     d->io = io;
     outb(io + REG_STATUS, 0); /* reset */
     outb(io + REG_STATUS, STATUS_ACK);
     outb(io + REG_STATUS, STATUS_ACK | STATUS_DRIVER);
     d->features = inl(io + REG_HOST_FEATURES);
-    outl(io + REG_GUEST_FEATURES, d->features & ((1u << 9) | (1u << 6) | (1u << 2))); /* FLUSH, BLK_SIZE, SEG_MAX */
+    outl(io + REG_GUEST_FEATURES, d->features & features);
     outw(io + REG_QUEUE_SEL, 0);
     d->qsize = inw(io + REG_QUEUE_NUM);
     if (d->qsize == 0 || (d->qsize & (d->qsize - 1))) return -1;

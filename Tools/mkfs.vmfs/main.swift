@@ -92,9 +92,17 @@ struct MakeFilesystem: ParsableCommand {
             guard let parsed = HostUUID(uuid) else { throw ValidationError("--uuid '\(uuid)' is not a UUID") }
             options.uuid = parsed
         }
-        try prepareImage()
-        let target = try FileBlockDevice(path: device)
-        let header = try VolumeFormatter.format(target, options: options)
+        let createdImage = try prepareImage()
+        let target: FileBlockDevice
+        let header: VolumeHeader
+        do {
+            target = try FileBlockDevice(path: device)
+            header = try VolumeFormatter.format(target, options: options)
+        } catch {
+            // Nothing is left behind: an image this run created goes away with the failure.
+            if createdImage { unlink(device) }
+            throw error
+        }
         let result = Result(
             device: device, uuid: header.uuid.description, label: header.label, sizeBytes: target.size,
             blockSize: header.layout.blockSize, dataBlocks: header.layout.totalBlocks, maxHosts: header.layout.maxHosts,
@@ -117,25 +125,29 @@ struct MakeFilesystem: ParsableCommand {
         }
     }
 
-    /// Creates or sizes the image file when --size is given.
-    private func prepareImage() throws {
+    /// Creates or sizes the image file when --size is given; returns true when it created one.
+    private func prepareImage() throws -> Bool {
         var info = stat()
         let exists = stat(device, &info) == 0
         guard let size else {
             if !exists { throw ValidationError("\(device) does not exist; give --size to create an image file") }
-            return
+            return false
         }
         guard let bytes = parseSize(size), bytes > 0 else { throw ValidationError("--size '\(size)' is not a size") }
+        guard bytes <= Self.largestImage else {
+            throw ValidationError("--size \(size) is \(bytes) bytes; the largest image file is \(Self.largestImage) bytes "
+                                  + "(8 EiB − 1, the largest file offset Linux has)")
+        }
         if exists {
             guard info.st_mode & S_IFMT == S_IFREG else {
                 throw ValidationError("--size is only for image files; \(device) is a device")
             }
-            if UInt64(info.st_size) == bytes { return }
+            if UInt64(info.st_size) == bytes { return false }
             guard info.st_size == 0 || force else {
                 throw ValidationError("\(device) exists with \(info.st_size) bytes; use --force to resize it to \(bytes)")
             }
             guard truncate(device, off_t(bytes)) == 0 else { throw ValidationError("cannot resize \(device): \(String(cString: strerror(errno)))") }
-            return
+            return false
         }
         let fd = open(device, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw ValidationError("cannot create \(device): \(String(cString: strerror(errno)))") }
@@ -149,7 +161,11 @@ struct MakeFilesystem: ParsableCommand {
             unlink(device)
             throw ValidationError("cannot size \(device) to \(bytes) bytes: \(reason)")
         }
+        return true
     }
+
+    /// The largest size `--size` accepts: the largest `off_t`.
+    static let largestImage = UInt64(Int64.max)
 }
 
 do {

@@ -3,6 +3,7 @@ import FoundationEssentials
 import Glibc
 import Dispatch
 import Hypervisor
+import Synchronization
 import VMFSCore
 import VMFSToolSupport
 import VMManagement
@@ -37,9 +38,12 @@ struct Create: ParsableCommand {
     @Option(help: "Test guest image (Tools/guest, built by Tools/scripts/build-guest.sh) to boot instead of Linux.") var guest: String?
     @Option(help: "Test guest workload: \(TestGuestWorkload.allCases.map { "\($0)" }.joined(separator: ", ")).") var workload = "hello"
     @Option(help: "Comma-separated workload arguments.") var args = ""
+    @Option(name: .customLong("log-limit"), help: "Size the console log NAME.log may reach (64K–1G); then its older half is dropped.")
+    var logLimit = "8M"
 
     func run() throws {
         guard let memoryBytes = parseSize(memory) else { throw ValidationError("--memory '\(memory)' is not a size") }
+        guard let logBytes = parseSize(logLimit) else { throw ValidationError("--log-limit '\(logLimit)' is not a size") }
         var sizes: [UInt64] = []
         for text in disk {
             guard let size = parseSize(text) else { throw ValidationError("--disk '\(text)' is not a size") }
@@ -66,7 +70,8 @@ struct Create: ParsableCommand {
         defer { try? volume.unmount() }
         do {
             let definition = try VirtualMachineStore(volume: volume).create(
-                .init(name: name, vcpuCount: vcpus, memoryBytes: memoryBytes, diskSizes: sizes, thick: thick, boot: boot))
+                .init(name: name, vcpuCount: vcpus, memoryBytes: memoryBytes, diskSizes: sizes, thick: thick, boot: boot,
+                      logSizeLimit: logBytes))
             print("created VM '\(definition.name)': \(definition.vcpuCount) vCPU(s), \(formatSize(definition.memoryBytes)), "
                   + "disks \(definition.disks.joined(separator: ", "))")
             try volume.unmount()
@@ -141,10 +146,13 @@ struct List: ParsableCommand {
             } else {
                 var table = TextTable(header: ["NAME", "VCPUS", "MEMORY", "DISKS", "STATE", "HOST"])
                 for vm in machines {
-                    table.add([vm.name, "\(vm.vcpuCount)", formatSize(vm.memoryBytes), vm.diskBytes.map(formatSize).joined(separator: ","),
-                               vm.state, vm.runningOn ?? "-"])
+                    let usable = vm.problem == nil
+                    table.add([vm.name.escapingControlCharacters, usable ? "\(vm.vcpuCount)" : "-", usable ? formatSize(vm.memoryBytes) : "-",
+                               usable ? vm.diskBytes.map(formatSize).joined(separator: ",") : "-", vm.state,
+                               vm.runningOn?.escapingControlCharacters ?? "-"])
                 }
                 print(table.render())
+                for vm in machines { if let problem = vm.problem { ToolOutput.error("vmctl: VM '\(vm.name)' is invalid: \(problem)".escapingControlCharacters) } }
             }
             try volume.unmount()
         } catch { throw fail(error) }
@@ -161,7 +169,9 @@ struct Show: ParsableCommand {
         let volume = try target.mount()
         defer { try? volume.unmount() }
         do {
-            print(try VirtualMachineStore(volume: volume).definition(of: name).vmx.text, terminator: "")
+            let text = try VirtualMachineStore(volume: volume).definition(of: name).vmx.text
+            print(text.split(separator: "\n", omittingEmptySubsequences: false).map(\.escapingControlCharacters).joined(separator: "\n"),
+                  terminator: "")
             try volume.unmount()
         } catch { throw fail(error) }
     }
@@ -183,25 +193,56 @@ struct Remove: ParsableCommand {
     }
 }
 
-/// Signal sources that run one handler (the VM stop) when any of their signals arrives.
+/// Turns SIGINT and SIGTERM into one action (stopping the VM), whenever they arrive.
+///
+/// The dispatch sources are resumed as soon as they exist: libdispatch traps (SIGILL) when a
+/// source that was never resumed is released, which is what happened to every `vmctl run` that
+/// failed before its VM started. A signal that arrives before the action is set is remembered,
+/// and the action runs as soon as it is set.
 final class SignalSources: @unchecked Sendable {
     private let sources: [any DispatchSourceSignal]
+    private let action = PendingAction()
 
     init(_ numbers: [Int32]) {
+        let action = self.action
         sources = numbers.map { number in
             signal(number, SIG_IGN)
-            return DispatchSource.makeSignalSource(signal: number, queue: .global())
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { action.trigger() }
+            source.resume()
+            return source
         }
     }
 
-    func handle(_ handler: @escaping @Sendable () -> Void) {
-        for source in sources {
-            source.setEventHandler(handler: handler)
-            source.resume()
-        }
-    }
+    /// Runs `handler` on every later signal, and now if a signal came already.
+    func handle(_ handler: @escaping @Sendable () -> Void) { action.set(handler) }
 
     func cancel() { sources.forEach { $0.cancel() } }
+}
+
+/// An action that may be triggered before it is known: the trigger is then kept for it.
+final class PendingAction: Sendable {
+    private struct State {
+        var action: (@Sendable () -> Void)?
+        var triggered = false
+    }
+
+    private let state = Mutex(State())
+
+    func trigger() {
+        state.withLock { s -> (@Sendable () -> Void)? in
+            if s.action == nil { s.triggered = true }
+            return s.action
+        }?()
+    }
+
+    func set(_ action: @escaping @Sendable () -> Void) {
+        let triggered = state.withLock { s -> Bool in
+            s.action = action
+            return s.triggered
+        }
+        if triggered { action() }
+    }
 }
 
 /// Holds the running machine for the report.

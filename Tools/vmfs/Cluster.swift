@@ -23,7 +23,7 @@ struct Hosts: ParsableCommand {
             var table = TextTable(header: ["SLOT", "STATE", "LIVENESS", "GEN", "MS SINCE CHANGE", "HOST", "NAME", "PID", "LAST RENEWAL (OWNER'S CLOCK)"])
             for host in hosts {
                 table.add(["\(host.slot)", host.state, host.liveness, "\(host.generation)", host.msSinceChange.map(String.init) ?? "-",
-                           host.host, host.hostName, "\(host.pid)", host.lastRenewal])
+                           host.host, host.hostName.escapingControlCharacters, "\(host.pid)", host.lastRenewal])
             }
             print(table.render())
         } catch {
@@ -45,7 +45,8 @@ struct Locks: ParsableCommand {
             var table = TextTable(header: ["LOCK", "OBJECT", "MODE", "VERSION", "HOLDERS"])
             for lock in locks {
                 let holders = lock.holders.map { "\($0.host) (\($0.hostName), slot \($0.slot), gen \($0.generation), since \($0.since), \($0.status))" }
-                table.add(["\(lock.index)", lock.object, lock.mode, "\(lock.version)", holders.joined(separator: "; ")])
+                table.add(["\(lock.index)", lock.object.escapingControlCharacters, lock.mode, "\(lock.version)",
+                           holders.joined(separator: "; ").escapingControlCharacters])
             }
             print(table.render())
         } catch {
@@ -113,7 +114,7 @@ struct BreakLock: ParsableCommand {
             if let number = Int(target) { index = number } else { index = try VolumeInspector(path: device).lockIndex(ofFile: target) }
             let volume = try Volume.mount(path: device, options: host.mountOptions())
             defer { try? volume.unmount() }
-            print(try volume.breakLock(index, force: force))
+            print(try volume.breakLock(index, force: force).escapingControlCharacters)
             try volume.unmount()
         } catch {
             throw ToolOutput.failure("vmfs break-lock", error)

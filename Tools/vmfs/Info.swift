@@ -48,7 +48,7 @@ struct Info: ParsableCommand {
             let used = (stats.totalBlocks - 1 - stats.freeBlocks) * UInt64(stats.blockSize)
             print("""
                 Volume \(header.uuid) on \(device)
-                  label:      \(header.label.isEmpty ? "(none)" : header.label)
+                  label:      \(header.label.isEmpty ? "(none)" : header.label.escapingControlCharacters)
                   format:     \(output.formatVersion), created \(output.created)
                   size:       \(formatSize(header.layout.deviceSize)), \(stats.totalBlocks) blocks of \(formatSize(UInt64(stats.blockSize)))
                   used:       \(formatSize(used)), free \(formatSize(stats.freeBlocks * UInt64(stats.blockSize)))
@@ -93,13 +93,13 @@ struct List: ParsableCommand {
                 return
             }
             guard long else {
-                for file in files { print(file.name) }
+                for file in files { print(file.name.escapingControlCharacters) }
                 return
             }
             var table = TextTable(header: ["MODE", "UID", "GID", "SIZE", "ALLOCATED", "MODIFIED", "NAME"])
             for file in files {
                 table.add([String(file.mode & 0o7777, radix: 8), "\(file.uid)", "\(file.gid)", "\(file.size)",
-                           formatSize(file.allocatedBytes), ToolOutput.time(file.modificationTime), file.name])
+                           formatSize(file.allocatedBytes), ToolOutput.time(file.modificationTime), file.name.escapingControlCharacters])
             }
             print(table.render())
         } catch {

@@ -25,6 +25,9 @@ int cvmfs_ofd_range_locked(int fd, int64_t start, int64_t length);
 extern const int CVMFS_FALLOC_FL_KEEP_SIZE;
 extern const int CVMFS_FALLOC_FL_PUNCH_HOLE;
 extern const int CVMFS_FALLOC_FL_ZERO_RANGE;
+/// lseek(2) whences for sparse files (SEEK_DATA, SEEK_HOLE).
+extern const int CVMFS_SEEK_DATA;
+extern const int CVMFS_SEEK_HOLE;
 /// fallocate(2); returns 0 or -errno.
 int cvmfs_fallocate(int fd, int mode, int64_t offset, int64_t length);
 

@@ -46,17 +46,31 @@ final class SilentPorts: PortIODevice {
 
 /// A minimal i8042 keyboard controller (ports 0x60 and 0x64): enough for Linux's probe to finish
 /// quickly, and command 0xFE (pulse the CPU reset line) resets the machine (`reboot=k`).
+///
+/// Replies wait in an output queue of at most ``outputCapacity`` bytes (a real keyboard buffers
+/// 16); replies to commands sent while it is full are dropped, so a guest that sends commands
+/// without reading the answers cannot grow VMM memory.
 final class I8042Controller: PortIODevice {
     private struct State {
         var output: [UInt8] = []
         var commandByte: UInt8 = 0x61
         var pendingCommand: UInt8?
+
+        mutating func reply(_ bytes: UInt8...) {
+            for byte in bytes where output.count < I8042Controller.outputCapacity { output.append(byte) }
+        }
     }
+
+    /// Most reply bytes kept for the guest to read.
+    static let outputCapacity = 16
 
     private let state = Mutex(State())
     private let power: PowerControl
 
     init(power: PowerControl) { self.power = power }
+
+    /// Reply bytes waiting to be read (tests).
+    var pendingOutputCount: Int { state.withLock { $0.output.count } }
 
     /// Device range starts at 0x60; port 0x64 is offset 4.
     func read(offset: UInt16, size: Int) -> UInt32 {
@@ -80,10 +94,10 @@ final class I8042Controller: PortIODevice {
             switch offset {
             case 4:
                 switch byte {
-                case 0x20: s.output.append(s.commandByte)
+                case 0x20: s.reply(s.commandByte)
                 case 0x60, 0xD1, 0xD2, 0xD3, 0xD4: s.pendingCommand = byte
-                case 0xAA: s.output.append(0x55)  // controller self-test passed
-                case 0xAB: s.output.append(0x00)  // interface test passed
+                case 0xAA: s.reply(0x55)  // controller self-test passed
+                case 0xAB: s.reply(0x00)  // interface test passed
                 case 0xFE: reset = true
                 default: break
                 }
@@ -92,9 +106,10 @@ final class I8042Controller: PortIODevice {
                     s.pendingCommand = nil
                     if command == 0x60 { s.commandByte = byte }
                     if command == 0xD1, byte & 0x01 == 0 { reset = true }
+                } else if byte == 0xFF {
+                    s.reply(0xFA, 0xAA)  // ACK, then the keyboard's self-test passed
                 } else {
-                    s.output.append(0xFA)  // keyboard ACK for any keyboard command
-                    if byte == 0xFF { s.output.append(0xAA) }
+                    s.reply(0xFA)  // keyboard ACK for any keyboard command
                 }
             default:
                 break

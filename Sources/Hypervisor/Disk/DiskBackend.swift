@@ -51,10 +51,36 @@ public protocol DiskBackend: Sendable {
     func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(DiskError)
     /// Makes every completed write durable (a device cache flush; `fdatasync` for a file).
     func flush() throws(DiskError)
-    /// Deallocates `[offset, offset + length)`; afterwards the range reads as zeros (hole punching).
+    /// Deallocates `[offset, offset + length)` where the storage can (virtio-blk DISCARD): a hint
+    /// that the data is no longer needed. What the range reads afterwards is unspecified (zeros
+    /// on a sparse file and on VMFS; on a block device, whatever the device returns).
     func discard(offset: UInt64, length: UInt64) throws(DiskError)
+    /// Makes `[offset, offset + length)` read as zeros, guaranteed (virtio-blk WRITE_ZEROES).
+    ///
+    /// - Parameter deallocating: The space may be given back (a hole punch) instead of staying
+    ///   allocated (the guest set VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP).
+    func writeZeroes(offset: UInt64, length: UInt64, deallocating: Bool) throws(DiskError)
 }
 
 extension DiskBackend {
     public var isReadOnly: Bool { false }
+
+    /// Writes zeros over the range (the default ``writeZeroes(offset:length:deallocating:)``).
+    public func writeZeroes(offset: UInt64, length: UInt64, deallocating: Bool) throws(DiskError) {
+        try writeZeroBytes(offset: offset, length: length)
+    }
+
+    /// Writes zeros over `[offset, offset + length)` in 1 MiB pieces: what a backend falls back
+    /// to when it has no cheaper way to guarantee zeros.
+    public func writeZeroBytes(offset: UInt64, length: UInt64) throws(DiskError) {
+        let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { zeros.deallocate() }
+        zeros.initializeMemory(as: UInt8.self, repeating: 0)
+        var done: UInt64 = 0
+        while done < length {
+            let count = Int(min(UInt64(zeros.count), length - done))
+            try write(UnsafeRawBufferPointer(rebasing: zeros[0..<count]), at: offset + done)
+            done += UInt64(count)
+        }
+    }
 }

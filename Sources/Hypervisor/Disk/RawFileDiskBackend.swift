@@ -4,7 +4,9 @@ internal import Glibc
 #endif
 
 /// A disk backed by a plain (possibly sparse) file or a block device such as a loop device:
-/// `pread`/`pwrite`, `fdatasync` for flush and `fallocate(PUNCH_HOLE)` for discard.
+/// `pread`/`pwrite`, `fdatasync` for flush, `fallocate(PUNCH_HOLE)` or `BLKDISCARD` for discard,
+/// and for write-zeroes `fallocate(PUNCH_HOLE)` / `fallocate(ZERO_RANGE)` on a file and
+/// `BLKZEROOUT` on a block device (falling back to writing zeros where those are unsupported).
 public final class RawFileDiskBackend: DiskBackend {
     public let path: String
     public let byteCount: UInt64
@@ -61,14 +63,15 @@ public final class RawFileDiskBackend: DiskBackend {
         return try RawFileDiskBackend(path: path)
     }
 
-    private func checkRange(_ offset: UInt64, _ count: Int, _ operation: String) throws(DiskError) {
-        guard offset <= byteCount, UInt64(count) <= byteCount - offset else {
+    private func checkRange(_ offset: UInt64, _ count: UInt64, _ operation: String, writing: Bool = false) throws(DiskError) {
+        if writing, isReadOnly { throw DiskError(.readOnly, "\(path) is read-only") }
+        guard offset <= byteCount, count <= byteCount - offset else {
             throw DiskError(.outOfRange, "\(operation) of \(count) bytes at \(offset) is past the end of \(path) (\(byteCount) bytes)")
         }
     }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(DiskError) {
-        try checkRange(offset, buffer.count, "read")
+        try checkRange(offset, UInt64(buffer.count), "read")
         guard let base = buffer.baseAddress else { return }
         var done = 0
         while done < buffer.count {
@@ -84,8 +87,7 @@ public final class RawFileDiskBackend: DiskBackend {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(DiskError) {
-        guard !isReadOnly else { throw DiskError(.readOnly, "\(path) is read-only") }
-        try checkRange(offset, buffer.count, "write")
+        try checkRange(offset, UInt64(buffer.count), "write", writing: true)
         guard let base = buffer.baseAddress else { return }
         var done = 0
         while done < buffer.count {
@@ -104,10 +106,7 @@ public final class RawFileDiskBackend: DiskBackend {
     }
 
     public func discard(offset: UInt64, length: UInt64) throws(DiskError) {
-        guard !isReadOnly else { throw DiskError(.readOnly, "\(path) is read-only") }
-        guard offset <= byteCount, length <= byteCount - offset else {
-            throw DiskError(.outOfRange, "discard of \(length) bytes at \(offset) is past the end of \(path)")
-        }
+        try checkRange(offset, length, "discard", writing: true)
         guard length > 0 else { return }
         let result: Int32
         if isBlockDevice {
@@ -120,5 +119,23 @@ public final class RawFileDiskBackend: DiskBackend {
             throw DiskError(-result == EOPNOTSUPP ? .unsupported : .io,
                             "discard of \(length) bytes at \(offset) on \(path)", errno: -result)
         }
+    }
+
+    public func writeZeroes(offset: UInt64, length: UInt64, deallocating: Bool) throws(DiskError) {
+        try checkRange(offset, length, "write-zeroes", writing: true)
+        guard length > 0 else { return }
+        let result: Int32
+        if isBlockDevice {
+            // BLKZEROOUT guarantees zeros (BLKDISCARD does not) and never unmaps.
+            result = cvmfs_block_device_zero_out(descriptor.rawValue, offset, length)
+        } else {
+            let mode = deallocating ? CVMFS_FALLOC_FL_PUNCH_HOLE : CVMFS_FALLOC_FL_ZERO_RANGE
+            result = cvmfs_fallocate(descriptor.rawValue, mode | CVMFS_FALLOC_FL_KEEP_SIZE, Int64(offset), Int64(length))
+        }
+        if result == 0 { return }
+        guard -result == EOPNOTSUPP || -result == EINVAL else {
+            throw DiskError(.io, "write-zeroes of \(length) bytes at \(offset) on \(path)", errno: -result)
+        }
+        try writeZeroBytes(offset: offset, length: length)
     }
 }

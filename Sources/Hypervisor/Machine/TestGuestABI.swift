@@ -70,6 +70,11 @@ public enum TestGuestWorkload: UInt32, Sendable, CaseIterable {
     case diskThroughput = 6
     /// Every vCPU spins in guest code forever (the host must stop the VM).
     case spin = 7
+    /// Tries the limits of disk 0 and the VMM as a hostile driver (`Tools/guest/hostile_limits.c`):
+    /// buffers at the edges of RAM and in the 3–4 GiB hole, the 64 MiB transfer cap, mixed
+    /// directions, DISCARD/WRITE_ZEROES, queue registers, rings outside RAM, and vCPU 1 racing the
+    /// ring. Needs ≥ 3 GiB + 128 MiB of RAM, 2 vCPUs and a disk of ≥ 256 MiB.
+    case hostileLimits = 8
 }
 
 /// Exit statuses of the test guest.

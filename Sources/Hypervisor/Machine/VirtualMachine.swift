@@ -94,8 +94,8 @@ public final class VirtualMachine: Sendable {
         guard configuration.vcpuCount >= 1 else {
             throw HypervisorError(.invalidConfiguration, "vcpuCount is \(configuration.vcpuCount); a VM needs at least one vCPU")
         }
-        guard configuration.vcpuCount <= MPTable.maximumCPUCount else {
-            throw HypervisorError(.resourceLimit, "\(configuration.vcpuCount) vCPUs requested; the MP table (xAPIC) supports at most \(MPTable.maximumCPUCount)")
+        guard configuration.vcpuCount <= VirtualMachineConfiguration.maximumVCPUCount else {
+            throw HypervisorError(.resourceLimit, "\(configuration.vcpuCount) vCPUs requested; the MP table (xAPIC) supports at most \(VirtualMachineConfiguration.maximumVCPUCount)")
         }
         guard configuration.memorySize >= VirtualMachineConfiguration.minimumMemorySize else {
             throw HypervisorError(.invalidConfiguration, "memorySize \(configuration.memorySize) is below the minimum of \(VirtualMachineConfiguration.minimumMemorySize) bytes")
@@ -103,8 +103,8 @@ public final class VirtualMachine: Sendable {
         guard configuration.memorySize % (2 << 20) == 0 else {
             throw HypervisorError(.invalidConfiguration, "memorySize \(configuration.memorySize) is not a multiple of 2 MiB")
         }
-        guard configuration.memorySize <= LongModeSetup.maximumMappedBytes - (GuestMemory.highMemoryStart - GuestMemory.mmioHoleStart) else {
-            throw HypervisorError(.resourceLimit, "memorySize \(configuration.memorySize) exceeds the supported maximum of 63 GiB")
+        guard configuration.memorySize <= VirtualMachineConfiguration.maximumMemorySize else {
+            throw HypervisorError(.resourceLimit, "memorySize \(configuration.memorySize) exceeds the supported maximum of \(VirtualMachineConfiguration.maximumMemorySize >> 30) GiB")
         }
         guard configuration.disks.count <= VirtualMachineConfiguration.maximumDiskCount else {
             throw HypervisorError(.invalidConfiguration, "\(configuration.disks.count) disks; at most \(VirtualMachineConfiguration.maximumDiskCount) are supported")

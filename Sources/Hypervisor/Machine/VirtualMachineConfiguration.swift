@@ -76,4 +76,9 @@ public struct VirtualMachineConfiguration: Sendable {
     public static let maximumDiskCount = 16
     /// Smallest guest RAM accepted.
     public static let minimumMemorySize: UInt64 = 16 << 20
+    /// Largest guest RAM accepted: what the boot page tables map, less the MMIO hole (63 GiB).
+    public static let maximumMemorySize: UInt64 =
+        LongModeSetup.maximumMappedBytes - (GuestMemory.highMemoryStart - GuestMemory.mmioHoleStart)
+    /// Most vCPUs one VM may have (xAPIC IDs in the MP table); the host's KVM may allow fewer.
+    public static let maximumVCPUCount = MPTable.maximumCPUCount
 }

@@ -25,6 +25,18 @@ enum VirtioBlockProtocol {
     static let identifierSize = 20
     /// Largest data transfer accepted in one request (bounds VMM work per exit).
     static let maximumTransfer: UInt64 = 64 << 20
+
+    /// Ranges per DISCARD or WRITE_ZEROES request (`max_discard_seg`, `max_write_zeroes_seg`).
+    static let maximumRangesPerRequest: UInt32 = 1
+    /// Sectors per DISCARD range (`max_discard_sectors`): 1 GiB, a metadata operation.
+    static let maximumDiscardSectors: UInt32 = 1 << 21
+    /// Sectors per WRITE_ZEROES range (`max_write_zeroes_sectors`): 64 MiB, the transfer cap,
+    /// since a backend may have to write the zeros.
+    static let maximumWriteZeroesSectors = UInt32(maximumTransfer / sectorSize)
+    /// `struct virtio_blk_discard_write_zeroes`: le64 sector, le32 num_sectors, le32 flags.
+    static let rangeSize = 16
+    /// VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP: the device may deallocate the zeroed range.
+    static let flagUnmap: UInt32 = 1
 }
 
 /// Counters a virtio-blk device keeps (for tests and diagnostics).
@@ -33,6 +45,7 @@ public struct VirtioBlockStatistics: Sendable, Equatable {
     public var writes = 0
     public var flushes = 0
     public var discards = 0
+    public var writeZeroes = 0
     public var bytesRead: UInt64 = 0
     public var bytesWritten: UInt64 = 0
     /// Requests completed with IOERR or UNSUPP, or dropped as malformed.
@@ -80,11 +93,11 @@ final class VirtioBlock: VirtioDeviceModel {
         put(UInt32(0), 8)                                         // size_max (not offered)
         put(UInt32(queueSize) - 2, 12)                            // seg_max
         put(UInt32(512), 20)                                      // blk_size
-        put(UInt32(0xFFFF_FFFF >> 9), 36)                         // max_discard_sectors
-        put(UInt32(1), 40)                                        // max_discard_seg
+        put(VirtioBlockProtocol.maximumDiscardSectors, 36)        // max_discard_sectors
+        put(VirtioBlockProtocol.maximumRangesPerRequest, 40)      // max_discard_seg
         put(UInt32(8), 44)                                        // discard_sector_alignment
-        put(UInt32(0xFFFF_FFFF >> 9), 48)                         // max_write_zeroes_sectors
-        put(UInt32(1), 52)                                        // max_write_zeroes_seg
+        put(VirtioBlockProtocol.maximumWriteZeroesSectors, 48)    // max_write_zeroes_sectors
+        put(VirtioBlockProtocol.maximumRangesPerRequest, 52)      // max_write_zeroes_seg
         bytes[56] = 1                                             // write_zeroes_may_unmap
         return bytes
     }
@@ -106,23 +119,11 @@ final class VirtioBlock: VirtioDeviceModel {
             return 0
         }
         var written: UInt32 = 0
-        let status = execute(descriptors: descriptors.dropLast(), memory: memory, written: &written)
+        let status = execute(descriptors: descriptors.dropLast(), memory: memory, negotiatedFeatures: negotiatedFeatures,
+                             written: &written)
         statusPointer.storeBytes(of: status, as: UInt8.self)
         if status != VirtioBlockProtocol.statusOK { statistics.withLock { $0.rejectedRequests += 1 } }
         return written + 1
-    }
-
-    /// WRITE_ZEROES on a backend that cannot punch holes: write zeros in 1 MiB pieces.
-    private func writeZeroes(offset: UInt64, length: UInt64) throws(DiskError) {
-        let zeros = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
-        defer { zeros.deallocate() }
-        zeros.initializeMemory(as: UInt8.self, repeating: 0)
-        var done: UInt64 = 0
-        while done < length {
-            let count = Int(min(UInt64(zeros.count), length - done))
-            try backend.write(UnsafeRawBufferPointer(rebasing: zeros[0..<count]), at: offset + done)
-            done += UInt64(count)
-        }
     }
 
     /// A data buffer resolved to host memory.
@@ -131,7 +132,7 @@ final class VirtioBlock: VirtioDeviceModel {
         var length: Int
     }
 
-    private func execute(descriptors: ArraySlice<VirtqueueDescriptor>, memory: GuestMemory,
+    private func execute(descriptors: ArraySlice<VirtqueueDescriptor>, memory: GuestMemory, negotiatedFeatures: UInt32,
                          written: inout UInt32) -> UInt8 {
         typealias P = VirtioBlockProtocol
         // Header: first descriptor, device-readable, at least 16 bytes, inside guest memory.
@@ -201,38 +202,49 @@ final class VirtioBlock: VirtioDeviceModel {
             written = UInt32(count)
             return P.statusOK
         case P.requestDiscard, P.requestWriteZeroes:
-            guard !backend.isReadOnly else { return P.statusIOError }
-            // One or more 16-byte segments {le64 sector; le32 num_sectors; le32 flags}.
-            var ranges: [(UInt64, UInt64)] = []
-            for segment in segments {
-                guard segment.length % 16 == 0 else { return P.statusIOError }
-                for index in stride(from: 0, to: segment.length, by: 16) {
-                    let start = UInt64(littleEndian: segment.pointer.loadUnaligned(fromByteOffset: index, as: UInt64.self))
-                    let count = UInt64(UInt32(littleEndian: segment.pointer.loadUnaligned(fromByteOffset: index + 8, as: UInt32.self)))
-                    let flags = UInt32(littleEndian: segment.pointer.loadUnaligned(fromByteOffset: index + 12, as: UInt32.self))
-                    guard flags & ~UInt32(1) == 0 else { return P.statusUnsupported }
-                    let capacity = backend.byteCount / P.sectorSize
-                    guard start <= capacity, count <= capacity - start else { return P.statusIOError }
-                    ranges.append((start * P.sectorSize, count * P.sectorSize))
-                }
-            }
-            guard !ranges.isEmpty else { return P.statusIOError }
-            do {
-                for (offset, length) in ranges {
-                    do {
-                        try backend.discard(offset: offset, length: length)
-                    } catch let error where error.code == .unsupported && type == P.requestWriteZeroes {
-                        try writeZeroes(offset: offset, length: length)
-                    }
-                }
-            } catch let error {
-                if type == P.requestDiscard, error.code == .unsupported { return P.statusUnsupported }
-                return P.statusIOError
-            }
-            statistics.withLock { $0.discards += 1 }
-            return P.statusOK
+            return discardOrZero(isDiscard: type == P.requestDiscard, segments: segments, total: total,
+                                 negotiatedFeatures: negotiatedFeatures)
         default:
             return P.statusUnsupported
         }
+    }
+
+    /// DISCARD and WRITE_ZEROES: only when negotiated, one range per request (as advertised), at
+    /// most the advertised sectors, known flags only (UNMAP only for WRITE_ZEROES). A range may be
+    /// split across descriptors. WRITE_ZEROES guarantees zeros; with UNMAP the backend may free the space.
+    private func discardOrZero(isDiscard: Bool, segments: [Segment], total: UInt64, negotiatedFeatures: UInt32) -> UInt8 {
+        typealias P = VirtioBlockProtocol
+        let feature = isDiscard ? P.featureDiscard : P.featureWriteZeroes
+        guard negotiatedFeatures & feature != 0, !backend.isReadOnly else { return P.statusUnsupported }
+        let rangeSize = UInt64(P.rangeSize)
+        guard total > 0, total % rangeSize == 0 else { return P.statusIOError }
+        guard total / rangeSize <= UInt64(P.maximumRangesPerRequest) else { return P.statusUnsupported }
+        var range = [UInt8](repeating: 0, count: P.rangeSize)
+        var filled = 0
+        for segment in segments where segment.length > 0 {
+            let count = segment.length
+            range.withUnsafeMutableBytes { UnsafeMutableRawBufferPointer(rebasing: $0[filled..<(filled + count)])
+                .copyMemory(from: UnsafeRawBufferPointer(start: segment.pointer, count: count)) }
+            filled += count
+        }
+        let start = range.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
+        let count = range.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self)) }
+        let flags = range.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)) }
+        guard flags & ~P.flagUnmap == 0, !(isDiscard && flags & P.flagUnmap != 0) else { return P.statusUnsupported }
+        guard count <= (isDiscard ? P.maximumDiscardSectors : P.maximumWriteZeroesSectors) else { return P.statusIOError }
+        let capacity = backend.byteCount / P.sectorSize
+        guard start <= capacity, UInt64(count) <= capacity - start else { return P.statusIOError }
+        do {
+            if isDiscard {
+                try backend.discard(offset: start * P.sectorSize, length: UInt64(count) * P.sectorSize)
+            } else {
+                try backend.writeZeroes(offset: start * P.sectorSize, length: UInt64(count) * P.sectorSize,
+                                        deallocating: flags & P.flagUnmap != 0)
+            }
+        } catch {
+            return isDiscard && error.code == .unsupported ? P.statusUnsupported : P.statusIOError
+        }
+        statistics.withLock { if isDiscard { $0.discards += 1 } else { $0.writeZeroes += 1 } }
+        return P.statusOK
     }
 }

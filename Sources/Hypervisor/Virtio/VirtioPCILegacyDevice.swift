@@ -182,7 +182,9 @@ final class VirtioPCILegacyDevice: PCIFunction {
               s.queues.indices.contains(index), var queue = s.queues[index].queue else { return }
         var completed = 0
         defer { s.queues[index].queue = queue }
-        while true {
+        // At most one queue's worth per notify: another vCPU that keeps making requests available
+        // cannot hold this vCPU (and the device lock) forever. What it adds later comes with its own notify.
+        while completed < Int(queue.size) {
             let next: AvailableChain?
             do {
                 next = try queue.nextAvailable(memory: memory)
