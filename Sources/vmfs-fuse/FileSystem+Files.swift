@@ -46,11 +46,14 @@ extension FileSystem {
         if writable && configuration.readOnly { throw VMFSError(.readOnly, "the volume is mounted read-only") }
         return try slots.withOpenCloseLock(slot) { () throws(VMFSError) -> (OpenHandle, Bool) in
             let lockWasHeld = slots.counts(slot).handles > 0
+            let told = inodes.told(slot: slot)
             let handle = try volume.open(slot: slot, generation: generation, access: writable ? .readWrite : .readOnly)
-            // Counted from here on, so no lookup hands out another instance meanwhile.
+            // Counted from here on, so no lookup hands out another instance meanwhile. Such a
+            // lookup takes the file for held and records its current attributes as the kernel's,
+            // so the check below compares with what the kernel was told before.
             slots.opened(slot, writable: writable)
             let current = inodes.isCurrent(inode)
-            let unchanged = inodes.matches(handle.heldStatus)
+            let unchanged = inodes.matches(handle.heldStatus, told: told)
             if !current || (!lockWasHeld && !unchanged) {
                 if lockWasHeld {
                     // Another handle keeps the lock and the current instance is right: the

@@ -37,7 +37,7 @@ final class InodeTable: Sendable {
     }
 
     /// What the kernel was last told about one slot.
-    private struct View {
+    fileprivate struct View {
         var generation: UInt32
         var shape: Shape
         var instance: UInt64
@@ -123,10 +123,35 @@ final class InodeTable: Sendable {
 
     /// True when `file` still looks as the kernel's current instance of it was told.
     func matches(_ file: FileStatus) -> Bool {
-        views.withLock { views in
-            guard let view = views[file.slot], view.generation == file.generation else { return false }
-            return !versioned || view.shape == Shape(file)
+        matches(file, told: views.withLock { $0[file.slot] }.map { Told(view: $0) })
+    }
+
+    /// What the kernel was told about one slot, captured at one moment.
+    struct Told {
+        fileprivate let generation: UInt32
+        fileprivate let shape: Shape
+        fileprivate let instance: UInt64
+
+        fileprivate init(view: View) {
+            generation = view.generation
+            shape = view.shape
+            instance = view.instance
         }
+    }
+
+    /// What the kernel was told about `slot` now. An open captures it before it counts its
+    /// handle: from then on lookups treat the file as held and record its changes as the
+    /// kernel's own, which they are not if another host made them before the lock was taken.
+    func told(slot: Int) -> Told? {
+        guard slot >= 0, slot < Self.slotCount else { return nil }
+        return views.withLock { $0[slot] }.map { Told(view: $0) }
+    }
+
+    /// True when `file` looks as the kernel was `told`, and that is still the current instance.
+    func matches(_ file: FileStatus, told: Told?) -> Bool {
+        guard let told, told.generation == file.generation else { return false }
+        let instance = views.withLock { $0[file.slot]?.instance }
+        return !versioned || (told.shape == Shape(file) && told.instance == instance)
     }
 
     /// Hands out a new instance for `file`: the kernel's current one is stale and an OPEN of it

@@ -259,8 +259,13 @@ static void fail(const char *format, ...) {
     va_end(arguments);
     fprintf(stderr, "nscheck: FAILED (worker %d): %s\n", worker_index, message);
     if (shared && worker_index >= 0) print_history(worker_index);
-    int other;
-    if (shared && sscanf(message, "%*[^:]: file %*u is owned by worker %d", &other) == 1) print_history(other);
+    // Every other worker's last operations too: who touched the file, on which host.
+    if (shared && getenv("NSCHECK_ALL_HISTORIES")) {
+        for (int w = 0; w < MAX_WORKERS; w++) if (w != worker_index) print_history(w);
+    } else {
+        int other;
+        if (shared && sscanf(message, "%*[^:]: file %*u is owned by worker %d", &other) == 1) print_history(other);
+    }
     if (shared) __atomic_store_n(&shared->failed, 1, __ATOMIC_SEQ_CST);
     const char *debug = getenv("NSCHECK_ON_FAILURE");
     if (debug && system(debug) != 0) fprintf(stderr, "nscheck: %s failed\n", debug);
