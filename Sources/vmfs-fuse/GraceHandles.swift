@@ -23,6 +23,9 @@ final class GraceHandles: Sendable {
     }
 
     static let lifetimeNanoseconds: UInt64 = 2_000_000_000
+    /// How long a refused process's retry is waited for: longer than a kept handle lives, so
+    /// that a retry slowed down by a loaded machine still gets `EBUSY` rather than `ESTALE`.
+    static let retryLifetimeNanoseconds: UInt64 = 10_000_000_000
     private let entries = Mutex<[Int: Entry]>([:])
     /// A refused request the kernel retries from the same process, looking the name up again first.
     private struct Retry {
@@ -43,7 +46,7 @@ final class GraceHandles: Sendable {
         return retries.withLock { retries in
             retries = retries.filter { $0.value.deadline > now }
             if retries.removeValue(forKey: pid) != nil { return false }
-            retries[pid] = Retry(writable: writable, deadline: now + Self.lifetimeNanoseconds)
+            retries[pid] = Retry(writable: writable, deadline: now + Self.retryLifetimeNanoseconds)
             return true
         }
     }
