@@ -13,13 +13,9 @@ extension FileSystem {
             let name = try Self.name(raw)
             let pid = request.caller.pid
             writeBacks.lookedUp(by: pid)
-            let file: FileStatus
-            do throws(VMFSError) {
-                file = try volume.status(of: name)
-            } catch where error.code == .notFound {
-                graces.retryDone(pid: pid)
-                throw error
-            }
+            // A retry's revalidation may find no file, and the lookup that follows a file
+            // created meanwhile: the pending retry stays for that one.
+            let file = try volume.status(of: name)
             if let writable = graces.retryLookup(pid: pid) {
                 request.reply(entry: retryEntry(for: file, writable: writable))
                 return

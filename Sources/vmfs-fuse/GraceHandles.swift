@@ -61,8 +61,7 @@ final class GraceHandles: Sendable {
         }
     }
 
-    /// Process `pid` needs no retry any more: its OPEN succeeded, or its retry's lookup found
-    /// no file (the kernel creates one, or fails with ENOENT).
+    /// Process `pid` needs no retry any more: its OPEN succeeded.
     func retryDone(pid: Int32) {
         retries.withLock { _ = $0.removeValue(forKey: pid) }
     }
