@@ -24,7 +24,10 @@ extension FileSystem {
                     // The file was removed since the kernel looked it up (an open's permission
                     // check, a stat): the kernel looks the name up again and retries once, and
                     // that lookup locks what the name names by then (see ``lookup``).
-                    try expectRetry(caller: request.caller.pid, writable: false)
+                    // A refusal of the retry itself: the file is gone, as far as this call goes.
+                    guard graces.expectRetry(pid: request.caller.pid, writable: false) else {
+                        throw VMFSError(.notFound, "the file was removed while the kernel retried: \(error.message)")
+                    }
                     throw VMFSError(.staleHandle, error.message, location: .init(structure: Request.expectedStructure))
                 }
             }
