@@ -25,6 +25,8 @@ public struct HypervisorError: Error, Sendable, Equatable, CustomStringConvertib
         public static let guestMemory = Code("guestMemory")
         /// The virtual machine is in the wrong state for the operation (for example run twice).
         public static let invalidState = Code("invalidState")
+        /// An operation did not complete in time (for example vCPUs that did not pause).
+        public static let timedOut = Code("timedOut")
     }
 
     /// The error category.

@@ -24,6 +24,7 @@ public final class VMFSDiskBackend: DiskBackend {
         switch error.code {
         case .readOnly, .permissionDenied: DiskError(.readOnly, error.description, errno: error.code.errno)
         case .unsupported: DiskError(.unsupported, error.description, errno: error.code.errno)
+        case .fenced, .staleHandle: DiskError(.fenced, error.description, errno: error.code.errno)
         default: DiskError(.io, error.description, errno: error.code.errno)
         }
     }

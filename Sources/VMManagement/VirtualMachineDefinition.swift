@@ -15,6 +15,9 @@ public struct VirtualMachineDefinition: Sendable, Equatable {
     }
 
     public var name: String
+    /// The VM's identity (`uuid.bios`): stable across hosts, migration and HA restarts; nil for a
+    /// VM created before identities existed (the host agent assigns one when it registers it).
+    public var uuid: String?
     public var vcpuCount: Int
     public var memoryBytes: UInt64
     /// Disk descriptor file names, in order.
@@ -28,14 +31,25 @@ public struct VirtualMachineDefinition: Sendable, Equatable {
     /// The range `log.sizeLimit` may take.
     public static let logSizeLimits: ClosedRange<UInt64> = (64 << 10)...(1 << 30)
 
-    public init(name: String, vcpuCount: Int, memoryBytes: UInt64, disks: [String], boot: Boot,
+    public init(name: String, uuid: String? = nil, vcpuCount: Int, memoryBytes: UInt64, disks: [String], boot: Boot,
                 logSizeLimit: UInt64 = defaultLogSizeLimit) {
         self.name = name
+        self.uuid = uuid
         self.vcpuCount = vcpuCount
         self.memoryBytes = memoryBytes
         self.disks = disks
         self.boot = boot
         self.logSizeLimit = logSizeLimit
+    }
+
+    /// `text` as a lower-case canonical UUID (`8-4-4-4-12` hex digits; VMware's spaced form is
+    /// accepted), or nil when it is not one.
+    public static func normalizedUUID(_ text: String) -> String? {
+        let hex = text.lowercased().filter { $0 != " " && $0 != "-" }
+        guard hex.count == 32, hex.allSatisfy({ $0.isHexDigit }) else { return nil }
+        let characters = Array(hex)
+        let groups = [0..<8, 8..<12, 12..<16, 16..<20, 20..<32].map { String(characters[$0]) }
+        return groups.joined(separator: "-")
     }
 
     /// Every file of the VM on the volume besides the disks' extents.
@@ -52,6 +66,7 @@ public struct VirtualMachineDefinition: Sendable, Equatable {
         file[".encoding"] = "UTF-8"
         file["config.version"] = "8"
         file["displayName"] = name
+        if let uuid { file["uuid.bios"] = uuid }
         file["numvcpus"] = "\(vcpuCount)"
         file["memSize"] = "\(memoryBytes >> 20)"
         for (index, disk) in disks.enumerated() {
@@ -91,6 +106,7 @@ public struct VirtualMachineDefinition: Sendable, Equatable {
             throw VMError(.malformedConfiguration, "\(fileName): 'memSize' = \(fields.quoted(megabytes)) is not a multiple of 2 MiB")
         }
         memoryBytes = megabytes << 20
+        uuid = file["uuid.bios"].flatMap(VirtualMachineDefinition.normalizedUUID)
         var disks: [String] = []
         for index in 0...VirtualMachineConfiguration.maximumDiskCount {
             guard file["disk\(index).fileName"] != nil || file["disk\(index).present"] != nil else { break }

@@ -97,6 +97,10 @@ extension timespec {
         self.init(tv_sec: time_t(seconds), tv_nsec: Int(remainder))
     }
 
-    /// Nanoseconds since the epoch.
-    var nanoseconds: Int64 { Int64(tv_sec) * 1_000_000_000 + Int64(tv_nsec) }
+    /// Nanoseconds since the epoch, saturated to what an Int64 holds (about the years 1678–2262).
+    var nanoseconds: Int64 {
+        let (scaled, overflow) = Int64(tv_sec).multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return tv_sec < 0 ? .min : .max }
+        return scaled.addingReportingOverflow(Int64(tv_nsec)).overflow ? .max : scaled + Int64(tv_nsec)
+    }
 }

@@ -46,7 +46,7 @@ struct CommandLineParser {
                                 caches writes while this host holds the file's exclusive lock)
           splice_read           answer reads by splicing from the device
         FUSE options (-o), passed to libfuse and the kernel:
-          allow_other, allow_root, auto_unmount, default_permissions (on by default), fsname=,
+          allow_other, allow_root, auto_unmount, default_permissions (always on), fsname=,
           subtype=, max_read=, nosuid, suid, nodev, dev, noexec, exec, noatime, sync, async, dirsync
         Options mount(8) adds (defaults, rw, auto, noauto, nofail, _netdev, user, users, nouser,
         x-*, comment=) are accepted and ignored.
@@ -68,7 +68,6 @@ struct CommandLineParser {
     private var operands: [String] = []
     private var sawFsname = false
     private var sawSubtype = false
-    private var noDefaultPermissions = false
     private var maxRead: UInt32?
 
     /// Parses `arguments` (without the program name).
@@ -182,7 +181,11 @@ struct CommandLineParser {
         case "no_writeback_cache": configuration.writebackCache = false
         case "splice_read": configuration.spliceReads = true
         case "no_splice_read": configuration.spliceReads = false
-        case "no_default_permissions": noDefaultPermissions = true
+        case "no_default_permissions":
+            // The daemon checks no permissions itself: the kernel's mode-bit checks are all there is.
+            throw UsageError("option no_default_permissions is refused: vmfs-fuse leaves permission checks to the kernel "
+                             + "(default_permissions, always on), and without them any user could read, write and chown "
+                             + "every file (with allow_other, other users too)")
         case "max_read":
             let bytes = try number(name, value)
             guard bytes >= 4096 else { throw UsageError("option max_read must be at least 4096") }
@@ -219,7 +222,7 @@ struct CommandLineParser {
         configuration.fuseOptions.append("max_read=\(configuration.maxTransfer)")
         if !sawFsname { configuration.fuseOptions.append("fsname=\(Self.escaped(configuration.device))") }
         if !sawSubtype { configuration.fuseOptions.append("subtype=vmfs") }
-        if !noDefaultPermissions && !configuration.fuseOptions.contains("default_permissions") {
+        if !configuration.fuseOptions.contains("default_permissions") {
             configuration.fuseOptions.append("default_permissions")
         }
         return configuration

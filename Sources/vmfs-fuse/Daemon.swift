@@ -21,6 +21,13 @@ enum Daemon {
         SignalWatcher.blockSignals()
         if let ready = configuration.readyDescriptor { Launcher.detachFromCaller(keeping: ready) }
         Log.setVerbose(configuration.debug)
+        // A stop signal while mounting gives the mount up: every wait of the mount polls the
+        // process's interruption (watching a previous incarnation's slot, a stopped repair, …).
+        SignalWatcher.start(mainThread: pthread_self(), loopFinished: { loopFinished.load(ordering: .acquiring) })
+        SignalWatcher.onStop { signal in
+            Log.info("received signal \(signal) while mounting: giving up")
+            Interruption.process.request()
+        }
         let volume: Volume
         do {
             try MountTable.validateMountpoint(configuration.mountpoint)
@@ -77,12 +84,15 @@ enum Daemon {
         }
     }
 
-    /// The session loop, ended by the kernel (unmount) or by a stop signal.
+    /// Set when the session loop has returned (the signal watcher stops waking the main thread).
+    private static let loopFinished = Atomic<Bool>(false)
+
+    /// The session loop, ended by the kernel (unmount) or by a stop signal (one that came while
+    /// mounting ends it at once).
     private static func loop(_ session: OpaquePointer, _ configuration: Configuration) -> Int32 {
-        let finished = Atomic<Bool>(false)
         let target = SessionBox(raw: session)
         let mountpoint = configuration.mountpoint
-        SignalWatcher.start(mainThread: pthread_self(), loopFinished: { finished.load(ordering: .acquiring) }) { signal in
+        SignalWatcher.onStop { signal in
             Log.info("received signal \(signal): unmounting")
             writeBackKernelCache(mountpoint)
             fuse_session_exit(target.raw)
@@ -99,7 +109,7 @@ enum Daemon {
             fuse_loop_cfg_set_idle_threads(loopConfiguration, UInt32(configuration.maxThreads))
             result = fuse_session_loop_mt(session, loopConfiguration)
         }
-        finished.store(true, ordering: .releasing)
+        loopFinished.store(true, ordering: .releasing)
         if result < 0 {
             Log.error("the FUSE session ended with an error: \(String(cString: strerror(-result)))")
             return 1

@@ -26,13 +26,18 @@ extension FileSystem {
             guard open.writable else { throw VMFSError(.permissionDenied, "the file is not open for writing") }
             guard offset >= 0, let data else { throw VMFSError(.invalidArgument, "bad write at offset \(offset)") }
             let aligned = offset % 4096 == 0 && size % 4096 == 0
-            try buffers.withBuffer(count: size) { (buffer) throws(VMFSError) in
-                // The payload sits at an unaligned place in libfuse's buffer: one copy into
-                // aligned memory lets the device take it with O_DIRECT as it is.
-                buffer.copyMemory(from: UnsafeRawBufferPointer(start: data, count: size))
-                try slots.withWriteLock(open.slot, exclusive: !aligned) { () throws(VMFSError) in
-                    try open.handle.write(UnsafeRawBufferPointer(buffer), at: UInt64(offset))
+            do throws(VMFSError) {
+                try buffers.withBuffer(count: size) { (buffer) throws(VMFSError) in
+                    // The payload sits at an unaligned place in libfuse's buffer: one copy into
+                    // aligned memory lets the device take it with O_DIRECT as it is.
+                    buffer.copyMemory(from: UnsafeRawBufferPointer(start: data, count: size))
+                    try slots.withWriteLock(open.slot, exclusive: !aligned) { () throws(VMFSError) in
+                        try open.handle.write(UnsafeRawBufferPointer(buffer), at: UInt64(offset))
+                    }
                 }
+            } catch {
+                writeFailed(open)
+                throw error
             }
             open.dirty.store(true, ordering: .releasing)
             request.reply(written: size)

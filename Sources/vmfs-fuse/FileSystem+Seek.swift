@@ -24,25 +24,25 @@ extension FileSystem {
                     request.reply(error: ENXIO)
                     return
                 }
-                fuse_reply_lseek(request.raw, off_t(position))
+                fuse_reply_lseek(request.raw, off_t(clamping: position))
             case LinuxConstants.seekHole where mayHaveUnseenData:
                 guard position < open.handle.size else {
                     request.reply(error: ENXIO)
                     return
                 }
-                fuse_reply_lseek(request.raw, off_t(open.handle.size))
+                fuse_reply_lseek(request.raw, off_t(clamping: open.handle.size))
             case LinuxConstants.seekData:
                 guard let data = try open.handle.nextData(from: position) else {
                     request.reply(error: ENXIO)
                     return
                 }
-                fuse_reply_lseek(request.raw, off_t(data))
+                fuse_reply_lseek(request.raw, off_t(clamping: data))
             case LinuxConstants.seekHole:
                 guard position < open.handle.size else {
                     request.reply(error: ENXIO)
                     return
                 }
-                fuse_reply_lseek(request.raw, off_t(try open.handle.nextHole(from: position)))
+                fuse_reply_lseek(request.raw, off_t(clamping: try open.handle.nextHole(from: position)))
             default:
                 throw VMFSError(.invalidArgument, "lseek whence \(whence) is handled by the kernel")
             }

@@ -45,6 +45,9 @@ final class InodeTable: Sendable {
         /// kernel inodes of files that no longer exist.
         var firstInstance: UInt64
 
+        /// The kernel's inode holds what the file does not (a write-back it cached was refused).
+        var diverged = false
+
         init(generation: UInt32, shape: Shape, instance: UInt64, replacing old: View?) {
             self.generation = generation
             self.shape = shape
@@ -82,7 +85,7 @@ final class InodeTable: Sendable {
                     views[file.slot] = view
                     return Self.node(slot: file.slot, instance: view.instance)
                 }
-                if !versioned || view.shape == shape { return Self.node(slot: file.slot, instance: view.instance) }
+                if !versioned || (view.shape == shape && !view.diverged) { return Self.node(slot: file.slot, instance: view.instance) }
             }
             let instance = versioned ? (views[file.slot].map { $0.instance + 1 } ?? 0) : 0
             views[file.slot] = View(generation: file.generation, shape: shape, instance: instance, replacing: views[file.slot])
@@ -160,6 +163,16 @@ final class InodeTable: Sendable {
         views.withLock { views in
             let instance = versioned ? (views[file.slot].map { $0.instance + 1 } ?? 0) : 0
             views[file.slot] = View(generation: file.generation, shape: Shape(file), instance: instance, replacing: views[file.slot])
+        }
+    }
+
+    /// Notes that the kernel's current inode of `slot` holds data or a size the file does not
+    /// (a cached write was refused at write-back): the next lookup while the file is not open
+    /// here hands out a new instance.
+    func diverged(slot: Int) {
+        views.withLock { views in
+            guard slot >= 0, slot < Self.slotCount else { return }
+            views[slot]?.diverged = true
         }
     }
 

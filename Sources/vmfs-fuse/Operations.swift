@@ -8,8 +8,8 @@ internal import Glibc
 ///
 /// The closures capture nothing (a C function pointer cannot carry context). Operations left
 /// out are answered `ENOSYS` by libfuse, which the kernel remembers: extended attributes
-/// (`EOPNOTSUPP` to callers), POSIX and BSD locks (then kept by the kernel, per host),
-/// and `copy_file_range` (the kernel copies through READ and WRITE).
+/// (`EOPNOTSUPP` to callers), and POSIX and BSD locks (then kept by the kernel, per host).
+/// `copy_file_range` only checks the size limit (the kernel then copies through READ and WRITE).
 enum Operations {
     static func table() -> fuse_lowlevel_ops {
         var ops = fuse_lowlevel_ops()
@@ -88,6 +88,12 @@ enum Operations {
             guard let req else { return }
             let request = Request(raw: req)
             request.fileSystem.fallocate(request, mode: mode, offset: offset, length: length, info: info)
+        }
+        ops.copy_file_range = { req, _, offsetIn, infoIn, _, offsetOut, infoOut, length, _ in
+            guard let req else { return }
+            let request = Request(raw: req)
+            request.fileSystem.copyFileRange(request, offsetIn: offsetIn, infoIn: infoIn, offsetOut: offsetOut,
+                                             infoOut: infoOut, length: length)
         }
         ops.lseek = { req, _, offset, whence, info in
             guard let req else { return }

@@ -1,6 +1,6 @@
 import Testing
 import VMFSCore
-@testable import vmfs_fuse
+@testable import VMFSFuse
 
 /// The daemon's command line, parsed without mounting anything (no root needed).
 @Suite("vmfs-fuse command line")
@@ -65,6 +65,7 @@ struct CommandLineTests {
         (["-o", "lock_wait_ms=soon", "d", "m"], "whole number"),
         (["-o", "max_threads=0", "d", "m"], "max_threads"),
         (["d", "m", "-o"], "needs a value"),
+        (["-o", "allow_other,no_default_permissions", "d", "m"], "no_default_permissions is refused"),
     ])
     func refusals(arguments: [String], reason: String) {
         do {

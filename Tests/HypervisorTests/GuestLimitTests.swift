@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import SystemSupport
 import Testing
 @testable import Hypervisor
 
@@ -165,8 +166,10 @@ struct GuestLimitTests {
     @Test func aNotifyServesAtMostOneQueueOfRequests() throws {
         let disk = HintOnlyDisk(byteCount: 1 << 20)
         let line = RecordingInterruptLine()
+        let io = try WorkerPool(threads: 4, name: "test-io")
+        defer { io.shutdown() }
         let device = VirtioPCILegacyDevice(model: VirtioBlock(backend: disk), memory: memory, ioBase: 0xC000, interruptLine: 16,
-                                           interrupt: line)
+                                           interrupt: line, io: io)
         let ring: UInt64 = 0x100000
         var driver = try TestDriver(memory: memory, size: 256, base: ring)
         try driver.setDescriptor(0, address: header, length: 16, flags: 1, next: 1)
@@ -190,11 +193,13 @@ struct GuestLimitTests {
         }
         try driver.makeAvailable(0)
         _ = device.writeIO(port: 0xC000 + 16, size: 2, value: 0)
+        #expect(device.drain(deadline: nil))
         let served = reads.withLock { $0 }
         #expect(served <= 256, "one notify served \(served) requests")
         #expect(device.deviceStatus & VirtioStatus.needsReset == 0)
         // The next notify goes on where the last one stopped.
         _ = device.writeIO(port: 0xC000 + 16, size: 2, value: 0)
+        #expect(device.drain(deadline: nil))
         #expect(reads.withLock { $0 } == 2 * served)
     }
 

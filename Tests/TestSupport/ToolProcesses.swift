@@ -78,6 +78,8 @@ public final class LiveProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var lines: [String] = []
     private var partial = ""
+    /// The output pipe reached its end (everything the process wrote has been read).
+    private var drained = false
 
     public init(_ name: String, _ arguments: [String]) throws {
         process.executableURL = toolsDirectory.appendingPathComponent(name)
@@ -87,7 +89,14 @@ public final class LiveProcess: @unchecked Sendable {
         process.standardError = out
         out.fileHandleForReading.readabilityHandler = { [weak self] handle in
             let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
+            guard let self else { return }
+            guard !data.isEmpty else {
+                handle.readabilityHandler = nil
+                self.lock.lock()
+                self.drained = true
+                self.lock.unlock()
+                return
+            }
             self.lock.lock()
             self.partial += String(decoding: data, as: UTF8.self)
             while let newline = self.partial.firstIndex(of: "\n") {
@@ -105,21 +114,34 @@ public final class LiveProcess: @unchecked Sendable {
         return lines
     }
 
-    /// Waits until a line starting with `prefix` appears; returns it, or nil after `timeout` seconds.
+    /// Waits until a line starting with `prefix` appears; returns it, or nil after `timeout`
+    /// seconds, or once the process has exited and all its output has been read without it.
     public func waitForLine(startingWith prefix: String, timeout: Double) -> String? {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if let line = output.first(where: { $0.hasPrefix(prefix) }) { return line }
-            if !process.isRunning, let line = output.first(where: { $0.hasPrefix(prefix) }) { return line }
-            if !process.isRunning { return output.first(where: { $0.hasPrefix(prefix) }) }
+            // An exited process's last lines may still be in the pipe: only its end is final.
+            if !process.isRunning && isDrained { return output.first(where: { $0.hasPrefix(prefix) }) }
             Thread.sleep(forTimeInterval: 0.005)
         }
         return nil
     }
 
+    private var isDrained: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return drained
+    }
+
     public func kill(_ signal: Int32 = SIGKILL) { Foundation.kill(process.processIdentifier, signal) }
 
-    public func wait() { process.waitUntilExit() }
+    /// Waits for the process to exit and for its output to be read to the end (a few seconds at
+    /// most: a child it left running may keep the pipe open).
+    public func wait() {
+        process.waitUntilExit()
+        let deadline = Date().addingTimeInterval(5)
+        while !isDrained && Date() < deadline { Thread.sleep(forTimeInterval: 0.005) }
+    }
 
     deinit {
         if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }

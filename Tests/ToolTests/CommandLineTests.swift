@@ -113,6 +113,7 @@ struct BadInputTests {
         case "future version":
             var header = try Data(contentsOf: URL(fileURLWithPath: image)).prefix(4096)
             header[8] = 7
+            header[10] = 0  // minor version 0
             let crc = CRC32C.checksum([UInt8](header), excludingFieldAt: 12)
             header.replaceSubrange(12..<16, with: withUnsafeBytes(of: crc.littleEndian) { Data($0) })
             try handle.seek(toOffset: 0)

@@ -32,6 +32,7 @@ struct FormatTests {
         }
         var future = ByteWriter(bytes: bytes)
         future.put(UInt16(2), at: 8)
+        future.put(UInt16(0), at: 10)
         future.put(CRC32C.checksum(future.bytes, excludingFieldAt: 12), at: 12)
         do {
             _ = try VolumeHeader.decode(future.bytes, device: "lun0")

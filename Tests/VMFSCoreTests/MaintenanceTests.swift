@@ -27,7 +27,8 @@ struct MaintenanceTests {
     @Test func anInterruptedRepairKeepsHostsOutUntilFsckRunsAgain() throws {
         let device = try makeMemoryVolume()
         let claim = try MaintenanceClaim.acquire(device: device, header: try Volume.readHeader(device), identity: repairer)
-        claim.abandon()  // as if fsck.vmfs -y were killed
+        try claim.markRepairing()
+        claim.abandon()  // as if fsck.vmfs -y were killed while writing repairs
         #expect(throws: VMFSError.self) { try Volume.mount(device: device, options: hostOptions("host-a")) }
 
         var check = CheckOptions()
@@ -42,6 +43,32 @@ struct MaintenanceTests {
         #expect(VolumeChecker(device: device.readOnlyView(), options: check).run().exitCode == 0)
         let volume = try Volume.mount(device: device, options: hostOptions("host-a"))
         try volume.unmount()
+    }
+
+    /// A check killed before it wrote anything left the volume as it was: hosts clear its slot
+    /// once it has been silent for its dead interval, and mount.
+    @Test func aCheckKilledBeforeWritingIsClearedByHosts() throws {
+        let device = try makeMemoryVolume()
+        let claim = try MaintenanceClaim.acquire(device: device, header: try Volume.readHeader(device), identity: repairer)
+        claim.abandon()  // as if fsck.vmfs -y were killed while watching heartbeats
+        let started = Clock.monotonicNanoseconds
+        let volume = try Volume.mount(device: device, options: hostOptions("host-a"))
+        #expect(Clock.monotonicNanoseconds - started >= 1_000_000_000, "hosts wait the repair's dead interval (1 s) first")
+        try volume.unmount()
+        let inspector = try VolumeInspector(device: device.readOnlyView())
+        #expect(try inspector.hosts(observeMilliseconds: 0).allSatisfy { $0.state == "free" })
+    }
+
+    /// A live check keeps refusing hosts at once, and one that a host cleared while it was
+    /// stopped may not start writing.
+    @Test func aCheckThatWasClearedWhileStoppedWritesNothing() throws {
+        let device = try makeMemoryVolume()
+        let claim = try MaintenanceClaim.acquire(device: device, header: try Volume.readHeader(device), identity: repairer)
+        #expect(throws: VMFSError.self) { try Volume.mount(device: device, options: hostOptions("host-a")) }
+        claim.abandon()  // stopped (SIGSTOP) rather than killed
+        let volume = try Volume.mount(device: device, options: hostOptions("host-a"))
+        defer { try? volume.unmount() }
+        #expect { try claim.markRepairing() } throws: { ($0 as? VMFSError)?.code == .fenced }
     }
 
     @Test func aRepairFreesItsSlotAndRefusesLiveHosts() throws {

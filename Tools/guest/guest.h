@@ -27,6 +27,9 @@ enum workload {
     WL_DISK_THROUGHPUT = 6,
     WL_SPIN = 7,
     WL_HOSTILE_LIMITS = 8,
+    WL_DISK_SEQUENCE = 9,
+    WL_DISK_RANDOM = 10,
+    WL_IDLE = 11,
 };
 
 enum result {
@@ -63,7 +66,7 @@ static inline void cpu_relax(void) { __asm__ volatile("pause" ::: "memory"); }
 static inline void barrier(void) { __asm__ volatile("" ::: "memory"); }
 static inline void marker(u32 code) { outl(MARKER_PORT, code); }
 /* Blocks this vCPU in the VMM until the machine powers off (no busy waiting). */
-static inline void park(void) { for (;;) outl(PARK_PORT, 0); }
+__attribute__((noreturn)) static inline void park(void) { for (;;) outl(PARK_PORT, 0); }
 
 /* ---- runtime.c ------------------------------------------------------------------------------ */
 void *memset(void *d, int c, size_t n);
@@ -143,9 +146,14 @@ u8 vblk_device_status(struct vblk *d);
 int vblk_request(struct vblk *d, u32 type, u64 sector, void *buffer, u32 length);
 /* A batch of same-direction requests, each `length` bytes from consecutive sectors; one notify. */
 int vblk_request_batch(struct vblk *d, u32 type, u64 first_sector, u8 *buffer, u32 length, int count);
+/* A batch of same-direction requests of `length` bytes at the given sectors; one notify. */
+int vblk_request_many(struct vblk *d, u32 type, const u64 *sectors, u8 *buffer, u32 length, int count);
 /* Posts the chain already written at descriptor `head`, notifies, and waits for it.
  * Returns the used length, or -1 on timeout. */
 long vblk_submit_chain(struct vblk *d, u16 head);
+
+/* Spins waiting for a used entry before a request times out (0: wait forever). */
+extern u64 vblk_poll_limit;
 
 /* ---- workloads ------------------------------------------------------------------------------ */
 int hostile_tests(struct vblk *d);
@@ -153,5 +161,7 @@ int hostile_tests(struct vblk *d);
  * plays a second driver thread when asked (hostile_helper never returns). */
 int hostile_limits(struct vblk *d, const struct params *p);
 void hostile_helper(void);
+int disk_sequence(const struct params *p, struct vblk *disk);
+int disk_random(const struct params *p, struct vblk *disk);
 
 #endif

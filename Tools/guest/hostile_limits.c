@@ -293,10 +293,19 @@ static void racing_vcpu(struct vblk *d, u8 *scratch) {
     while (__atomic_load_n(&helper.added, __ATOMIC_ACQUIRE) == 0) cpu_relax();
     u16 before = __atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE);
     outw(d->io + REG_QUEUE_NOTIFY, 0); /* returns only if the device stops taking requests at some point */
-    u16 served = (u16)(__atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE) - before);
+    /* The requests it took run on the VMM's I/O threads: count them once they stop completing. */
+    u16 served = 0;
+    for (u64 quiet = 0, spins = 0; quiet < 2000000 && spins < 400000000; spins++) {
+        u16 now = (u16)(__atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE) - before);
+        if (now != served || now == 0) quiet = 0; else quiet++;
+        served = now;
+        cpu_relax();
+    }
     stop_helper();
-    for (int k = 0; k < 64 && __atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE) != helper.avail; k++)
+    for (int k = 0; k < 64 && __atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE) != helper.avail; k++) {
         outw(d->io + REG_QUEUE_NOTIFY, 0);
+        for (u64 spins = 0; spins < 20000000 && __atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE) != helper.avail; spins++) cpu_relax();
+    }
     d->avail_idx = helper.avail;
     d->used_idx = __atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE);
     gprintf("limits: one notify served %u requests while vCPU 1 added %u\n", served, helper.added);

@@ -183,6 +183,10 @@ int guest_main(u64 vcpu, struct params *p, u64 count) {
     case WL_HOSTILE_LIMITS:
         if (vcpu == 1) hostile_helper(); /* the second driver thread; never returns */
         break;
+    case WL_IDLE:
+        /* Never powers off and uses no CPU: every vCPU parks in the VMM (an idle VM for the host's figures). */
+        if (vcpu == 0) gprintf("idle on %u vcpus\n", (u32)count);
+        park();
     case WL_SPIN:
         /* Never powers off: the host must stop the VM while every vCPU runs guest code. */
         if (vcpu == 0) gprintf("spinning on %u vcpus\n", (u32)count);
@@ -196,6 +200,16 @@ int guest_main(u64 vcpu, struct params *p, u64 count) {
     case WL_DISK_WRITE_PATTERN: return disk_pattern(p, 1);
     case WL_DISK_VERIFY_PATTERN: return disk_pattern(p, 0);
     case WL_DISK_THROUGHPUT: return throughput(p);
+    case WL_DISK_RANDOM: {
+        static struct vblk disk;
+        int r = open_disk(&disk, 0);
+        return r ? r : disk_random(p, &disk);
+    }
+    case WL_DISK_SEQUENCE: {
+        static struct vblk disk;
+        int r = open_disk(&disk, 0);
+        return r ? r : disk_sequence(p, &disk);
+    }
     case WL_HOSTILE: {
         static struct vblk disk;
         int r = open_disk(&disk, 0);

@@ -8,6 +8,7 @@
 
 #define SLOT_DESCRIPTORS 4
 #define POLL_LIMIT 200000000ul
+u64 vblk_poll_limit = POLL_LIMIT;
 
 u8 vblk_device_status(struct vblk *d) { return inb(d->io + REG_STATUS); }
 
@@ -58,7 +59,7 @@ static void post(struct vblk *d, u16 head) {
 static long wait_used(struct vblk *d, int count) {
     u16 target = (u16)(d->used_idx + count);
     for (u64 spins = 0; __atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE) != target; spins++) {
-        if (spins > POLL_LIMIT) return -1;
+        if (vblk_poll_limit && spins > vblk_poll_limit) return -1;
         cpu_relax();
     }
     long length = d->used->ring[(u16)(target - 1) % d->qsize].len;
@@ -104,6 +105,17 @@ int vblk_request_batch(struct vblk *d, u32 type, u64 first_sector, u8 *buffer, u
     if (count > slots) count = slots;
     for (int k = 0; k < count; k++)
         post(d, build(d, k, type, first_sector + (u64)k * (length / 512), buffer + (u64)k * length, length));
+    outw(d->io + REG_QUEUE_NOTIFY, 0);
+    if (wait_used(d, count) < 0) return -1;
+    for (int k = 0; k < count; k++)
+        if (d->statuses[k] != 0) return d->statuses[k];
+    return 0;
+}
+
+int vblk_request_many(struct vblk *d, u32 type, const u64 *sectors, u8 *buffer, u32 length, int count) {
+    int slots = d->qsize / SLOT_DESCRIPTORS;
+    if (count > slots) count = slots;
+    for (int k = 0; k < count; k++) post(d, build(d, k, type, sectors[k], buffer + (u64)k * length, length));
     outw(d->io + REG_QUEUE_NOTIFY, 0);
     if (wait_used(d, count) < 0) return -1;
     for (int k = 0; k < count; k++)

@@ -12,6 +12,7 @@ packages=(
     util-linux e2fsprogs xfsprogs btrfs-progs  # losetup, signatures mkfs.vmfs must refuse to overwrite
     busybox-static cpio xz-utils # guest initramfs for the Linux boot-path check
     spin                        # model check of the descriptor-lock protocol (Tools/model)
+    iproute2 curl               # host agents in network namespaces (ip netns, nsenter) and their API in tests
 )
 
 missing=()
@@ -26,6 +27,16 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python tools the tests run (pinned), in a virtual environment of the project's own.
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+venv="$root/.cache/venv"
+python_tools=(schemathesis==4.32.5)
+if [[ ! -x "$venv/bin/schemathesis" ]]; then
+    echo "setup: installing ${python_tools[*]} into .cache/venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "${python_tools[@]}"
 fi
 
 # The FUSE tests mount as root; make sure the device node exists and fusermount3 is usable.

@@ -5,16 +5,38 @@ import Dispatch
 import Hypervisor
 import Synchronization
 import VMFSCore
+import OpenAPIRuntime
 import VMFSToolSupport
 import VMManagement
+import HostAgentAPI
+import HostAgentClient
 
-/// Options naming the volume and this host.
+/// Where a command works: on a volume itself (no agent holds it), or through a host agent.
+enum Target {
+    case volume(String)
+    /// The agent, and the datastore when known.
+    case agent(AgentEndpoint, datastore: String?)
+}
+
+/// Options naming the volume (or the agent) and this host.
 struct VolumeOptions: ParsableArguments {
-    @Option(help: "The VMFS volume (block device or image file).") var volume: String
-    @OptionGroup var host: HostIdentityOptions
+    @Option(help: "The VMFS volume (block device or image file). When this host's agent holds it, the command goes through the agent; without it, the agent's volumes are used.")
+    var volume: String?
+    @Option(help: "The volume's name on the host agent (found automatically from --volume).") var datastore: String?
+    @OptionGroup var agent: AgentOptions
 
-    func mount() throws -> Volume {
-        do { return try Volume.mount(path: volume, options: host.mountOptions()) } catch { throw fail(error) }
+    var host: HostIdentityOptions { agent.host }
+
+    func target() throws -> Target {
+        if let volume, agent.agent == nil {
+            if let route = AgentRoute.forVolume(device: volume, host: agent.identity) { return .agent(route.endpoint, datastore: route.datastore) }
+            return .volume(volume)
+        }
+        return .agent(try agent.endpoint(), datastore: datastore)
+    }
+
+    func mount(_ path: String) throws -> Volume {
+        do { return try Volume.mount(path: path, options: host.mountOptions()) } catch { throw fail(error) }
     }
 }
 
@@ -23,7 +45,7 @@ func fail(_ error: any Error) -> ExitCode {
     ToolOutput.failure("vmctl", error)
 }
 
-struct Create: ParsableCommand {
+struct Create: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Create a VM's files on the volume.")
 
     @OptionGroup var target: VolumeOptions
@@ -41,7 +63,7 @@ struct Create: ParsableCommand {
     @Option(name: .customLong("log-limit"), help: "Size the console log NAME.log may reach (64K–1G); then its older half is dropped.")
     var logLimit = "8M"
 
-    func run() throws {
+    func run() async throws {
         guard let memoryBytes = parseSize(memory) else { throw ValidationError("--memory '\(memory)' is not a size") }
         guard let logBytes = parseSize(logLimit) else { throw ValidationError("--log-limit '\(logLimit)' is not a size") }
         var sizes: [UInt64] = []
@@ -66,20 +88,50 @@ struct Create: ParsableCommand {
         default:
             throw ValidationError("give exactly one of --kernel or --guest")
         }
-        let volume = try target.mount()
-        defer { try? volume.unmount() }
-        do {
-            let definition = try VirtualMachineStore(volume: volume).create(
-                .init(name: name, vcpuCount: vcpus, memoryBytes: memoryBytes, diskSizes: sizes, thick: thick, boot: boot,
-                      logSizeLimit: logBytes))
-            print("created VM '\(definition.name)': \(definition.vcpuCount) vCPU(s), \(formatSize(definition.memoryBytes)), "
-                  + "disks \(definition.disks.joined(separator: ", "))")
-            try volume.unmount()
-        } catch { throw fail(error) }
+        switch try target.target() {
+        case .volume(let path):
+            let volume = try target.mount(path)
+            defer { try? volume.unmount() }
+            do {
+                let definition = try VirtualMachineStore(volume: volume).create(
+                    .init(name: name, vcpuCount: vcpus, memoryBytes: memoryBytes, diskSizes: sizes, thick: thick, boot: boot,
+                          logSizeLimit: logBytes))
+                print("created VM '\(definition.name)': \(definition.vcpuCount) vCPU(s), \(formatSize(definition.memoryBytes)), "
+                      + "disks \(definition.disks.joined(separator: ", "))")
+                try volume.unmount()
+            } catch { throw fail(error) }
+        case .agent(let endpoint, let datastore):
+            guard let datastore else { throw ValidationError("name the volume with --datastore (or --volume)") }
+            try await createThroughAgent(endpoint, datastore: datastore, memoryBytes: memoryBytes, sizes: sizes, boot: boot)
+        }
+    }
+
+    /// Uploads the boot images as NAME.guest / NAME.kernel / NAME.initrd, then has the agent create the VM.
+    func createThroughAgent(_ endpoint: AgentEndpoint, datastore: String, memoryBytes: UInt64, sizes: [UInt64],
+                            boot: VirtualMachineStore.BootImages) async throws {
+        try await withAgent(endpoint) { client in
+            let bootRequest: Components.Schemas.Boot
+            switch boot {
+            case .linux(let kernelPath, let initrdPath, let commandLine):
+                try await upload(kernelPath, as: "\(name).kernel", datastore: datastore, client: client)
+                if let initrdPath { try await upload(initrdPath, as: "\(name).initrd", datastore: datastore, client: client) }
+                bootRequest = .init(_type: .linux, kernel: "\(name).kernel", initrd: initrdPath == nil ? nil : "\(name).initrd",
+                                    commandLine: commandLine)
+            case .testGuest(let imagePath, let workload, let arguments):
+                try await upload(imagePath, as: "\(name).guest", datastore: datastore, client: client)
+                bootRequest = .init(_type: .testGuest, image: "\(name).guest", workload: "\(workload)",
+                                    arguments: arguments.map { Int64(bitPattern: $0) })
+            }
+            let task = try await client.createVM(body: .json(.init(
+                volume: datastore, name: name, vcpus: vcpus, memoryBytes: Int64(clamping: memoryBytes),
+                diskBytes: sizes.map { Int64(clamping: $0) }, thick: thick, boot: bootRequest))).accepted.body.json
+            let done = try await wait(for: task, client: client, what: "creating VM '\(name)'")
+            print("created VM '\(name)' (\(done.result ?? "")) on \(datastore) through the host agent: \(vcpus) vCPU(s), \(formatSize(memoryBytes))")
+        }
     }
 }
 
-struct Run: ParsableCommand {
+struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a VM in this process until it powers off.",
         discussion: "Exit status: 0 when the guest powers off with status 0; 2 when it powers off with another status; 3 on a reset; 4 on a vCPU failure; 5 when --time-limit passed.")
@@ -90,8 +142,57 @@ struct Run: ParsableCommand {
     @Flag(help: ArgumentHelp("Print guest markers and VMM memory after the run (benchmarks).", visibility: .hidden)) var report = false
     @Argument var name: String
 
-    func run() throws {
-        let volume = try target.mount()
+    func run() async throws {
+        switch try target.target() {
+        case .volume(let path): try runHere(path)
+        case .agent(let endpoint, _): try await runThroughAgent(endpoint)
+        }
+    }
+
+    /// Powers the VM on through the agent and prints its console until it stops; the exit status
+    /// follows the guest's power-off status as for a VM run here.
+    func runThroughAgent(_ endpoint: AgentEndpoint) async throws {
+        let status: Int64? = try await withAgent(endpoint) { client in
+            let task = try await client.powerOnVM(path: .init(vm: name)).accepted.body.json
+            _ = try await wait(for: task, client: client, what: "power-on of '\(name)'")
+            let (quiet, name) = (quiet, name)
+            let console = Task { [client] in
+                guard !quiet, let body = try? await client.readConsole(path: .init(vm: name), query: .init(follow: true)).ok.body.binary else { return }
+                do {
+                    for try await chunk in body {
+                        writeOut(chunk)
+                    }
+                } catch {}
+            }
+            let deadline = timeLimit.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }
+            while true {
+                let detail = try await client.getVM(path: .init(vm: name)).ok.body.json
+                let state = detail.summary.powerState
+                if state == .poweredOff || state == .crashed || state == .lost {
+                    try? await Task.sleep(for: .milliseconds(200))
+                    console.cancel()
+                    if state != .poweredOff {
+                        ToolOutput.error("vmctl: VM '\(name)' \(state.rawValue): \(detail.summary.reason ?? "")".escapingControlCharacters)
+                        throw ExitCode(4)
+                    }
+                    return detail.guestStatus
+                }
+                if let deadline, ContinuousClock.now >= deadline {
+                    _ = try await client.powerOffVM(path: .init(vm: name)).accepted
+                    console.cancel()
+                    throw ExitCode(5)
+                }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        if let status, status != 0 {
+            ToolOutput.error("vmctl: VM '\(name)' powered off with status \(status)")
+            throw ExitCode(2)
+        }
+    }
+
+    func runHere(_ path: String) throws {
+        let volume = try target.mount(path)
         let reason: PowerOffReason
         // SIGINT/SIGTERM power the VM off cleanly, so its locks are released on the way out.
         let signals = SignalSources([SIGINT, SIGTERM])
@@ -130,14 +231,27 @@ struct Run: ParsableCommand {
     }
 }
 
-struct List: ParsableCommand {
+struct List: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the VMs on the volume and whether they run.")
 
     @OptionGroup var target: VolumeOptions
     @Flag(help: "Print as JSON.") var json = false
 
-    func run() throws {
-        let volume = try target.mount()
+    func run() async throws {
+        let path: String
+        switch try target.target() {
+        case .volume(let volume): path = volume
+        case .agent(let endpoint, _):
+            try await withAgent(endpoint) { client in
+                let vms = try await client.listVMs().ok.body.json
+                if json { return ToolOutput.json(vms) }
+                var table = TextTable(header: Components.Schemas.VMSummary.header)
+                for vm in vms { table.add(vm.row) }
+                print(table.render())
+            }
+            return
+        }
+        let volume = try target.mount(path)
         defer { try? volume.unmount() }
         do {
             let machines = try VirtualMachineStore(volume: volume).list()
@@ -159,14 +273,21 @@ struct List: ParsableCommand {
     }
 }
 
-struct Show: ParsableCommand {
+struct Show: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print a VM's configuration (.vmx).")
 
     @OptionGroup var target: VolumeOptions
     @Argument var name: String
 
-    func run() throws {
-        let volume = try target.mount()
+    func run() async throws {
+        let path: String
+        switch try target.target() {
+        case .volume(let volume): path = volume
+        case .agent(let endpoint, _):
+            try await withAgent(endpoint) { client in ToolOutput.json(try await client.getVM(path: .init(vm: name)).ok.body.json) }
+            return
+        }
+        let volume = try target.mount(path)
         defer { try? volume.unmount() }
         do {
             let text = try VirtualMachineStore(volume: volume).definition(of: name).vmx.text
@@ -177,14 +298,27 @@ struct Show: ParsableCommand {
     }
 }
 
-struct Remove: ParsableCommand {
+struct Remove: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove a VM and its files (refused while it runs).")
 
     @OptionGroup var target: VolumeOptions
     @Argument var name: String
 
-    func run() throws {
-        let volume = try target.mount()
+    func run() async throws {
+        let path: String
+        switch try target.target() {
+        case .volume(let volume): path = volume
+        case .agent(let endpoint, let datastore):
+            try await withAgent(endpoint) { client in
+                // The agent removes registered VMs; one not registered is registered first.
+                if (try? await client.getVM(path: .init(vm: name)).ok) == nil, let datastore {
+                    _ = try await client.registerVM(body: .json(.init(volume: datastore, name: name))).created
+                }
+                _ = try await client.unregisterVM(path: .init(vm: name), query: .init(deleteFiles: true)).noContent
+            }
+            return
+        }
+        let volume = try target.mount(path)
         defer { try? volume.unmount() }
         do {
             try VirtualMachineStore(volume: volume).remove(name)

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import VMFSCore
 import VMFSToolSupport
+import HostAgentAPI
+import HostAgentClient
 
 struct Hosts: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -55,7 +57,7 @@ struct Locks: ParsableCommand {
     }
 }
 
-struct Recover: ParsableCommand {
+struct Recover: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Recover hosts that died holding the volume: replay their journals, free their locks and slots.",
         discussion: "Waits until a silent host has been silent for its dead interval. --slot with --force recovers one slot at once (only when its host is known to be down).")
@@ -66,7 +68,18 @@ struct Recover: ParsableCommand {
     @Option(name: .customLong("wait-ms"), help: "Longest time to wait for silent hosts to count as dead.") var waitMs: UInt64?
     @Argument(help: "Block device or image file.") var device: String
 
-    func run() throws {
+    func run() async throws {
+        if try await AgentRouting.run(device: device, host: host, tool: "vmfs recover", { client, datastore in
+            let wait = Int(min(waitMs ?? 60_000, 600_000))
+            let result = try await client.recoverVolumeHosts(path: .init(volume: datastore),
+                                                             body: .json(.init(slot: slot, force: force, waitMilliseconds: wait))).ok.body.json
+            if result.recovered.isEmpty { print("no dead host to recover") }
+            for slot in result.recovered { print("recovered slot \(slot) through the host agent") }
+        }) { return }
+        try recoverHere()
+    }
+
+    private func recoverHere() throws {
         do {
             let volume = try Volume.mount(path: device, options: host.mountOptions())
             defer { try? volume.unmount() }
@@ -97,7 +110,7 @@ struct Recover: ParsableCommand {
     }
 }
 
-struct BreakLock: ParsableCommand {
+struct BreakLock: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "break-lock",
         abstract: "Free a lock whose holder is gone.",
@@ -108,7 +121,16 @@ struct BreakLock: ParsableCommand {
     @Argument(help: "Block device or image file.") var device: String
     @Argument(help: "A file name, or a lock index as shown by `vmfs locks`.") var target: String
 
-    func run() throws {
+    func run() async throws {
+        if try await AgentRouting.run(device: device, host: host, tool: "vmfs break-lock", { client, datastore in
+            let request: Components.Schemas.BreakLockRequest = if let number = Int(target) {
+                .init(index: number, force: force)
+            } else {
+                .init(file: target, force: force)
+            }
+            let message = try await client.breakVolumeLock(path: .init(volume: datastore), body: .json(request)).ok.body.json.message
+            print(message.escapingControlCharacters)
+        }) { return }
         do {
             let index: Int
             if let number = Int(target) { index = number } else { index = try VolumeInspector(path: device).lockIndex(ofFile: target) }

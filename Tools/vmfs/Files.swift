@@ -1,15 +1,20 @@
 import ArgumentParser
 import VMFSCore
 import VMFSToolSupport
+import HostAgentAPI
+import HostAgentClient
 
-struct Remove: ParsableCommand {
+struct Remove: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove a file (fails while another host has it open).")
 
     @OptionGroup var host: HostIdentityOptions
     @Argument(help: "Block device or image file.") var device: String
     @Argument(help: "Names to remove.") var names: [String]
 
-    func run() throws {
+    func run() async throws {
+        if try await AgentRouting.run(device: device, host: host, tool: "vmfs rm", { client, datastore in
+            for name in names { _ = try await client.deleteFile(path: .init(volume: datastore, file: name)).noContent }
+        }) { return }
         do {
             let volume = try Volume.mount(path: device, options: host.mountOptions())
             defer { try? volume.unmount() }
@@ -21,7 +26,7 @@ struct Remove: ParsableCommand {
     }
 }
 
-struct Move: ParsableCommand {
+struct Move: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "mv", abstract: "Rename a file atomically.")
 
     @OptionGroup var host: HostIdentityOptions
@@ -31,7 +36,11 @@ struct Move: ParsableCommand {
     @Argument var source: String
     @Argument var target: String
 
-    func run() throws {
+    func run() async throws {
+        if try await AgentRouting.run(device: device, host: host, tool: "vmfs mv", { client, datastore in
+            _ = try await client.renameFile(path: .init(volume: datastore, file: source),
+                                            body: .json(.init(target: target, mode: exchange ? .exchange : (noReplace ? .noReplace : .replace)))).ok
+        }) { return }
         do {
             let volume = try Volume.mount(path: device, options: host.mountOptions())
             defer { try? volume.unmount() }
@@ -43,7 +52,7 @@ struct Move: ParsableCommand {
     }
 }
 
-struct Create: ParsableCommand {
+struct Create: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Create a file of a given size, thin (sparse) or thick.")
 
     @OptionGroup var host: HostIdentityOptions
@@ -54,8 +63,15 @@ struct Create: ParsableCommand {
     @Argument(help: "Block device or image file.") var device: String
     @Argument var name: String
 
-    func run() throws {
+    func run() async throws {
         guard let bytes = parseSize(size) else { throw ValidationError("--size '\(size)' is not a size") }
+        if eagerZero, try await AgentRouting.run(device: device, host: host, tool: "vmfs create", { _, _ in
+            throw AgentClientError("--eager-zero is not offered through the host agent; create the file thick instead")
+        }) { return }
+        if try await AgentRouting.run(device: device, host: host, tool: "vmfs create", { client, datastore in
+            _ = try await client.createFile(path: .init(volume: datastore),
+                                            body: .json(.init(name: name, size: Int64(clamping: bytes), thick: thick))).created
+        }) { return }
         do {
             let volume = try Volume.mount(path: device, options: host.mountOptions())
             defer { try? volume.unmount() }

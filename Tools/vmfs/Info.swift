@@ -45,7 +45,7 @@ struct Info: ParsableCommand {
                 deadIntervalMs: header.deadIntervalMs, ioTimeoutMs: header.ioTimeoutMs, maxFileSizeBytes: header.layout.maxFileSize,
                 directIO: inspector.device.usesDirectIO, hostsInUse: hosts.count)
             if json { ToolOutput.json(output); return }
-            let used = (stats.totalBlocks - 1 - stats.freeBlocks) * UInt64(stats.blockSize)
+            let used = (stats.totalBlocks - 1 - min(stats.freeBlocks, stats.totalBlocks - 1)) * UInt64(stats.blockSize)
             print("""
                 Volume \(header.uuid) on \(device)
                   label:      \(header.label.isEmpty ? "(none)" : header.label.escapingControlCharacters)
@@ -57,6 +57,10 @@ struct Info: ParsableCommand {
                   heartbeat:  every \(header.heartbeatIntervalMs) ms, dead after \(header.deadIntervalMs) ms, I/O timeout \(header.ioTimeoutMs) ms
                   max file:   \(formatSize(header.layout.maxFileSize))
                 """)
+            if !stats.damagedBitmaps.isEmpty {
+                ToolOutput.error("vmfs info: warning: damaged allocation bitmaps counted as full: "
+                                 + "\(stats.damagedBitmaps.joined(separator: ", ")) (run fsck.vmfs)")
+            }
         } catch {
             throw ToolOutput.failure("vmfs info", error)
         }

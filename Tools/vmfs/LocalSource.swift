@@ -7,7 +7,8 @@ import VMFSToolSupport
 /// says 0) or a block device. It is opened without blocking and checked before anything is
 /// created on the volume; everything else (directories, FIFOs, sockets, character devices such
 /// as `/dev/zero` that may never end) is refused.
-final class LocalSource {
+/// Used by one thread at a time (a put reads it on a thread of its own).
+final class LocalSource: @unchecked Sendable {
     enum Kind { case regularFile, blockDevice }
 
     let path: String

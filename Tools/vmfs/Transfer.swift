@@ -5,7 +5,7 @@ import VMFSToolSupport
 /// Copies a local file or block device onto the volume (import), leaving runs of zeros out so
 /// the copy stays sparse. The copy is written under a temporary name and renamed into place
 /// when complete: a failure leaves nothing behind, and `--force` replaces the old file atomically.
-struct Put: ParsableCommand {
+struct Put: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Copy a local file or block device onto the volume.",
         discussion: """
@@ -20,9 +20,13 @@ struct Put: ParsableCommand {
     @Argument(help: "Local file or block device to copy.") var local: String
     @Argument(help: "Name on the volume.") var name: String
 
-    func run() throws {
+    func run() async throws {
+        let source: LocalSource
+        do { source = try LocalSource(path: local) } catch { throw ToolOutput.failure("vmfs put", error) }
+        if try await AgentRouting.run(device: device, host: host, tool: "vmfs put", { client, datastore in
+            try await AgentRouting.put(source, as: name, thick: thick, replace: force, client: client, datastore: datastore)
+        }) { return }
         do {
-            let source = try LocalSource(path: local)
             let volume = try Volume.mount(path: device, options: host.mountOptions())
             defer { try? volume.unmount() }
             try StagedFile.create(name, on: volume, attributes: source.attributes, replace: force) { handle in
@@ -39,7 +43,7 @@ struct Put: ParsableCommand {
 
 /// Copies a file from the volume to a local file (export): only the file's data extents are
 /// read, holes stay holes, and the local file is replaced only once the copy is complete.
-struct Get: ParsableCommand {
+struct Get: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Copy a file from the volume to a local file.",
         discussion: """
@@ -53,7 +57,10 @@ struct Get: ParsableCommand {
     @Argument(help: "Name on the volume.") var name: String
     @Argument(help: "Local file to write.") var local: String
 
-    func run() throws {
+    func run() async throws {
+        if try await AgentRouting.run(device: device, host: host, tool: "vmfs get", { client, datastore in
+            try await AgentRouting.get(name, to: local, client: client, datastore: datastore)
+        }) { return }
         do {
             let volume = try Volume.mount(path: device, options: host.mountOptions(readOnly: true))
             defer { try? volume.unmount() }

@@ -67,4 +67,6 @@ int cvmfs_random_bytes(void *buffer, size_t count);
 /// standard pre- and post-inversion, so crc32c(crc32c(0, a), b) == crc32c(0, a ++ b).
 uint32_t cvmfs_crc32c(uint32_t crc, const void *data, size_t length);
 
+#include "cvmfs_process.h"
+
 #endif

@@ -21,13 +21,17 @@ final class TestExitPort: PortIODevice {
 /// throughput measurements). The vCPU is known because each vCPU thread has its own bus view.
 final class GuestMarkerPort: Sendable {
     private let markers = Mutex<[GuestMarker]>([])
+    private let observer: (@Sendable (GuestMarker) -> Void)?
     /// At most this many markers are kept, so a looping guest cannot grow VMM memory.
     static let capacity = 4096
+
+    init(observer: (@Sendable (GuestMarker) -> Void)? = nil) { self.observer = observer }
 
     func record(code: UInt32, vcpu: Int) {
         let marker = GuestMarker(code: code, vcpu: vcpu, monotonicNanoseconds: cvmfs_monotonic_ns(),
                                  realtimeNanoseconds: cvmfs_realtime_ns())
         markers.withLock { if $0.count < Self.capacity { $0.append(marker) } }
+        observer?(marker)
     }
 
     var recorded: [GuestMarker] { markers.withLock { $0 } }

@@ -135,6 +135,24 @@ final class Serial16550: PortIODevice {
         if raise { interrupt.pulse() }
     }
 
+    /// Most bytes of host input (the console typed into) waiting for the guest to read them.
+    static let inputCapacity = 4096
+
+    /// Queues bytes typed on the console for the guest to read (RBR), raising the receive
+    /// interrupt when the guest enabled it. Bytes beyond ``inputCapacity`` are dropped.
+    /// - Returns: How many bytes were queued.
+    @discardableResult
+    func receive(_ bytes: [UInt8]) -> Int {
+        let (queued, raise) = registers.withLock { r -> (Int, Bool) in
+            let room = max(0, Self.inputCapacity - r.receive.count)
+            let accepted = bytes.prefix(room)
+            r.receive.append(contentsOf: accepted)
+            return (accepted.count, !accepted.isEmpty && r.interruptEnable & Self.receiverInterrupt != 0)
+        }
+        if raise { interrupt.pulse() }
+        return queued
+    }
+
     /// Hands any pending partial line to the sink and flushes it.
     func flush() {
         let pending = registers.withLock { r -> [UInt8] in

@@ -14,6 +14,8 @@ public struct DiskError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let unsupported = Code("unsupported")
         /// The underlying storage failed.
         public static let io = Code("io")
+        /// This host may not write to the storage now (its cluster membership is fenced or lost).
+        public static let fenced = Code("fenced")
     }
 
     public var code: Code
@@ -35,8 +37,8 @@ public struct DiskError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// Storage behind a virtio-blk device: a plain file, a block device, or a virtual disk on VMFS.
 ///
-/// Calls come from vCPU threads, one request at a time per device but possibly concurrently
-/// across devices; offsets and lengths are validated against ``byteCount`` before the call.
+/// Calls come from the VMM's I/O threads, several at once per device (a guest keeps many
+/// requests in flight); offsets and lengths are validated against ``byteCount`` before the call.
 public protocol DiskBackend: Sendable {
     /// Size of the disk in bytes; a multiple of 512. The guest sees `byteCount / 512` sectors.
     var byteCount: UInt64 { get }

@@ -1,3 +1,4 @@
+internal import SystemSupport
 /// The devices of a PC-like machine and the buses that reach them: COM1, i8042, CMOS, silent
 /// legacy ports, the test-exit port, PCI conf1 with a host bridge and one virtio-blk per disk.
 struct Platform {
@@ -8,12 +9,20 @@ struct Platform {
 
     let serial: Serial16550
     let blockDevices: [VirtioPCILegacyDevice]
+    /// The threads that run device requests.
+    let io: WorkerPool
     /// INTx wiring of the PCI devices, for the MP table.
     let interruptRoutes: [PCIInterruptRoute]
     let dispatcher: ExitDispatcher
 
     init(configuration: VirtualMachineConfiguration, memory: GuestMemory, machine: KVMVirtualMachine,
-         power: PowerControl) {
+         power: PowerControl, control: RunControl) throws(HypervisorError) {
+        // Enough threads to keep several requests in flight per disk (a guest submits batches).
+        let io: WorkerPool
+        do { io = try WorkerPool(threads: min(32, 4 + 4 * configuration.disks.count), name: "vmm-io") } catch {
+            throw .systemCall("pthread_create for the I/O threads", errno: error.errno)
+        }
+        self.io = io
         serial = Serial16550(sink: configuration.console,
                              interrupt: KVMInterruptLine(machine: machine, gsi: Serial16550.com1Interrupt))
         var pciDevices: [Int: any PCIFunction] = [0: PCIHostBridge()]
@@ -25,7 +34,7 @@ struct Platform {
             let device = VirtioPCILegacyDevice(
                 model: VirtioBlock(backend: disk), memory: memory,
                 ioBase: Self.pciIOBase + UInt16(index) * UInt16(VirtioPCILegacyDevice.barSize),
-                interruptLine: UInt8(pin), interrupt: KVMInterruptLine(machine: machine, gsi: UInt32(pin)))
+                interruptLine: UInt8(pin), interrupt: KVMInterruptLine(machine: machine, gsi: UInt32(pin)), io: io)
             pciDevices[slot] = device
             blockDevices.append(device)
             routes.append(PCIInterruptRoute(slot: slot, pin: 1, ioapicPin: pin))
@@ -44,6 +53,6 @@ struct Platform {
             .init(range: TestGuestABI.exitPort...(TestGuestABI.exitPort + 3), device: TestExitPort(power: power)),
         ], fallback: pci)
         dispatcher = ExitDispatcher(portBus: portBus, mmioBus: MMIOBus(mappings: []), power: power,
-                                    markers: GuestMarkerPort())
+                                    markers: GuestMarkerPort(observer: configuration.markerObserver), control: control)
     }
 }

@@ -75,6 +75,15 @@ public enum TestGuestWorkload: UInt32, Sendable, CaseIterable {
     /// directions, DISCARD/WRITE_ZEROES, queue registers, rings outside RAM, and vCPU 1 racing the
     /// ring. Needs ≥ 3 GiB + 128 MiB of RAM, 2 vCPUs and a disk of ≥ 256 MiB.
     case hostileLimits = 8
+    /// Writes numbered records to disk 0 (boot record at sector 0, a ring of records after it)
+    /// until args[2] records are written (0: forever); args[0] = ring size, args[1] = flush every
+    /// N records, args[3] = pause iterations between records. Layout in `Tools/guest/sequence.c`.
+    case diskSequence = 9
+    /// Random requests of one size over disk 0, args[2] per notify (markers 0x14/0x15):
+    /// args[0] = requests, args[1] = bytes each, args[3] = seed, args[4] = 1 to write.
+    case diskRandom = 10
+    /// Every vCPU parks at once: a VM that runs and uses no CPU.
+    case idle = 11
 }
 
 /// Exit statuses of the test guest.

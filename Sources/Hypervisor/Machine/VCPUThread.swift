@@ -9,6 +9,7 @@ struct ExitDispatcher: Sendable {
     let mmioBus: MMIOBus
     let power: PowerControl
     let markers: GuestMarkerPort
+    let control: RunControl
 
     /// Handles one port I/O exit (including `rep ins/outs`: `count` items of `size` bytes).
     func handlePortIO(vcpu: Int, port: UInt16, size: Int, count: Int, isWrite: Bool, data: UnsafeMutableRawPointer) {
@@ -24,7 +25,7 @@ struct ExitDispatcher: Sendable {
                 if port == TestGuestABI.markerPort {
                     markers.record(code: value, vcpu: vcpu)
                 } else if port == TestGuestABI.parkPort {
-                    power.waitWhileRunning()
+                    control.outsideGuest { power.waitWhileRunning() }
                 } else {
                     portBus.write(port: port, size: size, value: value)
                 }
@@ -77,9 +78,9 @@ final class VCPUThread: Sendable {
         handle = thread
     }
 
-    /// Makes the vCPU leave `KVM_RUN` now and on every later entry.
+    /// Interrupts the thread's `KVM_RUN`, if it is in one. Whoever kicks first sets
+    /// `immediate_exit` through ``RunControl`` so that an entry racing the signal also returns.
     func kick() {
-        vcpu.setImmediateExit(true)
         _ = ckvm_thread_kick(UInt(handle), CKVM_KICK_SIGNAL)
     }
 
@@ -110,7 +111,9 @@ private final class VCPULoop: Sendable {
     func run() {
         _ = ckvm_unblock_signal(CKVM_KICK_SIGNAL)
         let power = dispatcher.power
+        var seenEpoch: UInt64 = 0
         while power.powerOffReason == nil {
+            guard dispatcher.control.awaitRunnable(vcpu, seenEpoch: &seenEpoch) else { return }
             let exit: VCPUExit
             do {
                 exit = try vcpu.runOnce()

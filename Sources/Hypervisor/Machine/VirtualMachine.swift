@@ -1,3 +1,4 @@
+internal import SystemSupport
 internal import CKVM
 internal import CVMFSLinux
 internal import Synchronization
@@ -24,8 +25,10 @@ public final class VirtualMachine: Sendable {
     private let vcpus: [KVMVCPU]
     private let dispatcher: ExitDispatcher
     private let power: PowerControl
+    private let control: RunControl
     private let serial: Serial16550
     private let blockDevices: [VirtioPCILegacyDevice]
+    private let io: WorkerPool
     private let started = Atomic<Bool>(false)
     private let running = Mutex<[VCPUThread]>([])
 
@@ -62,7 +65,8 @@ public final class VirtualMachine: Sendable {
         }
 
         let power = PowerControl()
-        let platform = Platform(configuration: configuration, memory: memory, machine: machine, power: power)
+        let control = RunControl(vcpuCount: configuration.vcpuCount)
+        let platform = try Platform(configuration: configuration, memory: memory, machine: machine, power: power, control: control)
 
         // Boot image into memory.
         let plan = try prepared.load(into: memory, vcpuCount: configuration.vcpuCount, pciRoutes: platform.interruptRoutes)
@@ -86,8 +90,10 @@ public final class VirtualMachine: Sendable {
         self.vcpus = vcpus
         self.dispatcher = platform.dispatcher
         self.power = power
+        self.control = control
         self.serial = platform.serial
         self.blockDevices = platform.blockDevices
+        self.io = platform.io
     }
 
     private static func validate(_ configuration: VirtualMachineConfiguration) throws(HypervisorError) {
@@ -144,16 +150,59 @@ public final class VirtualMachine: Sendable {
             power.requestPowerOff(.timedOut)
         }
         stopThreads()
+        io.shutdown()
         serial.flush()
         return power.powerOffReason ?? .stopRequested
     }
 
     private func stopThreads() {
         let threads = running.withLock { $0 }
+        control.stop(vcpus: vcpus)
         for thread in threads { thread.kick() }
         for thread in threads { thread.join() }
         running.withLock { $0.removeAll() }
     }
+
+    /// What the vCPUs were last asked to do.
+    public var runState: VCPURunState { control.requested }
+
+    /// Takes every vCPU out of the guest and keeps it out until ``resume()``. Devices keep
+    /// completing requests already submitted; the guest runs no instruction while paused.
+    /// Safe to call from any thread, before or during ``run(timeLimit:)``.
+    ///
+    /// - Parameter timeoutNanoseconds: How long to wait for the vCPUs to leave the guest.
+    /// - Throws: ``HypervisorError/Code/timedOut`` when a vCPU did not leave in time (it stays
+    ///   asked to pause), ``HypervisorError/Code/invalidState`` once the VM is stopping.
+    public func pause(timeoutNanoseconds: UInt64 = 1_000_000_000) throws(HypervisorError) {
+        guard control.requested != .stopping, power.powerOffReason == nil else {
+            throw HypervisorError(.invalidState, "the virtual machine is powering off")
+        }
+        let threads = running.withLock { $0 }
+        let kicks: [(vcpu: KVMVCPU, kick: () -> Void)] = vcpus.map { vcpu in
+            let thread = threads.first { $0.vcpu === vcpu }
+            return (vcpu, { thread?.kick() })
+        }
+        let started = threads.count == vcpus.count
+        let deadline = cvmfs_monotonic_ns() + timeoutNanoseconds
+        guard control.pause(vcpus: kicks, deadline: deadline) || !started else {
+            throw HypervisorError(.timedOut, "vCPUs did not leave the guest within \(timeoutNanoseconds / 1_000_000) ms")
+        }
+    }
+
+    /// Waits until no device request is in flight (after ``pause(timeoutNanoseconds:)``, before
+    /// saving state). Returns false if `timeoutNanoseconds` passed first.
+    public func drainDevices(timeoutNanoseconds: UInt64) -> Bool {
+        let deadline = cvmfs_monotonic_ns() + timeoutNanoseconds
+        return blockDevices.allSatisfy { $0.drain(deadline: deadline) }
+    }
+
+    /// Queues bytes typed on the serial console for the guest; returns how many were accepted
+    /// (the UART holds at most 4 KiB of unread input).
+    @discardableResult
+    public func sendConsoleInput(_ bytes: [UInt8]) -> Int { serial.receive(bytes) }
+
+    /// Lets a paused VM's vCPUs enter the guest again.
+    public func resume() { control.resume() }
 
     /// Asks a running VM to stop; ``run(timeLimit:)`` then returns ``PowerOffReason/stopRequested``.
     /// Safe to call from any thread, before or during ``run(timeLimit:)``.

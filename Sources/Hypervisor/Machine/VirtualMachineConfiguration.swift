@@ -58,10 +58,13 @@ public struct VirtualMachineConfiguration: Sendable {
     public var logDirtyPages: Bool
     /// Hides CPUID CMPXCHG16B (needed for Linux on the software `kvm_pvm` hypervisor). `nil`: auto-detect.
     public var hidesCMPXCHG16B: Bool?
+    /// Called on the vCPU thread for every test-guest marker as it arrives (keep it short).
+    public var markerObserver: (@Sendable (GuestMarker) -> Void)?
 
     public init(vcpuCount: Int = 1, memorySize: UInt64 = 128 << 20, disks: [any DiskBackend] = [],
                 bootSource: BootSource, console: any ConsoleSink = StandardOutputConsole(),
-                mergeableMemory: Bool = false, logDirtyPages: Bool = false, hidesCMPXCHG16B: Bool? = nil) {
+                mergeableMemory: Bool = false, logDirtyPages: Bool = false, hidesCMPXCHG16B: Bool? = nil,
+                markerObserver: (@Sendable (GuestMarker) -> Void)? = nil) {
         self.vcpuCount = vcpuCount
         self.memorySize = memorySize
         self.disks = disks
@@ -70,6 +73,7 @@ public struct VirtualMachineConfiguration: Sendable {
         self.mergeableMemory = mergeableMemory
         self.logDirtyPages = logDirtyPages
         self.hidesCMPXCHG16B = hidesCMPXCHG16B
+        self.markerObserver = markerObserver
     }
 
     /// Most disks one VM may have (PCI slots 1–23 minus the host bridge; one IOAPIC pin each, 16–23 shared).

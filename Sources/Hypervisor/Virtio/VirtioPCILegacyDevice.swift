@@ -1,4 +1,4 @@
-internal import Synchronization
+internal import SystemSupport
 
 /// Register offsets of the legacy (0.9.5) virtio-pci I/O BAR (`<linux/virtio_pci.h>`).
 enum VirtioPCILegacyRegister {
@@ -15,8 +15,14 @@ enum VirtioPCILegacyRegister {
 }
 
 /// A transitional virtio device on PCI using the legacy register block in I/O BAR0, with INTx
-/// (pin A) wired to an IOAPIC input. Queue notifications are processed synchronously on the
-/// notifying vCPU's thread; completion raises the level-triggered line until the guest reads ISR.
+/// (pin A) wired to an IOAPIC input.
+///
+/// A queue notification takes the available chains off the ring on the notifying vCPU (bounded
+/// work: reading ring entries) and hands each to the VM's I/O threads, so the vCPU is back in the
+/// guest at once however long the backend takes. Each completion goes into the used ring under
+/// the device lock and raises the level-triggered line until the guest reads ISR. A device reset
+/// waits until every request in flight has completed, so nothing is written into a ring the
+/// driver has given up.
 final class VirtioPCILegacyDevice: PCIFunction {
     /// Size of I/O BAR0.
     static let barSize: UInt32 = 0x100
@@ -34,28 +40,43 @@ final class VirtioPCILegacyDevice: PCIFunction {
         var isr: UInt8 = 0
         var queues: [QueueState]
         var lastViolation: VirtqueueViolation?
+        /// Requests handed to the I/O threads and not yet completed.
+        var inFlight = 0
+    }
+
+    /// A request taken off a ring, for the I/O threads.
+    private struct Submission: Sendable {
+        var queue: Int
+        var chain: AvailableChain
     }
 
     let model: any VirtioDeviceModel
     private let memory: GuestMemory
     private let interrupt: any InterruptLine
-    private let state: Mutex<State>
+    private let state: Monitor<State>
+    private let io: WorkerPool
 
     /// - Parameters:
     ///   - ioBase: The I/O port BAR0 is pre-assigned to.
     ///   - interruptLine: The GSI (IOAPIC pin) INTA is routed to, reported in the Interrupt Line register.
     init(model: any VirtioDeviceModel, memory: GuestMemory, ioBase: UInt16, interruptLine: UInt8,
-         interrupt: any InterruptLine) {
+         interrupt: any InterruptLine, io: WorkerPool) {
         self.model = model
         self.memory = memory
         self.interrupt = interrupt
+        self.io = io
         var space = PCIConfigurationSpace(
             vendorID: 0x1AF4, deviceID: model.transitionalPCIDeviceID, revision: 0, classCode: model.pciClassCode,
             subsystemVendorID: 0x1AF4, subsystemID: model.deviceType,
             bars: [PCIBar(kind: .io, size: Self.barSize)], interruptPin: 1, interruptLine: interruptLine)
         space.assignBar(0, address: UInt32(ioBase))
         space.enable(command: 0x1)
-        state = Mutex(State(configuration: space, queues: model.queueSizes.map { _ in QueueState() }))
+        state = Monitor(State(configuration: space, queues: model.queueSizes.map { _ in QueueState() }))
+    }
+
+    /// Waits until no request is in flight (before saving state); false if `deadline` passed first.
+    func drain(deadline: UInt64?) -> Bool {
+        state.wait(until: deadline, for: { $0.inFlight == 0 }) { _ in true } ?? false
     }
 
     /// The device status register (tests check NEEDS_RESET).
@@ -88,14 +109,27 @@ final class VirtioPCILegacyDevice: PCIFunction {
     func writeIO(port: UInt16, size: Int, value: UInt32) -> Bool {
         var raise = false
         var lower = false
-        let decoded = state.withLock { s -> Bool in
-            guard let offset = s.configuration.ioOffset(of: port, inBar: 0) else { return false }
-            writeRegister(&s, offset: offset, size: size, value: value, raise: &raise, lower: &lower)
-            return true
+        var submissions: [Submission] = []
+        let offset = state.withLock { $0.configuration.ioOffset(of: port, inBar: 0) }
+        guard let offset else { return false }
+        if offset == VirtioPCILegacyRegister.status && UInt8(truncatingIfNeeded: value) == 0 {
+            // Reset: let requests in flight finish writing into the rings first.
+            _ = state.wait(for: { $0.inFlight == 0 }) { s in
+                reset(&s)
+                lower = true
+            }
+        } else {
+            state.withLock { s in
+                writeRegister(&s, offset: offset, size: size, value: value, raise: &raise, lower: &lower,
+                              submissions: &submissions)
+            }
         }
         if lower { interrupt.setLevel(false) }
         if raise { interrupt.setLevel(true) }
-        return decoded
+        for submission in submissions {
+            io.submit { [self] in execute(submission) }
+        }
+        return true
     }
 
     private func readRegister(_ s: inout State, offset: UInt16, size: Int, lowerInterrupt: inout Bool) -> UInt32 {
@@ -123,7 +157,7 @@ final class VirtioPCILegacyDevice: PCIFunction {
     }
 
     private func writeRegister(_ s: inout State, offset: UInt16, size: Int, value: UInt32,
-                               raise: inout Bool, lower: inout Bool) {
+                               raise: inout Bool, lower: inout Bool, submissions: inout [Submission]) {
         typealias R = VirtioPCILegacyRegister
         switch offset {
         case R.guestFeatures:
@@ -146,16 +180,11 @@ final class VirtioPCILegacyDevice: PCIFunction {
         case R.queueSelect:
             s.queueSelect = UInt16(truncatingIfNeeded: value)
         case R.queueNotify:
-            process(&s, queue: Int(UInt16(truncatingIfNeeded: value)), raise: &raise)
+            take(&s, queue: Int(UInt16(truncatingIfNeeded: value)), raise: &raise, submissions: &submissions)
         case R.status:
-            let status = UInt8(truncatingIfNeeded: value)
-            if status == 0 {
-                reset(&s)
-                lower = true
-            } else {
-                // NEEDS_RESET is device-owned: the driver cannot clear it except by reset.
-                s.status = status | (s.status & VirtioStatus.needsReset)
-            }
+            // NEEDS_RESET is device-owned: the driver cannot clear it except by reset (status 0,
+            // handled by the caller once requests in flight have completed).
+            s.status = UInt8(truncatingIfNeeded: value) | (s.status & VirtioStatus.needsReset)
         default:
             break  // read-only registers and device configuration (block config is read-only)
         }
@@ -177,14 +206,15 @@ final class VirtioPCILegacyDevice: PCIFunction {
         raise = true
     }
 
-    private func process(_ s: inout State, queue index: Int, raise: inout Bool) {
+    /// Takes every available chain of queue `index` off the ring for the I/O threads.
+    private func take(_ s: inout State, queue index: Int, raise: inout Bool, submissions: inout [Submission]) {
         guard s.status & VirtioStatus.driverOK != 0, s.status & VirtioStatus.needsReset == 0,
               s.queues.indices.contains(index), var queue = s.queues[index].queue else { return }
-        var completed = 0
         defer { s.queues[index].queue = queue }
         // At most one queue's worth per notify: another vCPU that keeps making requests available
         // cannot hold this vCPU (and the device lock) forever. What it adds later comes with its own notify.
-        while completed < Int(queue.size) {
+        var taken = 0
+        while taken < Int(queue.size) {
             let next: AvailableChain?
             do {
                 next = try queue.nextAvailable(memory: memory)
@@ -193,19 +223,36 @@ final class VirtioPCILegacyDevice: PCIFunction {
                 break
             }
             guard let next else { break }
-            switch next {
-            case .chain(let chain):
-                let written = model.handle(chain, queue: index, memory: memory, negotiatedFeatures: s.guestFeatures)
-                queue.complete(head: chain.head, writtenLength: written, memory: memory)
-            case .malformed(let head, let violation):
-                let written = model.handleMalformed(head: head, violation: violation, queue: index)
-                queue.complete(head: head, writtenLength: written, memory: memory)
+            submissions.append(Submission(queue: index, chain: next))
+            s.inFlight += 1
+            taken += 1
+        }
+    }
+
+    /// Runs one request on an I/O thread and returns it to the driver.
+    private func execute(_ submission: Submission) {
+        let head: UInt16
+        let written: UInt32
+        switch submission.chain {
+        case .chain(let chain):
+            let features = state.withLock { $0.guestFeatures }
+            head = chain.head
+            written = model.handle(chain, queue: submission.queue, memory: memory, negotiatedFeatures: features)
+        case .malformed(let badHead, let violation):
+            head = badHead
+            written = model.handleMalformed(head: badHead, violation: violation, queue: submission.queue)
+        }
+        var raise = false
+        state.withLock { s in
+            s.inFlight -= 1
+            guard s.queues.indices.contains(submission.queue), var queue = s.queues[submission.queue].queue else { return }
+            queue.complete(head: head, writtenLength: written, memory: memory)
+            s.queues[submission.queue].queue = queue
+            if queue.driverWantsInterrupt(memory: memory) {
+                s.isr |= 0x1
+                raise = true
             }
-            completed += 1
         }
-        if completed > 0, queue.driverWantsInterrupt(memory: memory) {
-            s.isr |= 0x1
-            raise = true
-        }
+        if raise { interrupt.setLevel(true) }
     }
 }

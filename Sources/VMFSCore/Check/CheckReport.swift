@@ -21,11 +21,15 @@ public struct CheckReport: Sendable, Codable {
     public var replayedTransactions = 0
     /// Set when the check could not run (exit code 8).
     public var operationalError: String?
+    /// Set when the check was interrupted (exit code 32): what it leaves behind.
+    public var interrupted: String?
 
     public init(device: String) { self.device = device }
 
-    /// The fsck(8) exit code: 0 clean, 1 errors corrected, 4 errors left uncorrected, 8 operational error.
+    /// The fsck(8) exit code: 0 clean, 1 errors corrected, 4 errors left uncorrected, 8 operational
+    /// error, 32 interrupted by the user.
     public var exitCode: Int32 {
+        if interrupted != nil { return 32 }
         if operationalError != nil { return 8 }
         if problems.contains(where: { !$0.repaired }) { return 4 }
         return problems.isEmpty ? 0 : 1

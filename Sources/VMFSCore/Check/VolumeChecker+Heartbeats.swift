@@ -41,7 +41,7 @@ extension VolumeChecker {
             progress?("watching \(claimed.count) heartbeat slot(s) for \(watch) ms", 0.05)
             let deadline = Clock.monotonicNanoseconds + watch * 1_000_000
             while Clock.monotonicNanoseconds < deadline && aliveSlots.count < claimed.count {
-                Clock.sleep(milliseconds: min(50, watch))
+                try options.interruption.sleep(milliseconds: min(50, watch), while: "watching \(claimed.count) heartbeat slot(s) for live hosts")
                 let now = try readSlots()
                 for slot in claimed where now[slot.index] != raws[slot.index] { aliveSlots.insert(slot.index) }
             }
@@ -56,6 +56,7 @@ extension VolumeChecker {
                  + "structures it is changing may look inconsistent")
         }
         for (index, slot) in slots.enumerated() where index != ownSlot {
+            try checkInterruption()
             progress?("heartbeats and journals", 0.05 + 0.1 * Double(index) / Double(max(slots.count, 1)))
             try checkJournal(slot: index, owner: slot)
         }
@@ -68,11 +69,13 @@ extension VolumeChecker {
             scan = try JournalReplay.scan(device: view, layout: layout, volumeID: volumeID, slot: index)
         } catch {
             if aliveSlots.contains(index) { throw error }
-            let next = try highestJournalSequence(index) + 1
-            try problem("journal \(index) header", offset: address, error.message) { () throws(VMFSError) in
+            let next = JournalHeader.sequence(after: try highestJournalSequence(index))
+            let crashed = owner.map { $0.state != .free } ?? false
+            let message = error.message + (crashed ? "; the transactions of the host in slot \(index) cannot be replayed" : "")
+            try problem("journal \(index) header", offset: address, message) { () throws(VMFSError) in
                 try JournalWriter(device: device, layout: layout, volumeID: volumeID, slot: index, host: .zero, startSequence: next).reset()
+                if let owner, crashed { try releaseSlot(index, owner: owner, replayed: 0) }
             }
-            if let owner, owner.state != .free { try releaseSlot(index, owner: owner, replayed: 0) }
             return
         }
         if aliveSlots.contains(index) { return }
@@ -81,6 +84,7 @@ extension VolumeChecker {
         if let damage = scan.damage { note("journal \(index): \(damage) (the log ends there)") }
         guard crashed || !pending.isEmpty else { return }
         // Replay: for real with repair, into the overlay without.
+        if options.repair { try beginRepairing() }
         let result = try JournalReplay.replay(scan, device: view, layout: layout, volumeID: volumeID)
         report.replayedTransactions += result.transactions
         if crashed, let owner {
@@ -130,6 +134,7 @@ extension VolumeChecker {
         let count = Int(layout.lockCount)
         let region = try device.read(count: count * sectorSize, at: layout.lockOffset)
         for index in 0..<count {
+            try checkInterruption()
             let raw = Array(region[(index * sectorSize)..<((index + 1) * sectorSize)])
             if ByteReader(raw).isAllZero { continue }
             try body(index, layout.lockRecord(index), raw)
@@ -155,12 +160,13 @@ extension VolumeChecker {
         for i in 1..<(Int(layout.journalSize) / sectorSize) {
             let bytes = Array(region[(i * sectorSize)..<((i + 1) * sectorSize)])
             if case .valid(let r, _)? = try? SectorCodec.open(bytes, magic: .journalDescriptor, volumeID: volumeID,
-                                                               address: start + UInt64(i * sectorSize)) {
+                                                               address: start + UInt64(i * sectorSize)),
+               r.u64(32) < JournalHeader.sequenceLimit {
                 highest = max(highest, r.u64(32))
             }
         }
-        let header = ByteReader(Array(region[0..<sectorSize]))
-        return max(highest, header.u64(40))
+        let header = ByteReader(Array(region[0..<sectorSize])).u64(40)
+        return header < JournalHeader.sequenceLimit ? max(highest, header) : highest
     }
 
     // MARK: Locks

@@ -2,21 +2,19 @@
 extension VolumeChecker {
     // MARK: Block maps and bitmaps
 
-    struct Bitset {
-        var words: [UInt64]
-        init(count: UInt64) { words = Array(repeating: 0, count: Int((count + 63) / 64)) }
-        func contains(_ i: UInt64) -> Bool { words[Int(i / 64)] & (1 << (i % 64)) != 0 }
-        mutating func insert(_ i: UInt64) { words[Int(i / 64)] |= 1 << (i % 64) }
-    }
-
     func checkMaps() throws(VMFSError) {
         var usedBlocks = Bitset(count: layout.totalBlocks)
         var usedNodes = Bitset(count: UInt64(layout.pointerNodeCount))
         usedBlocks.insert(0)
         usedNodes.insert(0)
         for slot in 0..<FormatConstants.maxFiles {
+            try checkInterruption()
             progress?("block maps", 0.4 + 0.4 * Double(slot) / Double(FormatConstants.maxFiles))
-            guard var descriptor = descriptors[slot], descriptor.inUse, !descriptor.isInline else { continue }
+            guard var descriptor = descriptors[slot], descriptor.inUse else { continue }
+            if descriptor.isInline {
+                try checkInlineCounts(slot)
+                continue
+            }
             var changed = false
             var dataCount: UInt64 = 0
             var nodeCount: UInt64 = 0
@@ -110,9 +108,18 @@ extension VolumeChecker {
                 descriptor.pointerBlocks = nodeCount
                 changed = true
             }
-            if descriptor.mappedEnd < highest {
-                try problem(structure, offset: address + 112, "mapped end \(descriptor.mappedEnd) is below its highest mapped block \(highest)") {}
+            if descriptor.mappedEnd < highest || descriptor.mappedEnd > BlockMapGeometry.reachInBlocks {
+                let what = descriptor.mappedEnd < highest ? "below its highest mapped block \(highest)" : "beyond the block map's reach"
+                try problem(structure, offset: address + 112, "mapped end \(descriptor.mappedEnd) is \(what)") {}
                 descriptor.mappedEnd = highest
+                changed = true
+            }
+            if descriptor.size > layout.maxFileSize {
+                // Keep every mapped block: the size ends where the last one does.
+                let fitted = min(highest.saturatingMultiply(UInt64(layout.blockSize)), layout.maxFileSize)
+                try problem(structure, offset: address + 56, "size \(descriptor.size) exceeds the maximum file size of "
+                            + "\(layout.maxFileSize) bytes; set to \(fitted), the end of its last mapped block") {}
+                descriptor.size = fitted
                 changed = true
             }
             if writtenBeyondEnd > 0 {
@@ -129,12 +136,25 @@ extension VolumeChecker {
         try checkBitmaps(pool: .pointers, used: usedNodes)
     }
 
+    /// A file whose data lives in its descriptor uses no blocks: its counts must be zero.
+    private func checkInlineCounts(_ slot: Int) throws(VMFSError) {
+        guard let descriptor = descriptors[slot], descriptor.allocatedBlocks != 0 || descriptor.pointerBlocks != 0 else { return }
+        try problem("file descriptor \(slot)", offset: layout.descriptor(slot) + 64,
+                    "inline file counts \(descriptor.allocatedBlocks) data and \(descriptor.pointerBlocks) pointer blocks; it uses none") {
+            () throws(VMFSError) in
+            descriptors[slot]?.allocatedBlocks = 0
+            descriptors[slot]?.pointerBlocks = 0
+            try rewriteDescriptor(slot)
+        }
+    }
+
     func checkBitmaps(pool: ClusterBitmap.Pool, used: Bitset) throws(VMFSError) {
         let clusters = Int(pool == .blocks ? layout.blockClusterCount : layout.pointerClusterCount)
         let perCluster = UInt64(pool == .blocks ? layout.blocksPerCluster : layout.nodesPerCluster)
         let total = pool == .blocks ? layout.totalBlocks : UInt64(layout.pointerNodeCount)
         let noun = pool == .blocks ? "block" : "pointer-block"
         for c in 0..<clusters {
+            try checkInterruption()
             progress?("\(noun) bitmaps", 0.8 + 0.2 * Double(c) / Double(max(clusters, 1)) * (pool == .blocks ? 0.5 : 1))
             let first = UInt64(c) * perCluster
             let count = Int(min(perCluster, total - min(first, total)))

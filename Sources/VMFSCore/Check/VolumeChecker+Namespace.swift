@@ -73,9 +73,10 @@ extension VolumeChecker {
             nameSectors.append(sector ?? NameTableSector(index: index))
         }
         for slot in 0..<FormatConstants.maxFiles {
+            try checkInterruption()
             let address = layout.descriptor(slot)
             let descriptor = try mirrored(address, structure: "file descriptor \(slot)") { (bytes) throws(VMFSError) in
-                try FileDescriptorRecord.decode(bytes, slot: slot, volumeID: volumeID, address: address)
+                try FileDescriptorRecord.decode(bytes, slot: slot, volumeID: volumeID, address: address, validation: .forRepair)
             }
             if descriptor == nil {
                 try resetLostSector(address, consequence: "the file in this slot is lost") { version in
@@ -133,9 +134,6 @@ extension VolumeChecker {
                     descriptors[slot]?.mode = UInt32(S_IFREG) | (descriptor.mode & 0o7777)
                     try rewriteDescriptor(slot)
                 }
-            }
-            if descriptor.size > layout.maxFileSize {
-                problem("file descriptor \(slot)", offset: address + 56, "size \(descriptor.size) exceeds the maximum file size")
             }
             if named.contains(slot) {
                 if descriptor.isOrphan {

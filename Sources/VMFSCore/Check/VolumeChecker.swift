@@ -12,6 +12,8 @@ public struct CheckOptions: Sendable {
     public var observeMilliseconds: UInt64?
     /// A heartbeat slot to leave alone: the maintenance slot of the repair being verified.
     var ignoredSlot: Int?
+    /// Stops the check at its next step when requested (SIGINT, SIGTERM in `fsck.vmfs`).
+    public var interruption: Interruption = .process
 
     public init() {}
 }
@@ -60,6 +62,8 @@ public final class VolumeChecker {
             try checkNames()
             try checkMaps()
             if options.repair { try device.flush() }
+        } catch where error.code == .interrupted {
+            return interrupted(error)
         } catch {
             report.operationalError = error.description
         }
@@ -69,6 +73,7 @@ public final class VolumeChecker {
             var verify = CheckOptions()
             verify.force = true
             verify.ignoredSlot = maintenance?.slot
+            verify.interruption = options.interruption
             let second = VolumeChecker(device: device, options: verify).run()
             for problem in second.problems {
                 report.problems.append(CheckReport.Problem(structure: problem.structure, offset: problem.offset,
@@ -80,6 +85,27 @@ public final class VolumeChecker {
                 try maintenance.release()
             } catch {
                 report.operationalError = report.operationalError ?? "freeing the repair's heartbeat slot \(maintenance.slot): \(error)"
+            }
+        }
+        return report
+    }
+
+    /// Ends an interrupted check: a repair that has written nothing gives its slot back (the
+    /// volume is as it was); one that has started writing leaves it, in the repairing phase, so
+    /// that hosts stay out of a half-repaired volume until `fsck.vmfs -y` runs to the end.
+    private func interrupted(_ error: VMFSError) -> CheckReport {
+        try? device.flush()
+        if let maintenance, maintenance.isRepairing {
+            maintenance.abandon()
+            report.interrupted = "\(error.message) after repairs had started: the volume stays closed to hosts "
+                + "(heartbeat slot \(maintenance.slot) in maintenance) until fsck.vmfs -y completes"
+        } else {
+            do throws(VMFSError) {
+                try maintenance?.release()
+                report.interrupted = "\(error.message); nothing was changed" + (maintenance == nil ? "" : " and the volume is open to hosts again")
+            } catch {
+                report.interrupted = "\(error.message); nothing was changed, but the repair's heartbeat slot could not be freed "
+                    + "(\(error.message)): hosts clear it after its dead interval"
             }
         }
         return report
@@ -102,6 +128,7 @@ public final class VolumeChecker {
     func problem(_ structure: String, offset: UInt64?, _ message: String, repair: () throws(VMFSError) -> Void) throws(VMFSError) {
         var repaired = false
         if options.repair {
+            try beginRepairing()
             try repair()
             repaired = true
         }
@@ -114,6 +141,17 @@ public final class VolumeChecker {
     }
 
     func note(_ text: String) { report.notes.append(text) }
+
+    /// Called before the first write: moves the repair's slot to the repairing phase, so that
+    /// hosts stay out if the repair stops from now on (and learns whether a host took the slot
+    /// over while this check was stopped, in which case nothing may be written).
+    func beginRepairing() throws(VMFSError) {
+        try options.interruption.check("checking \(device.path)")
+        try maintenance?.markRepairing()
+    }
+
+    /// Throws ``VMFSError/Code/interrupted`` when the check was asked to stop.
+    func checkInterruption() throws(VMFSError) { try options.interruption.check("checking \(device.path)") }
 
     func read(_ address: UInt64, count: Int? = nil) throws(VMFSError) -> [UInt8] {
         try view.read(count: count ?? sectorSize, at: address)

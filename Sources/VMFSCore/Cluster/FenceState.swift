@@ -35,6 +35,11 @@ final class FenceState: Sendable {
         state.withLock { if $0.lost == nil { $0.lost = reason } }
     }
 
+    /// Until when (monotonic ns) writes are allowed: the last renewal + D − T; nil once the slot is lost.
+    var writeDeadline: UInt64? {
+        state.withLock { $0.lost == nil ? $0.lastRenewalIssued &+ writeWindow : nil }
+    }
+
     /// Why the host lost its slot, if it did.
     var lostReason: String? { state.withLock { $0.lost } }
 
@@ -55,14 +60,27 @@ final class FenceState: Sendable {
     }
 }
 
-/// A device whose writes are refused while the host is fenced.
+/// A device whose writes are refused while the host is fenced, and anywhere at or past the
+/// backup volume header: a mounted host writes only below it (the backup header itself is
+/// written by `mkfs.vmfs` and `fsck.vmfs`), so a write there can only come from a bad offset.
 final class FencedDevice: BlockDevice {
     let base: any BlockDevice
     let fence: FenceState
+    /// The first byte a host may not write (the backup volume header).
+    let writableEnd: UInt64
 
-    init(base: any BlockDevice, fence: FenceState) {
+    init(base: any BlockDevice, fence: FenceState, writableEnd: UInt64) {
         self.base = base
         self.fence = fence
+        self.writableEnd = writableEnd
+    }
+
+    private func check(_ offset: UInt64, _ length: UInt64) throws(VMFSError) {
+        try fence.checkWritable()
+        guard offset <= writableEnd, length <= writableEnd - offset else {
+            throw VMFSError(.corrupt, "refusing to write \(length) bytes at byte \(offset): past the volume's last data block "
+                            + "(the backup header starts at byte \(writableEnd))", location: .init(device: path, offset: offset))
+        }
     }
 
     var path: String { base.path }
@@ -76,24 +94,24 @@ final class FencedDevice: BlockDevice {
     }
 
     func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(VMFSError) {
-        try fence.checkWritable()
+        try check(offset, UInt64(buffer.count))
         try base.write(buffer, at: offset)
     }
 
     func flush() throws(VMFSError) { try base.flush() }
 
     func zero(offset: UInt64, length: UInt64) throws(VMFSError) {
-        try fence.checkWritable()
+        try check(offset, length)
         try base.zero(offset: offset, length: length)
     }
 
     func discard(offset: UInt64, length: UInt64) throws(VMFSError) {
-        try fence.checkWritable()
+        try check(offset, length)
         try base.discard(offset: offset, length: length)
     }
 
     func perform(_ batch: [DeviceRequest]) throws(VMFSError) {
-        if batch.contains(where: { $0.kind == .write }) { try fence.checkWritable() }
+        for request in batch where request.kind == .write { try check(request.offset, UInt64(request.buffer.count)) }
         try base.perform(batch)
     }
 

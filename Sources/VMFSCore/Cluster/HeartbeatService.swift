@@ -107,8 +107,10 @@ final class HeartbeatService: Sendable {
                                     new: slot.encoded(volumeID: volumeID, address: layout.heartbeatSlot(slot.index)))
     }
 
-    /// Claims a free slot: FREE(g) → LIVE(g+1) (or another `state`). Prefers `preferred` when it is free.
-    func claimFreeSlot(preferred: Int?, state slotState: HeartbeatSlot.State = .live) throws(VMFSError) -> Membership {
+    /// Claims a free slot: FREE(g) → LIVE(g+1) (or another `state`). Prefers `preferred` when it
+    /// is free; never takes a slot in `excluded`.
+    func claimFreeSlot(preferred: Int?, state slotState: HeartbeatSlot.State = .live,
+                       excluding excluded: Set<Int> = []) throws(VMFSError) -> Membership {
         for _ in 0..<8 {
             let region = try refresh()
             let size = FormatConstants.sectorSize
@@ -116,7 +118,7 @@ final class HeartbeatService: Sendable {
             if let preferred { candidates.append(preferred) }
             let start = Int(identity.uuid.low64 % UInt64(layout.maxHosts))
             for i in 0..<Int(layout.maxHosts) { candidates.append((start + i) % Int(layout.maxHosts)) }
-            for index in candidates {
+            for index in candidates where !excluded.contains(index) {
                 let raw = Array(region[(index * size)..<((index + 1) * size)])
                 guard let slot = try? HeartbeatSlot.decode(raw, index: index, volumeID: volumeID,
                                                            address: layout.heartbeatSlot(index)),
@@ -186,6 +188,33 @@ final class HeartbeatService: Sendable {
 
     /// Serializes renewals of the heartbeat thread and of writers renewing on their own.
     private let renewSerial = KeyedLocks<Int>()
+
+    /// Rewrites this host's slot with `change` applied (as a renewal, stamp + 1).
+    ///
+    /// - Throws: ``VMFSError/Code/fenced`` when the slot is no longer this host's.
+    func amend(_ change: @escaping (inout HeartbeatSlot) -> Void) throws(VMFSError) {
+        try renewSerial.withLock(0) { () throws(VMFSError) in
+            guard let (membership, raw, slot) = state.withLock({ s -> (Membership, [UInt8], HeartbeatSlot)? in
+                guard let m = s.membership else { return nil }
+                return (m, s.lastRaw, s.lastSlot)
+            }) else { throw VMFSError(.fenced, "this host holds no heartbeat slot") }
+            var next = slot
+            change(&next)
+            next.stamp &+= 1
+            next.version &+= 1
+            next.lastRenewalWallTime = Clock.wallNanoseconds
+            let issued = Clock.monotonicNanoseconds
+            guard try write(slot: next, expected: raw) == .written else {
+                throw VMFSError(.fenced, "heartbeat slot \(membership.slot) was taken over by another host")
+            }
+            let newRaw = next.encoded(volumeID: volumeID, address: layout.heartbeatSlot(membership.slot))
+            state.withLock {
+                $0.lastRaw = newRaw
+                $0.lastSlot = next
+            }
+            fence.renewed(issuedAt: issued)
+        }
+    }
 
     private func renew(_ membership: Membership, _ expectedRaw: [UInt8], _ expectedSlot: HeartbeatSlot) -> Bool {
         // Another renewal may have landed while this one waited: start from the latest image.

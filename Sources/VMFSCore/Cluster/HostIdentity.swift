@@ -53,16 +53,27 @@ public struct HeartbeatTiming: Sendable, Equatable {
     /// The defaults VMware uses: renew every 3 s, dead after 16 s, I/O timeout 8 s.
     public static let vmwareDefaults = HeartbeatTiming(renewIntervalMs: 3000, deadIntervalMs: 16000, ioTimeoutMs: 8000)
 
+    /// Longest renewal interval H a volume or a heartbeat slot may have (30 s).
+    public static let maxRenewIntervalMs: UInt32 = 30_000
+    /// Longest I/O timeout T (2 minutes).
+    public static let maxIOTimeoutMs: UInt32 = 120_000
+    /// Longest dead interval D (5 minutes): no wait that depends on another host's timing —
+    /// watching a silent slot, waiting for a replay — lasts longer than a small multiple of it.
+    public static let maxDeadIntervalMs: UInt32 = 300_000
+
     /// How long after issuing its last successful renewal this host may still write.
     var writeWindowNanoseconds: UInt64 { UInt64(deadIntervalMs - ioTimeoutMs) * 1_000_000 }
 
-    /// Checks H < D − T, so that a healthy host renews well before it must stop writing.
+    /// Checks H < D − T, so that a healthy host renews well before it must stop writing, and
+    /// every interval within its bounds (docs/FORMAT.md §3a).
     public func validate() throws(VMFSError) {
         guard renewIntervalMs >= 10, ioTimeoutMs >= 10, deadIntervalMs > ioTimeoutMs,
-              deadIntervalMs - ioTimeoutMs > renewIntervalMs else {
+              deadIntervalMs - ioTimeoutMs > renewIntervalMs, renewIntervalMs <= Self.maxRenewIntervalMs,
+              ioTimeoutMs <= Self.maxIOTimeoutMs, deadIntervalMs <= Self.maxDeadIntervalMs else {
             throw VMFSError(.invalidArgument,
                             "heartbeat timing H=\(renewIntervalMs) ms, D=\(deadIntervalMs) ms, T=\(ioTimeoutMs) ms: "
-                            + "need H ≥ 10 ms, T ≥ 10 ms and H < D − T")
+                            + "need 10 ms ≤ H ≤ \(Self.maxRenewIntervalMs) ms, 10 ms ≤ T ≤ \(Self.maxIOTimeoutMs) ms, "
+                            + "D ≤ \(Self.maxDeadIntervalMs) ms and H < D − T")
         }
     }
 }

@@ -29,7 +29,12 @@ final class HostRecovery: Sendable {
     private let reports = Mutex<[Report]>([])
     private let afterRecovery = Mutex<(@Sendable (Report) -> Void)?>(nil)
 
-    init(heartbeat: HeartbeatService, device: any BlockDevice, lockManager: @escaping @Sendable () -> LockManager?) {
+    /// Stops the wait for another host's replay.
+    let interruption: Interruption
+
+    init(heartbeat: HeartbeatService, device: any BlockDevice, lockManager: @escaping @Sendable () -> LockManager?,
+         interruption: Interruption = .process) {
+        self.interruption = interruption
         self.heartbeat = heartbeat
         self.device = device
         self.lockManager = lockManager
@@ -114,7 +119,7 @@ final class HostRecovery: Sendable {
 
     private func waitWhileReplaying(_ index: Int, me: HeartbeatService.Membership) {
         let deadline = Clock.monotonicNanoseconds + UInt64(heartbeat.timing.deadIntervalMs) * 4_000_000
-        while Clock.monotonicNanoseconds < deadline {
+        while Clock.monotonicNanoseconds < deadline && !interruption.isRequested {
             Clock.sleep(milliseconds: 20)
             _ = try? heartbeat.refreshSlot(index)
             if heartbeat.observations.liveness(of: index, own: me.slot) != .replaying { return }

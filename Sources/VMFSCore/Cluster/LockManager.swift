@@ -33,9 +33,13 @@ final class LockManager: Sendable {
     let refreshSlot: @Sendable (Int) throws(VMFSError) -> Void
     let recover: @Sendable (Int) throws(VMFSError) -> Void
 
+    /// Stops waits for busy locks.
+    let interruption: Interruption
+
     init(updater: any AtomicSectorUpdate, device: any BlockDevice, layout: VolumeLayout, volumeID: UInt64, observations: HostObservations,
          membership: @escaping @Sendable () -> Me?, refreshSlot: @escaping @Sendable (Int) throws(VMFSError) -> Void,
-         recover: @escaping @Sendable (Int) throws(VMFSError) -> Void) {
+         recover: @escaping @Sendable (Int) throws(VMFSError) -> Void, interruption: Interruption = .process) {
+        self.interruption = interruption
         self.updater = updater
         self.device = device
         self.layout = layout
@@ -167,6 +171,7 @@ final class LockManager: Sendable {
                 try recover(slot)
             case .busy(let record, let holders):
                 if let deadline, Clock.monotonicNanoseconds < deadline {
+                    try interruption.check("waiting for \(objectName), which another host holds")
                     if askHolderToRelease && !asked {
                         asked = true
                         try? requestRelease(index, kind: kind)
@@ -276,6 +281,30 @@ final class LockManager: Sendable {
             }
         }
         return changed
+    }
+
+    /// Moves every file lock held by (`slot`, `generation`) to (`slot`, `newGeneration`): a host
+    /// reclaiming its own previous incarnation keeps the files its still-running users (VMs)
+    /// hold, with no moment at which another host could take them. Returns the lock indices moved.
+    func transferFileLocks(slot: Int, from generation: UInt64, to newGeneration: UInt64) throws(VMFSError) -> Set<Int> {
+        var moved: Set<Int> = []
+        for index in 1...FormatConstants.maxFiles {
+            let address = layout.lockRecord(index)
+            for _ in 0..<16 {
+                let raw = try updater.read(at: address)
+                if ByteReader(raw).isAllZero { break }
+                guard var record = try? LockRecord.decode(raw, index: index, kind: .fileDescriptor, volumeID: volumeID, address: address),
+                      let position = record.holders.firstIndex(where: { $0.slot == slot && $0.generation == generation }) else { break }
+                record.holders[position].generation = newGeneration
+                record.version &+= 1
+                record.changedWallTime = Clock.wallNanoseconds
+                if try updater.compareAndWrite(at: address, expected: raw, new: record.encoded(volumeID: volumeID, address: address)) == .written {
+                    moved.insert(index)
+                    break
+                }
+            }
+        }
+        return moved
     }
 
     /// The object kind of lock `index` in this layout.

@@ -90,8 +90,21 @@ public final class FileBlockDevice: BlockDevice {
         return offset % a == 0 && UInt64(count) % a == 0 && addressValue % a == 0
     }
 
+    /// Refuses a range that does not lie inside the device: a write there would extend an image
+    /// file (or fail on a block device), and no offset computed from valid metadata lands there.
+    private func checkInside(_ offset: UInt64, _ length: UInt64, _ operation: String) throws(VMFSError) {
+        guard offset <= size, length <= size - offset else {
+            throw VMFSError(.invalidArgument, "\(operation) of \(length) bytes at byte \(offset) lies outside the device (\(size) bytes)",
+                            location: .init(device: path, offset: offset))
+        }
+    }
+
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(VMFSError) {
         guard let target = buffer.baseAddress, buffer.count > 0 else { return }
+        // Past the end reads as zeros, but the offset must still be one pread can take.
+        guard offset <= UInt64(Int64.max) - UInt64(buffer.count) else {
+            throw VMFSError(.invalidArgument, "read at byte \(offset) is beyond any device", location: .init(device: path, offset: offset))
+        }
         if isAligned(offset, buffer.count, target) {
             try rawRead(into: buffer, at: offset)
             return
@@ -110,6 +123,7 @@ public final class FileBlockDevice: BlockDevice {
             throw VMFSError(.readOnly, "device opened read-only", location: .init(device: path, offset: offset))
         }
         guard let source = buffer.baseAddress, buffer.count > 0 else { return }
+        try checkInside(offset, UInt64(buffer.count), "write")
         if isAligned(offset, buffer.count, source) {
             try rawWrite(buffer, at: offset)
             return
@@ -171,6 +185,7 @@ public final class FileBlockDevice: BlockDevice {
     public func zero(offset: UInt64, length: UInt64) throws(VMFSError) {
         guard !isReadOnly else { throw VMFSError(.readOnly, "device opened read-only", location: .init(device: path)) }
         guard length > 0 else { return }
+        try checkInside(offset, length, "zeroing")
         if isBlockDevice {
             if cvmfs_block_device_zero_out(descriptor, offset, length) == 0 { return }
         } else {
@@ -195,6 +210,7 @@ public final class FileBlockDevice: BlockDevice {
 
     public func discard(offset: UInt64, length: UInt64) throws(VMFSError) {
         guard !isReadOnly, length > 0 else { return }
+        try checkInside(offset, length, "discard")
         if isBlockDevice {
             _ = cvmfs_block_device_discard(descriptor, offset, length)
         } else {
@@ -208,6 +224,7 @@ public final class FileBlockDevice: BlockDevice {
         if batch.contains(where: { $0.kind == .write }) && isReadOnly {
             throw VMFSError(.readOnly, "device opened read-only", location: .init(device: path))
         }
+        for request in batch where request.kind == .write { try checkInside(request.offset, UInt64(request.buffer.count), "write") }
         let allAligned = batch.allSatisfy { isAligned($0.offset, $0.buffer.count, $0.buffer.baseAddress) }
         if batch.count > 1, allAligned, let rings {
             do {

@@ -50,7 +50,7 @@ public final class MemoryBlockDevice: BlockDevice {
 
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(VMFSError) {
-        guard offset + UInt64(buffer.count) <= size else {
+        guard offset <= size, UInt64(buffer.count) <= size - offset else {
             throw VMFSError(.io, "read past the end of the device", location: .init(device: path, offset: offset))
         }
         storage.counters.withLock { $0.reads += 1 }
@@ -74,7 +74,7 @@ public final class MemoryBlockDevice: BlockDevice {
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(VMFSError) {
         guard !isReadOnly else { throw VMFSError(.readOnly, "device opened read-only", location: .init(device: path)) }
-        guard offset + UInt64(buffer.count) <= size else {
+        guard offset <= size, UInt64(buffer.count) <= size - offset else {
             throw VMFSError(.io, "write past the end of the device", location: .init(device: path, offset: offset))
         }
         storage.counters.withLock { $0.writes += 1; $0.bytesWritten += UInt64(buffer.count) }
@@ -100,6 +100,9 @@ public final class MemoryBlockDevice: BlockDevice {
 
     public func zero(offset: UInt64, length: UInt64) throws(VMFSError) {
         guard !isReadOnly else { throw VMFSError(.readOnly, "device opened read-only", location: .init(device: path)) }
+        guard offset <= size, length <= size - offset else {
+            throw VMFSError(.io, "zeroing past the end of the device", location: .init(device: path, offset: offset))
+        }
         var position = offset
         let end = offset + length
         while position < end {

@@ -1,32 +1,33 @@
 /// A file's block map: the descriptor's direct pointers and its pointer-block tree.
 ///
 /// Works on a descriptor held in memory by the caller (who stores it at the end of the
-/// operation) and on pointer blocks through the metadata store, under the file's lock.
+/// operation) and on pointer blocks through the metadata store, under the file's lock. Every
+/// entry read from it is checked by ``BlockMapReader``.
 struct BlockMap {
     let store: MetadataStore
     let pointers: ClusterAllocator
     let layout: VolumeLayout
     let volumeID: UInt64
+    /// The file's name, for messages.
+    let fileName: String
     var descriptor: FileDescriptorRecord
 
     var lockIndex: Int { FormatConstants.descriptorLockIndex(slot: descriptor.slot) }
-    private static let fanout = FormatConstants.pointerEntries
+
+    /// The map as it stands, for lookups; pointer blocks come through the store.
+    var reader: BlockMapReader {
+        let store = store
+        let layout = layout
+        let lockIndex = lockIndex
+        return BlockMapReader(layout: layout, descriptor: descriptor, fileName: fileName) { (number) throws(VMFSError) in
+            try store.pointerNode(layout.pointerNode(number), number: number, lockIndex: lockIndex)
+        }
+    }
 
     // MARK: Nodes
 
-    func node(_ number: UInt32, level: Int) throws(VMFSError) -> PointerNode {
-        guard number > 0, number < layout.pointerNodeCount else {
-            throw VMFSError(.corrupt, "file descriptor \(descriptor.slot) points at pointer block \(number), outside the volume",
-                            location: .init(structure: "file descriptor \(descriptor.slot)", offset: layout.descriptor(descriptor.slot)))
-        }
-        let address = layout.pointerNode(number)
-        let node = try store.pointerNode(address, number: number, lockIndex: lockIndex)
-        guard node.level == level, node.ownerSlot == descriptor.slot, node.ownerGeneration == descriptor.generation else {
-            throw VMFSError(.corrupt, "pointer block \(number) belongs to slot \(node.ownerSlot) generation \(node.ownerGeneration) "
-                            + "level \(node.level), not to file \(descriptor.slot) generation \(descriptor.generation) level \(level)",
-                            location: .init(structure: "pointer block \(number)", offset: address))
-        }
-        return node
+    func node(_ number: UInt32, level: Int, fileBlock: UInt64) throws(VMFSError) -> PointerNode {
+        try reader.node(number, level: level, fileBlock: fileBlock)
     }
 
     private func store(_ node: PointerNode) throws(VMFSError) {
@@ -58,94 +59,19 @@ struct BlockMap {
 
     // MARK: Lookup
 
-    /// The map entry of file block `block` (0 = hole).
-    func entry(at block: UInt64) throws(VMFSError) -> UInt32 {
-        guard let path = BlockMapGeometry.path(forBlock: block) else { return 0 }
-        switch path {
-        case .direct(let i):
-            return descriptor.direct[i]
-        case .indirect(let depth, let indices):
-            var number = descriptor.indirect[depth - 1]
-            for (position, index) in indices.enumerated() {
-                if number == 0 { return 0 }
-                let level = depth - 1 - position
-                let n = try node(number, level: level)
-                if level == 0 { return n.entries[index] }
-                number = n.entries[index]
-            }
-            return 0
-        }
-    }
+    /// The checked map entry of file block `block` (0 = hole).
+    func entry(at block: UInt64) throws(VMFSError) -> UInt32 { try reader.entry(at: block) }
 
     /// Pointer blocks a write to file block `block` would need to allocate.
-    func missingNodes(for block: UInt64) throws(VMFSError) -> Int {
-        guard let path = BlockMapGeometry.path(forBlock: block) else { return 0 }
-        guard case .indirect(let depth, let indices) = path else { return 0 }
-        var number = descriptor.indirect[depth - 1]
-        for (position, index) in indices.enumerated() {
-            if number == 0 { return depth - position }
-            let level = depth - 1 - position
-            if level == 0 { return 0 }
-            number = try node(number, level: level).entries[index]
-        }
-        return 0
-    }
+    func missingNodes(for block: UInt64) throws(VMFSError) -> Int { try reader.missingNodes(for: block) }
 
-    /// The first mapped block in `[from, limit)` and its entry, skipping empty subtrees.
+    /// The first mapped block in `[from, limit)` and its checked entry, skipping empty subtrees.
     func nextMapped(from: UInt64, limit: UInt64) throws(VMFSError) -> (block: UInt64, entry: UInt32)? {
-        var block = from
-        let direct = BlockMapGeometry.direct
-        while block < min(direct, limit) {
-            if descriptor.direct[Int(block)] != 0 { return (block, descriptor.direct[Int(block)]) }
-            block += 1
-        }
-        for depth in 1...3 {
-            let first = BlockMapGeometry.firstBlock(ofDepth: depth)
-            let span = BlockMapGeometry.span(ofLevel: depth)
-            if block >= first + span { continue }
-            if first >= limit { return nil }
-            let root = descriptor.indirect[depth - 1]
-            if root != 0, let found = try scan(root, level: depth - 1, base: first, from: max(block, first), limit: limit) {
-                return found
-            }
-            block = first + span
-        }
-        return nil
-    }
-
-    private func scan(_ number: UInt32, level: Int, base: UInt64, from: UInt64, limit: UInt64) throws(VMFSError) -> (block: UInt64, entry: UInt32)? {
-        let n = try node(number, level: level)
-        let span = BlockMapGeometry.span(ofLevel: level)
-        var index = Int((from - base) / span)
-        while index < Self.fanout {
-            let childBase = base + UInt64(index) * span
-            if childBase >= limit { return nil }
-            let e = n.entries[index]
-            if e != 0 {
-                if level == 0 { return (childBase, e) }
-                if let found = try scan(e, level: level - 1, base: childBase, from: max(from, childBase), limit: limit) {
-                    return found
-                }
-            }
-            index += 1
-        }
-        return nil
+        try reader.nextMapped(from: from, limit: limit)
     }
 
     /// The pointer blocks on the path to file block `block` (top first).
-    func pathNodes(for block: UInt64) throws(VMFSError) -> [UInt32] {
-        guard let path = BlockMapGeometry.path(forBlock: block), case .indirect(let depth, let indices) = path else { return [] }
-        var result: [UInt32] = []
-        var number = descriptor.indirect[depth - 1]
-        for (position, index) in indices.enumerated() {
-            if number == 0 { break }
-            result.append(number)
-            let level = depth - 1 - position
-            if level == 0 { break }
-            number = try node(number, level: level).entries[index]
-        }
-        return result
-    }
+    func pathNodes(for block: UInt64) throws(VMFSError) -> [UInt32] { try reader.pathNodes(for: block) }
 
     // MARK: Changes
 
@@ -164,7 +90,7 @@ struct BlockMap {
                 current = try newNode(level: depth - 1)
                 descriptor.indirect[depth - 1] = current.number
             } else {
-                current = try node(descriptor.indirect[depth - 1], level: depth - 1)
+                current = try node(descriptor.indirect[depth - 1], level: depth - 1, fileBlock: block)
             }
             for (position, index) in indices.enumerated() {
                 let level = depth - 1 - position
@@ -179,7 +105,7 @@ struct BlockMap {
                     current.entries[index] = child.number
                     try store(current)
                 } else {
-                    child = try node(current.entries[index], level: level - 1)
+                    child = try node(current.entries[index], level: level - 1, fileBlock: block)
                 }
                 current = child
             }
@@ -192,7 +118,7 @@ struct BlockMap {
         guard let path = BlockMapGeometry.path(forBlock: block) else { return 0 }
         switch path {
         case .direct(let i):
-            let old = descriptor.direct[i]
+            let old = try reader.checked(descriptor.direct[i], fileBlock: block)
             descriptor.direct[i] = 0
             return old
         case .indirect(let depth, let indices):
@@ -201,14 +127,14 @@ struct BlockMap {
             var number = descriptor.indirect[depth - 1]
             for (position, index) in indices.enumerated() {
                 let level = depth - 1 - position
-                let n = try node(number, level: level)
+                let n = try node(number, level: level, fileBlock: block)
                 chain.append(n)
                 if level > 0 {
                     number = n.entries[index]
                     if number == 0 { return 0 }
                 }
             }
-            let old = chain[chain.count - 1].entries[indices[indices.count - 1]]
+            let old = try reader.checked(chain[chain.count - 1].entries[indices[indices.count - 1]], fileBlock: block)
             if old == 0 { return 0 }
             // Clear bottom-up; drop nodes that became empty.
             var position = chain.count - 1

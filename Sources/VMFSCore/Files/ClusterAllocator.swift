@@ -101,7 +101,7 @@ final class ClusterAllocator: Sendable {
             if reader.isAllZero {
                 hints.append(itemCount(ofCluster: c) - (c == 0 ? 1 : 0))
             } else if reader.u32(0) == SectorMagic.bitmap.rawValue {
-                hints.append(Int(reader.u32(40)))
+                hints.append(min(Int(reader.u32(40)), itemCount(ofCluster: c)))
             } else {
                 hints.append(0)
             }
@@ -149,7 +149,7 @@ final class ClusterAllocator: Sendable {
             for (c, free) in hints.enumerated() where free > 0 && !heldClusters.contains(c) {
                 try? locks.requestRelease(lockIndex(ofCluster: c), kind: kind)
             }
-            Clock.sleep(milliseconds: 20)
+            try locks.interruption.sleep(milliseconds: 20, while: "waiting for other hosts to give back \(noun) clusters")
             state.withLock { $0.freeHints = nil }
         }
     }
@@ -258,6 +258,35 @@ final class ClusterAllocator: Sendable {
 
     /// True when `item` is an allocatable item of this pool (not the reserved item 0, inside the volume).
     func isValid(_ item: UInt64) -> Bool { item > 0 && item < totalItems }
+
+    /// Whether the bitmap marks `item` allocated (see ``currentBitmap(ofCluster:)``).
+    func isAllocated(_ item: UInt64) throws(VMFSError) -> Bool {
+        guard isValid(item) else { return false }
+        let bitmap = try currentBitmap(ofCluster: cluster(of: item))
+        return bitmap.isAllocated(Int(item - bitmap.firstItem))
+    }
+
+    /// Cluster `c`'s bitmap as it stands: this host's copy when it leases the cluster, else the
+    /// device's, read without the lock (and read again if caught mid-write).
+    func currentBitmap(ofCluster c: Int) throws(VMFSError) -> ClusterBitmap {
+        let leased = try bitmapLocks.withLock(c) { () throws(VMFSError) -> ClusterBitmap? in
+            state.withLock { $0.held[c] != nil } ? try self.bitmap(c) : nil
+        }
+        if let leased { return leased }
+        let address = bitmapAddress(c)
+        var attempt = 0
+        while true {
+            do throws(VMFSError) {
+                return try ClusterBitmap.decode(try store.readVerified(address), pool: pool, index: c,
+                                                firstItem: UInt64(c) * UInt64(itemsPerCluster),
+                                                itemCount: itemCount(ofCluster: c), volumeID: volumeID, address: address)
+            } catch {
+                attempt += 1
+                if attempt == 3 { throw error }
+                Clock.sleep(milliseconds: 1)
+            }
+        }
+    }
 
     /// True when this host leases the cluster of `item`.
     func holdsCluster(of item: UInt64) -> Bool { state.withLock { $0.held[cluster(of: item)] != nil } }

@@ -40,6 +40,21 @@ public struct FileStatus: Sendable, Equatable {
 }
 
 /// How a file is opened, and which on-disk lock that takes.
+/// Who on this host a handle belongs to. On-disk locks are per host; inside a host, a file open
+/// for writing by one client cannot be opened for writing by another (each VM is a client, a FUSE
+/// mount is one, each command is one), so two VMs on one host never write one disk.
+public struct FileClient: Hashable, Sendable, CustomStringConvertible {
+    /// The client's name, shown in busy errors (for example `VM 'web01'`).
+    public let name: String
+
+    public init(_ name: String) { self.name = name }
+
+    /// Handles opened without naming a client: they share with each other as before clients existed.
+    public static let local = FileClient("")
+
+    public var description: String { name.isEmpty ? "another user" : name }
+}
+
 public enum FileAccess: Sendable, Equatable, CustomStringConvertible {
     /// Shared read-only lock: up to 32 hosts at once.
     case readOnly
@@ -112,10 +127,13 @@ public struct CreateAttributes: Sendable, Equatable {
 public struct VolumeStatistics: Sendable, Equatable {
     public var blockSize: UInt32
     public var totalBlocks: UInt64
+    /// Free data blocks: never more than the volume's usable blocks (``totalBlocks`` − 1).
     public var freeBlocks: UInt64
     public var maxFiles: Int
     public var files: Int
     public var freePointerBlocks: UInt64
+    /// Allocation bitmaps whose free count could not be believed (counted as full; run fsck.vmfs).
+    public var damagedBitmaps: [String] = []
 }
 
 /// Options for mounting a volume.
@@ -136,6 +154,18 @@ public struct MountOptions: Sendable {
     public var automaticRecovery = true
     /// Use `O_DIRECT` where the device supports it.
     public var directIO = true
+    /// When this host's previous incarnation (a crashed or restarted process with the same
+    /// identity) is reclaimed at mount, keep its file locks for this membership instead of
+    /// releasing them: a restarted host agent whose VMs kept running adopts their files without
+    /// a moment at which another host could take them. Call ``Volume/finishAdoption()`` once
+    /// the files still in use are open again; it releases the rest.
+    public var adoptFileLocks = false
+    /// Written into this host's local lock file for the volume while it is mounted: a host agent
+    /// puts its API socket and datastore name there (``Volume/localHolderNote(device:host:)``).
+    public var holderNote: String?
+    /// Stops this mount's long waits (joining, locks, recovery) when requested: the process's
+    /// by default, which tools connect to SIGINT and SIGTERM.
+    public var interruption: Interruption = .process
 
     public init(host: HostIdentity = .local()) { self.host = host }
 }

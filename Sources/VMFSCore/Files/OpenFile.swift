@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 internal import Glibc
 #endif
@@ -12,6 +13,8 @@ final class OpenFile: @unchecked Sendable {
         var multiWriters = 0
         /// Unlinked while open here; freed when the last handle closes.
         var orphaned = false
+        /// Write handles (read-write or multi-writer) per client of this host.
+        var writingClients: [FileClient: Int] = [:]
         /// The lock was lost (host fenced); every I/O fails.
         var stale: String?
         var name: String
@@ -22,6 +25,13 @@ final class OpenFile: @unchecked Sendable {
     let state: Monitor<State>
     /// Serializes metadata changes (allocation, size, map) of this file on this host.
     let metadataLock = KeyedLocks<Int>()
+    /// Data blocks the volume's maps used more than once when this host first filled a
+    /// preallocated block of the file (``Session/verifyClaim(_:block:number:)``).
+    let sharedBlocks = Mutex<Bitset?>(nil)
+    /// The bitmaps of the clusters the file's data blocks lie in, read once per open: while
+    /// this host holds the file's lock no other host frees its blocks, so a bit that said
+    /// "allocated" stays true for them (``Session/checkOwned(_:number:fileBlock:)``).
+    let ownedClusters = Mutex<[Int: ClusterBitmap]>([:])
     /// Data I/O holds this shared; operations that free blocks hold it exclusive.
     private let dataLock = UnsafeMutablePointer<pthread_rwlock_t>.allocate(capacity: 1)
 
@@ -64,4 +74,23 @@ final class OpenFile: @unchecked Sendable {
     }
 
     var handleCount: Int { state.withLock { $0.readers + $0.writers + $0.multiWriters } }
+
+    /// Records a new write handle of `client`, or throws `busy` when another client of this host
+    /// has the file open for writing.
+    func admitWriter(_ client: FileClient, name: String) throws(VMFSError) {
+        try state.withLock { (s) throws(VMFSError) in
+            if let other = s.writingClients.first(where: { $0.key != client && $0.value > 0 })?.key {
+                throw VMFSError(.busy, "'\(name)' is open for writing by \(other) on this host")
+            }
+            s.writingClients[client, default: 0] += 1
+        }
+    }
+
+    /// Forgets one write handle of `client`.
+    func dismissWriter(_ client: FileClient) {
+        state.withLock { s in
+            guard let count = s.writingClients[client] else { return }
+            s.writingClients[client] = count > 1 ? count - 1 : nil
+        }
+    }
 }

@@ -26,7 +26,22 @@
 ///
 /// A block pointer is the data block number in bits 0–30 (0 = hole) and the *unwritten* flag in
 /// bit 31 (allocated, reads as zeros until written).
+///
+/// Ranges (checked when decoding ``Validation/forUse``): size ≤ 2^48 (``FormatConstants/maxFileSize``),
+/// data blocks ≤ 2^31 − 1, pointer blocks ≤ 2^32 − 1, mapped end ≤ the block map's reach. Block
+/// numbers are checked against the volume when the map is read (``BlockMapReader``).
 public struct FileDescriptorRecord: Sendable, Equatable {
+    /// How much decoding checks beyond the sector's integrity.
+    enum Validation {
+        /// Every field inside its documented range: what a host relies on.
+        case forUse
+        /// Only what reading the fields needs: `fsck.vmfs` checks and repairs ranges itself.
+        case forRepair
+    }
+
+    /// Most data blocks any volume has (the block count is capped at 2^31 − 1).
+    static let maxBlockCount = UInt64(Int32.max)
+
     public var slot: Int
     public var inUse = false
     public var isInline = false
@@ -86,7 +101,8 @@ public struct FileDescriptorRecord: Sendable, Equatable {
         }
     }
 
-    static func decode(_ bytes: [UInt8], slot: Int, volumeID: UInt64, address: UInt64) throws(VMFSError) -> FileDescriptorRecord {
+    static func decode(_ bytes: [UInt8], slot: Int, volumeID: UInt64, address: UInt64,
+                       validation: Validation = .forUse) throws(VMFSError) -> FileDescriptorRecord {
         var record = FileDescriptorRecord(slot: slot)
         let structure = "file descriptor \(slot)"
         switch try SectorCodec.open(bytes, magic: .descriptor, volumeID: volumeID, address: address, structure: structure) {
@@ -128,7 +144,25 @@ public struct FileDescriptorRecord: Sendable, Equatable {
             } else {
                 record.direct = r.u32Array(at: base, count: FormatConstants.directPointers)
             }
+            if validation == .forUse { try record.checkRanges(corrupt) }
             return record
+        }
+    }
+
+    /// Throws when a size or count lies outside its documented range: such a value can only be
+    /// damage, and arithmetic on it (allocated bytes, the blocks a size covers) must never trap.
+    private func checkRanges(_ corrupt: (String, Int) -> VMFSError) throws(VMFSError) {
+        guard size <= FormatConstants.maxFileSize else {
+            throw corrupt("size \(size) exceeds the maximum file size of \(FormatConstants.maxFileSize) bytes (fsck.vmfs -y repairs it)", 56)
+        }
+        guard allocatedBlocks <= Self.maxBlockCount else {
+            throw corrupt("data block count \(allocatedBlocks) exceeds \(Self.maxBlockCount)", 64)
+        }
+        guard pointerBlocks <= UInt64(UInt32.max) else {
+            throw corrupt("pointer block count \(pointerBlocks) exceeds \(UInt32.max)", 72)
+        }
+        guard mappedEnd <= BlockMapGeometry.reachInBlocks else {
+            throw corrupt("mapped end \(mappedEnd) lies beyond the block map's reach of \(BlockMapGeometry.reachInBlocks) blocks", 112)
         }
     }
 }

@@ -24,6 +24,11 @@
 /// | 184 | 2 | replaying host's slot |
 /// | 192 | 8 | replaying host's generation |
 /// | 200 | 8 | generation of the incarnation being recovered (state replaying) |
+/// | 208 | 4 | maintenance phase (state maintenance): 0 checking, 1 repairing |
+///
+/// In a slot that is not free the intervals must lie within ``HeartbeatTiming``'s bounds (or be
+/// 0: the volume's); decoding refuses anything else, so that no wait on another host's timing
+/// can last longer than those bounds allow.
 public struct HeartbeatSlot: Sendable, Equatable {
     /// What a slot is doing.
     public enum State: UInt32, Sendable {
@@ -31,6 +36,16 @@ public struct HeartbeatSlot: Sendable, Equatable {
         /// Held by `fsck.vmfs -y` while it repairs the volume: no host may mount meanwhile,
         /// and a maintenance slot that stopped changing means a repair was interrupted.
         case maintenance = 3
+    }
+
+    /// How far a repair holding a maintenance slot has got.
+    public enum MaintenancePhase: UInt32, Sendable {
+        /// Checking: nothing written yet. A repair that stops in this phase left the volume as it
+        /// was, so hosts clear its slot once it has been silent for its dead interval.
+        case checking = 0
+        /// Writing repairs: a repair that stops now may have left the volume half-fixed, and hosts
+        /// stay out until `fsck.vmfs -y` completes.
+        case repairing = 1
     }
 
     public var index: Int
@@ -50,6 +65,8 @@ public struct HeartbeatSlot: Sendable, Equatable {
     public var replayerGeneration: UInt64 = 0
     /// While replaying: the generation the dead owner had (its locks carry it).
     public var recoveringGeneration: UInt64 = 0
+    /// While in maintenance: whether the repair has started writing.
+    public var maintenancePhase: MaintenancePhase = .checking
     /// The sector version (write counter).
     public var version: UInt64 = 0
 
@@ -73,6 +90,7 @@ public struct HeartbeatSlot: Sendable, Equatable {
             w.put(UInt16(truncatingIfNeeded: replayerSlot), at: 184)
             w.put(replayerGeneration, at: 192)
             w.put(recoveringGeneration, at: 200)
+            w.put(maintenancePhase.rawValue, at: 208)
         }
     }
 
@@ -83,10 +101,20 @@ public struct HeartbeatSlot: Sendable, Equatable {
         case .pristine:
             return slot
         case .valid(let r, let version):
-            guard Int(r.u32(32)) == index, let state = State(rawValue: r.u32(36)) else {
-                throw VMFSError(.corrupt, "heartbeat slot \(index) has an invalid index or state",
+            guard Int(r.u32(32)) == index, let state = State(rawValue: r.u32(36)),
+                  let phase = MaintenancePhase(rawValue: r.u32(208)) else {
+                throw VMFSError(.corrupt, "heartbeat slot \(index) has an invalid index, state or maintenance phase",
                                 location: .init(structure: "heartbeat slot \(index)", offset: address + 32))
             }
+            if state != .free {
+                for (offset, value, limit, name) in [(140, r.u32(140), HeartbeatTiming.maxRenewIntervalMs, "renew interval"),
+                                                     (144, r.u32(144), HeartbeatTiming.maxDeadIntervalMs, "dead interval"),
+                                                     (148, r.u32(148), HeartbeatTiming.maxIOTimeoutMs, "I/O timeout")] where value > limit {
+                    throw VMFSError(.corrupt, "heartbeat slot \(index) publishes a \(name) of \(value) ms (at most \(limit) ms)",
+                                    location: .init(structure: "heartbeat slot \(index)", offset: address + UInt64(offset)))
+                }
+            }
+            slot.maintenancePhase = phase
             slot.version = version
             slot.state = state
             slot.generation = r.u64(40)

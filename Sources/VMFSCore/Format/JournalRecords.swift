@@ -7,8 +7,17 @@
 /// | 40 | 8 | sequence number of the first transaction (at sector 1) |
 /// | 48 | 16 | host that last reset the journal |
 ///
-/// A pristine header is an empty journal.
+/// A pristine header is an empty journal. Sequence numbers run from 1 to 2^62 − 1
+/// (``sequenceLimit``): far more commits than any host makes, and never near an overflow.
 struct JournalHeader: Sendable, Equatable {
+    /// The first sequence number that is out of range.
+    static let sequenceLimit: UInt64 = 1 << 62
+
+    /// The sequence that follows `sequence`: one more, or 1 again at the end of the range.
+    static func sequence(after sequence: UInt64) -> UInt64 {
+        sequence < sequenceLimit - 1 ? sequence + 1 : 1
+    }
+
     var slot: Int
     var startSequence: UInt64 = 1
     var resetBy: HostUUID = .zero
@@ -29,9 +38,13 @@ struct JournalHeader: Sendable, Equatable {
         case .pristine:
             return nil
         case .valid(let r, let version):
-            guard Int(r.u32(32)) == slot, r.u64(40) > 0 else {
+            guard Int(r.u32(32)) == slot else {
                 throw VMFSError(.corrupt, "journal \(slot) header names slot \(r.u32(32))",
                                 location: .init(structure: "journal \(slot) header", offset: address + 32))
+            }
+            guard r.u64(40) > 0, r.u64(40) < sequenceLimit else {
+                throw VMFSError(.corrupt, "journal \(slot) header's start sequence \(r.u64(40)) is outside 1..<2^62",
+                                location: .init(structure: "journal \(slot) header", offset: address + 40))
             }
             return JournalHeader(slot: slot, startSequence: r.u64(40), resetBy: r.uuid(at: 48), version: version)
         }

@@ -176,10 +176,10 @@ public struct VolumeHeader: Sendable, Equatable {
         for (i, want) in offsets.enumerated() where r.u64(240 + 8 * i) != want {
             throw fail(.corrupt, "region offset #\(i) is \(r.u64(240 + 8 * i)), expected \(want)", field: 240 + 8 * i)
         }
-        guard header.heartbeatIntervalMs > 0, header.deadIntervalMs > header.heartbeatIntervalMs,
-              header.ioTimeoutMs > 0, header.ioTimeoutMs < header.deadIntervalMs else {
-            throw fail(.corrupt, "heartbeat timing H=\(header.heartbeatIntervalMs) ms D=\(header.deadIntervalMs) ms "
-                       + "I/O timeout=\(header.ioTimeoutMs) ms is inconsistent", field: 200)
+        let timing = HeartbeatTiming(renewIntervalMs: header.heartbeatIntervalMs, deadIntervalMs: header.deadIntervalMs,
+                                     ioTimeoutMs: header.ioTimeoutMs)
+        do throws(VMFSError) { try timing.validate() } catch {
+            throw fail(.corrupt, "the volume's \(error.message)", field: 200)
         }
         return header
     }

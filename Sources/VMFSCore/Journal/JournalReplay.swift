@@ -27,8 +27,7 @@ enum JournalReplay {
         var pending: [Transaction] { transactions.filter { $0.sequence > checkpointedThrough } }
         /// The sequence a fresh journal should start at.
         var nextSequence: UInt64 {
-            if let last = transactions.last { return last.sequence + 1 }
-            return (header?.startSequence ?? 0) + 1
+            JournalHeader.sequence(after: transactions.last?.sequence ?? header?.startSequence ?? 0)
         }
     }
 

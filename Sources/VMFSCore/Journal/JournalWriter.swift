@@ -34,7 +34,8 @@ final class JournalWriter: Sendable {
         self.slot = slot
         self.host = host
         capacitySectors = Int(layout.journalSize / UInt64(FormatConstants.sectorSize))
-        state = Mutex(State(nextSequence: startSequence, nextSector: 1, homeWrittenThrough: startSequence - 1))
+        let start = max(startSequence, 1)
+        state = Mutex(State(nextSequence: start, nextSector: 1, homeWrittenThrough: start - 1))
     }
 
     private var start: UInt64 { layout.journal(slot) }
@@ -58,10 +59,15 @@ final class JournalWriter: Sendable {
     func commit(records: [(address: UInt64, image: [UInt8])], ownerGeneration: UInt64) throws(VMFSError) -> UInt64 {
         precondition(records.count <= maxRecords, "transaction larger than the journal allows")
         let needed = records.count + 2
-        if state.withLock({ $0.nextSector + needed > capacitySectors }) {
-            // Everything before is home and durable after this flush; restart the log.
+        if state.withLock({ $0.nextSector + needed > capacitySectors || $0.nextSequence >= JournalHeader.sequenceLimit }) {
+            // Everything before is home and durable after this flush; restart the log (and the
+            // sequence numbers, at the end of their range: a new log starts at sector 1, where
+            // no stale transaction carries sequence 1).
             try device.flush()
-            state.withLock { $0.homeWrittenThrough = $0.nextSequence - 1 }
+            state.withLock { s in
+                if s.nextSequence >= JournalHeader.sequenceLimit { s.nextSequence = 1 }
+                s.homeWrittenThrough = s.nextSequence - 1
+            }
             try writeHeader()
             state.withLock { $0.resets += 1 }
         }

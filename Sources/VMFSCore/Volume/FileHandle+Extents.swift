@@ -35,7 +35,7 @@ extension FileHandle {
             if descriptor.isInline { return offset }
             let blockSize = session.blockSize
             let map = session.map(of: file)
-            let limit = (descriptor.size + blockSize - 1) / blockSize
+            let limit = descriptor.size.pieces(of: blockSize)
             var block = offset / blockSize
             while let (found, entry) = try map.nextMapped(from: block, limit: limit) {
                 if isWritten(entry) { return max(offset, found * blockSize) }
@@ -58,7 +58,8 @@ extension FileHandle {
             let blockSize = session.blockSize
             let map = session.map(of: file)
             var block = offset / blockSize
-            while block * blockSize < descriptor.size {
+            let end = descriptor.size.pieces(of: blockSize)
+            while block < end {
                 if !isWritten(try map.entry(at: block)) { return max(offset, block * blockSize) }
                 block += 1
             }
@@ -78,7 +79,7 @@ extension FileHandle {
             let descriptor = file.descriptor
             if descriptor.isInline { return nil }
             guard offset < descriptor.size, count > 0 else { return body([]) }
-            let end = min(offset + UInt64(count), descriptor.size)
+            let end = min(offset.saturatingAdd(UInt64(count)), descriptor.size)
             let blockSize = session.blockSize
             let map = session.map(of: file)
             var extents: [FileExtent] = []
@@ -88,7 +89,7 @@ extension FileHandle {
                 let within = position % blockSize
                 let length = min(blockSize - within, end - position)
                 let entry = try map.entry(at: block)
-                let device = try session.dataBlock(entry, file: file, fileBlock: block).map { session.layout.block($0) + within }
+                let device = try session.dataBlock(entry, of: file, fileBlock: block).map { session.layout.block($0) + within }
                 if let last = extents.last, last.offset + UInt64(last.length) == position,
                    (last.deviceOffset == nil && device == nil)
                     || (last.deviceOffset != nil && device != nil && last.deviceOffset! + UInt64(last.length) == device!) {

@@ -6,12 +6,30 @@ public final class FileHandle: Sendable {
     let file: OpenFile
     /// How the file was opened.
     public let access: FileAccess
+    /// Who on this host holds it.
+    public let client: FileClient
     private let closed = Mutex<Bool>(false)
 
-    init(session: Session, file: OpenFile, access: FileAccess) {
+    init(session: Session, file: OpenFile, access: FileAccess, client: FileClient = .local) {
         self.session = session
         self.file = file
         self.access = access
+        self.client = client
+    }
+
+    /// A handle for `file`, just opened by `session.open`, once `client` may have it: a write
+    /// handle is refused (and the open undone) while another client of this host writes the file.
+    static func admit(session: Session, file: OpenFile, access: FileAccess, client: FileClient,
+                      name: String) throws(VMFSError) -> FileHandle {
+        if access != .readOnly {
+            do {
+                try file.admitWriter(client, name: name)
+            } catch {
+                try? session.close(file, access: access)
+                throw error
+            }
+        }
+        return FileHandle(session: session, file: file, access: access, client: client)
     }
 
     deinit { try? close() }
@@ -111,6 +129,7 @@ public final class FileHandle: Sendable {
             return was
         }
         if wasClosed { return }
+        if access != .readOnly { file.dismissWriter(client) }
         if session.isClosed { return }
         try session.close(file, access: access)
     }

@@ -38,7 +38,7 @@ extension Session {
                     done.append("forcibly removed live holder(s) " + alive.map { "\($0.host) (slot \($0.slot))" }.joined(separator: ", "))
                     remaining = []
                 } else if Clock.monotonicNanoseconds < deadline {
-                    Clock.sleep(milliseconds: 50)
+                    try options.interruption.sleep(milliseconds: 50, while: "watching the holders of lock \(index)")
                     try heartbeat.refresh()
                     continue
                 } else {

@@ -1,19 +1,17 @@
 /// Reading and writing file data. Data goes straight between the caller and the device; only
 /// writes into holes or unwritten blocks change metadata (allocation, block map, size).
 extension Session {
-    /// A file block's device location, or `nil` for a hole or an unwritten (reads-as-zero) block.
-    func dataBlock(_ entry: UInt32, file: OpenFile, fileBlock: UInt64) throws(VMFSError) -> UInt64? {
+    /// The data block of a written entry (in range, checked by ``BlockMapReader``; in use,
+    /// checked here), or `nil` for a hole or an unwritten (reads-as-zero) block.
+    func dataBlock(_ entry: UInt32, of file: OpenFile, fileBlock: UInt64) throws(VMFSError) -> UInt64? {
         guard entry != 0, entry & FormatConstants.unwrittenFlag == 0 else { return nil }
-        let number = UInt64(entry & ~FormatConstants.unwrittenFlag)
-        guard number > 0, number < layout.totalBlocks else {
-            throw VMFSError(.corrupt, "file slot \(file.slot) block \(fileBlock) points at data block \(number), outside the volume",
-                            location: .init(structure: "file descriptor \(file.slot)", offset: layout.descriptor(file.slot)))
-        }
-        return number
+        try checkOwned(file, number: UInt64(entry), fileBlock: fileBlock)
+        return UInt64(entry)
     }
 
     func map(of file: OpenFile) -> BlockMap {
-        BlockMap(store: store, pointers: pointers, layout: layout, volumeID: volumeID, descriptor: file.descriptor)
+        let (descriptor, name) = file.state.withLock { ($0.descriptor, $0.name) }
+        return BlockMap(store: store, pointers: pointers, layout: layout, volumeID: volumeID, fileName: name, descriptor: descriptor)
     }
 
     /// One contiguous device transfer of a read or write.
@@ -35,7 +33,7 @@ extension Session {
             let within = position % blockSize
             let length = Int(min(blockSize - within, UInt64(count - done)))
             let entry = try map.entry(at: block)
-            if let number = try dataBlock(entry, file: file, fileBlock: block) {
+            if let number = try dataBlock(entry, of: file, fileBlock: block) {
                 let deviceOffset = layout.block(number) + within
                 if let last = segments.last, last.device + UInt64(last.buffer.count) == deviceOffset, last.buffer.upperBound == done {
                     segments[segments.count - 1].buffer = last.buffer.lowerBound..<(done + length)
@@ -128,7 +126,7 @@ extension Session {
             let old = s.descriptor.modificationTime
             s.descriptor.modificationTime = now
             s.descriptor.changeTime = now
-            return now - old > 1_000_000_000
+            return old < now - 1_000_000_000 || old > now  // (a time from disk may be anything)
         }
         if stale {
             try? file.withMetadataLock { () throws(VMFSError) in
@@ -171,7 +169,7 @@ extension Session {
             let length = Int(min(blockSize - within, UInt64(buffer.count - done)))
             let piece = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + length)])
             let entry = try map(of: file).entry(at: block)
-            if let number = try dataBlock(entry, file: file, fileBlock: block) {
+            if let number = try dataBlock(entry, of: file, fileBlock: block) {
                 try device.write(UnsafeRawBufferPointer(piece), at: layout.block(number) + within)
             } else {
                 try fill(file, block: block, entry: entry, with: piece, at: within)
@@ -192,6 +190,12 @@ extension Session {
     /// allocate (or take the unwritten block), write the data, then map it — one operation, so
     /// the data is on the device before the mapping can commit.
     func fill(_ file: OpenFile, block: UInt64, entry: UInt32, with piece: UnsafeMutableRawBufferPointer?, at within: UInt64) throws(VMFSError) {
+        if entry != 0 {
+            // A preallocated block: data goes into it for the first time (checked outside the
+            // operation, which would hold up commits during a pass over the block maps).
+            let checked = try map(of: file).reader.checked(entry, fileBlock: block)
+            try verifyClaim(file, block: block, number: UInt64(checked & ~FormatConstants.unwrittenFlag))
+        }
         let needsBlock = entry == 0 ? 1 : 0
         let nodes = try map(of: file).missingNodes(for: block)
         try blocks.reserve(needsBlock, deadline: allocationDeadline)
@@ -210,7 +214,10 @@ extension Session {
                 let nodesBefore = map.descriptor.pointerBlocks
                 defer { usedNodes = Int(map.descriptor.pointerBlocks.saturatingSubtract(nodesBefore)) }
                 let number = entry == 0 ? try blocks.allocate() : UInt64(entry & ~FormatConstants.unwrittenFlag)
-                if entry == 0 { usedBlock = 1 }
+                if entry == 0 {
+                    usedBlock = 1
+                    noteOwned(file, number: number)
+                }
                 let base = layout.block(number)
                 do throws(VMFSError) {
                     if let piece, within == 0 && UInt64(piece.count) == blockSize {
@@ -272,6 +279,7 @@ extension Session {
         try store.operation { () throws(VMFSError) in
             let number = try blocks.allocate()
             allocated = true
+            noteOwned(file, number: number)
             let buffer = AlignedBuffer(count: Int(blockSize), alignment: max(device.alignment, 4096))
             descriptor.inlineData.withUnsafeBytes { buffer.bytes.copyMemory(from: $0) }
             do throws(VMFSError) {

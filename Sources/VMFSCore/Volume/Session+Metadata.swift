@@ -59,13 +59,14 @@ extension Session {
         throw lastError!
     }
 
-    /// All descriptors, read without locks in one I/O (for choosing a free slot and for scans).
-    func allDescriptorsUnlocked() throws(VMFSError) -> [FileDescriptorRecord?] {
+    /// All descriptors, read without locks in one I/O (for choosing a free slot and for scans);
+    /// `nil` where a sector does not decode (with `validation`).
+    func allDescriptorsUnlocked(validation: FileDescriptorRecord.Validation = .forUse) throws(VMFSError) -> [FileDescriptorRecord?] {
         let size = FormatConstants.sectorSize
         let region = try rawDevice.read(count: FormatConstants.maxFiles * size, at: layout.descriptorOffset)
         return (0..<FormatConstants.maxFiles).map { slot in
             try? FileDescriptorRecord.decode(Array(region[(slot * size)..<((slot + 1) * size)]), slot: slot,
-                                             volumeID: volumeID, address: layout.descriptor(slot))
+                                             volumeID: volumeID, address: layout.descriptor(slot), validation: validation)
         }
     }
 

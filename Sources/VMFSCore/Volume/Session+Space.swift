@@ -23,6 +23,7 @@ extension Session {
             for (block, _) in batch { for node in try map.pathNodes(for: block) { nodes.insert(UInt64(node)) } }
             try blocks.withClustersHeld(of: dataBlocks, deadline: allocationDeadline) { () throws(VMFSError) in
             try pointers.withClustersHeld(of: Array(nodes), deadline: allocationDeadline) { () throws(VMFSError) in
+            try checkFreeable(batch, of: map.reader)
             var index = 0
             while index < batch.count {
                 let before = store.dirtyCount
@@ -35,10 +36,7 @@ extension Session {
                         let (block, _) = batch[index]
                         let old = try map.clearEntry(at: block)
                         let number = UInt64(old & ~FormatConstants.unwrittenFlag)
-                        if old != 0 && !blocks.isValid(number) {
-                            // A corrupt entry points outside the volume: drop it, there is nothing to free.
-                            map.descriptor.allocatedBlocks = map.descriptor.allocatedBlocks.saturatingSubtract(1)
-                        } else if old != 0 {
+                        if old != 0 {
                             // Registered before the free, whose own after-commit action makes the
                             // block reusable: the discard must run first, or it could wipe the
                             // data of a file that was given the block in between.
@@ -61,6 +59,22 @@ extension Session {
         }
     }
 
+    /// Checks that every block of `batch` (entries in range, from `reader`) is one the bitmap
+    /// marks allocated and that the batch names it once: freeing a block the file does not own
+    /// would hand it out again while another file still uses it.
+    private func checkFreeable(_ batch: [(block: UInt64, entry: UInt32)], of reader: BlockMapReader) throws(VMFSError) {
+        var seen: Set<UInt64> = []
+        for (block, entry) in batch {
+            let number = UInt64(entry & ~FormatConstants.unwrittenFlag)
+            guard seen.insert(number).inserted else {
+                throw reader.corrupt("file block \(block) maps data block \(number), which an earlier block of the file maps too")
+            }
+            guard try blocks.isAllocated(number) else {
+                throw reader.corrupt("file block \(block) maps data block \(number), which the allocation bitmap marks free")
+            }
+        }
+    }
+
     /// Frees written blocks past the end of the file, left by a truncate a crash interrupted,
     /// so that growing the file never exposes old data. The metadata lock is held.
     func trimBeyondEnd(_ file: OpenFile) throws(VMFSError) {
@@ -79,7 +93,7 @@ extension Session {
             let block = position / blockSize
             let within = position % blockSize
             let length = min(blockSize - within, end - position)
-            if let number = try dataBlock(try map.entry(at: block), file: file, fileBlock: block) {
+            if let number = try dataBlock(try map.entry(at: block), of: file, fileBlock: block) {
                 let zeros = AlignedBuffer(count: Int(length), alignment: max(device.alignment, 4096))
                 try device.write(UnsafeRawBufferPointer(zeros.bytes), at: layout.block(number) + within)
             }
@@ -243,7 +257,7 @@ extension Session {
                                     var map = self.map(of: file)
                                     while index < holes.count && store.dirtyCount - before < MetadataStore.operationBudget - 10 {
                                         do throws(VMFSError) {
-                                            try preallocate(holes[index], in: &map, eagerZero: eagerZero, allocated: &allocated)
+                                            try preallocate(holes[index], of: file, in: &map, eagerZero: eagerZero, allocated: &allocated)
                                         } catch {
                                             failure = error  // keep what was mapped so far: stored below
                                             break
@@ -273,9 +287,11 @@ extension Session {
 
     /// Maps one hole of a preallocation to a new block: unwritten, or zeroed and written with
     /// `eagerZero`. A block that could not be zeroed or mapped goes back at once.
-    private func preallocate(_ hole: UInt64, in map: inout BlockMap, eagerZero: Bool, allocated: inout Int) throws(VMFSError) {
+    private func preallocate(_ hole: UInt64, of file: OpenFile, in map: inout BlockMap, eagerZero: Bool,
+                             allocated: inout Int) throws(VMFSError) {
         let number = try blocks.allocate()
         allocated += 1
+        noteOwned(file, number: number)
         do throws(VMFSError) {
             if eagerZero { try device.zero(offset: layout.block(number), length: blockSize) }
             let entry = eagerZero ? UInt32(number) : UInt32(number) | FormatConstants.unwrittenFlag

@@ -25,6 +25,8 @@ final class Session: Sendable {
     let recovery: HostRecovery
     let statistics: ClusterIOStatistics
     let namespace: NamespaceCache
+    /// What joining noticed and worked around (a damaged journal of a free slot), for the event log.
+    let startupNotes: [String]
 
     private struct State {
         var openFiles: [Int: OpenFile] = [:]
@@ -35,6 +37,8 @@ final class Session: Sendable {
         var recovering: Set<Int> = []
         /// Descriptor slots whose lock this host holds for a create, remove or cleanup in progress.
         var claimedSlots: Set<Int> = []
+        /// File locks taken over from this host's previous incarnation, until ``releaseAdoptedLocks()``.
+        var adoptedLocks: Set<Int> = []
     }
     private let state = Monitor<State>(State())
     private let lostHandler = Mutex<(@Sendable (String) -> Void)?>(nil)
@@ -69,14 +73,15 @@ final class Session: Sendable {
         self.timing = timing
         let fence = FenceState(timing: timing)
         self.fence = fence
-        device = FencedDevice(base: rawDevice, fence: fence)
+        let fenced = FencedDevice(base: rawDevice, fence: fence, writableEnd: header.layout.backupHeaderOffset)
+        device = fenced
         let observations = HostObservations(volumeDeadIntervalMs: header.deadIntervalMs)
         self.observations = observations
         let heartbeat = HeartbeatService(device: rawDevice, updater: RangeLockSectorUpdate(device: rawDevice, statistics: statistics),
                                          layout: header.layout, volumeID: header.volumeID, identity: options.host,
                                          timing: timing, observations: observations, fence: fence)
         self.heartbeat = heartbeat
-        let lockUpdater = RangeLockSectorUpdate(device: FencedDevice(base: rawDevice, fence: fence), statistics: statistics)
+        let lockUpdater = RangeLockSectorUpdate(device: fenced, statistics: statistics)
 
         // Locks of a previous incarnation are released during its recovery, which needs a lock
         // manager before this host has a membership of its own.
@@ -89,16 +94,12 @@ final class Session: Sendable {
             recover: { (index: Int) throws(VMFSError) in
                 guard let recovery = recoveryBox.withLock({ $0 }) else { return }
                 try recovery.recover(slot: index)
-            })
+            }, interruption: options.interruption)
         self.locks = locks
-        let membership = try Self.claimSlot(heartbeat: heartbeat, locks: locks, device: FencedDevice(base: rawDevice, fence: fence),
-                                            header: header, identity: options.host)
-        // A repair that claimed its slot while this host claimed its own: one of the two sees the other.
-        let after = try heartbeat.refresh()
-        if let repair = MaintenanceClaim.maintenanceSlot(in: after, layout: header.layout, volumeID: header.volumeID) {
-            try? heartbeat.stop(release: true)
-            throw MaintenanceClaim.refusal(repair)
-        }
+        let (membership, scan, notes, adopted) = try Self.join(heartbeat: heartbeat, locks: locks, device: fenced, header: header,
+                                                               identity: options.host, adoptFileLocks: options.adoptFileLocks,
+                                                               interruption: options.interruption)
+        startupNotes = notes
         self.membership = membership
         joined.withLock { $0 = LockManager.Me(identity: options.host, slot: membership.slot, generation: membership.generation) }
 
@@ -109,7 +110,6 @@ final class Session: Sendable {
         let writer: JournalWriter
         var replayed = false
         do throws(VMFSError) {
-            let scan = try JournalReplay.scan(device: device, layout: layout, volumeID: volumeID, slot: membership.slot)
             if !scan.pending.isEmpty {
                 _ = try JournalReplay.replay(scan, device: device, layout: layout, volumeID: volumeID)
             }
@@ -126,40 +126,85 @@ final class Session: Sendable {
                               ownerGeneration: membership.generation)
         blocks = ClusterAllocator(pool: .blocks, store: store, locks: locks, layout: layout, volumeID: volumeID, slot: membership.slot)
         pointers = ClusterAllocator(pool: .pointers, store: store, locks: locks, layout: layout, volumeID: volumeID, slot: membership.slot)
-        let recovery = HostRecovery(heartbeat: heartbeat, device: device, lockManager: { locks })
+        let recovery = HostRecovery(heartbeat: heartbeat, device: device, lockManager: { locks }, interruption: options.interruption)
         self.recovery = recovery
         recoveryBox.withLock { $0 = recovery }
         namespace = NamespaceCache(device: rawDevice, layout: layout, volumeID: volumeID, locks: locks)
+        state.withLock { $0.adoptedLocks = adopted }
     }
 
-    /// Claims a slot: reclaims this host's own crashed incarnation when there is one, else a free slot.
-    private static func claimSlot(heartbeat: HeartbeatService, locks: LockManager, device: any BlockDevice,
-                                  header: VolumeHeader, identity: HostIdentity) throws(VMFSError) -> HeartbeatService.Membership {
-        let region = try heartbeat.refresh()
+    /// Claims a slot and reads its journal.
+    ///
+    /// A free slot whose journal cannot be read (a damaged header) is given back and another
+    /// one is tried: a free slot's journal was replayed when the slot was freed, and what cannot
+    /// be read cannot be replayed anyway; `fsck.vmfs` reports and resets it. The journal of this
+    /// host's own crashed incarnation must be replayed, so there a damaged journal fails the mount.
+    private static func join(heartbeat: HeartbeatService, locks: LockManager, device: any BlockDevice, header: VolumeHeader,
+                             identity: HostIdentity, adoptFileLocks: Bool, interruption: Interruption)
+        throws(VMFSError) -> (HeartbeatService.Membership, JournalReplay.Scan, [String], Set<Int>) {
+        var skipped: Set<Int> = []
+        var notes: [String] = []
+        while true {
+            let (membership, reclaimed, adopted) = try claimSlot(heartbeat: heartbeat, locks: locks, device: device, header: header,
+                                                                 identity: identity, excluding: skipped, adoptFileLocks: adoptFileLocks,
+                                                                 interruption: interruption)
+            // A repair that claimed its slot while this host claimed its own: one of the two sees the other.
+            let after = try heartbeat.refresh()
+            if let repair = MaintenanceClaim.maintenanceSlot(in: after, layout: header.layout, volumeID: header.volumeID) {
+                try? heartbeat.stop(release: true)
+                throw MaintenanceClaim.refusal(repair.slot)
+            }
+            do throws(VMFSError) {
+                let scan = try JournalReplay.scan(device: device, layout: header.layout, volumeID: header.volumeID, slot: membership.slot)
+                return (membership, scan, notes, adopted)
+            } catch where error.code == .corrupt && !reclaimed && skipped.count < 8 {
+                try? heartbeat.stop(release: true)
+                skipped.insert(membership.slot)
+                notes.append("left heartbeat slot \(membership.slot) alone: \(error.message) (run fsck.vmfs)")
+            }
+        }
+    }
+
+    /// Claims a slot: reclaims this host's own crashed incarnation when there is one (`reclaimed`),
+    /// else a free slot not in `excluded`.
+    private static func claimSlot(heartbeat: HeartbeatService, locks: LockManager, device: any BlockDevice, header: VolumeHeader,
+                                  identity: HostIdentity, excluding excluded: Set<Int>, adoptFileLocks: Bool,
+                                  interruption: Interruption) throws(VMFSError)
+        -> (membership: HeartbeatService.Membership, reclaimed: Bool, adopted: Set<Int>) {
+        var region = try heartbeat.refresh()
         let size = FormatConstants.sectorSize
         let layout = header.layout
-        if let repair = MaintenanceClaim.maintenanceSlot(in: region, layout: layout, volumeID: header.volumeID) {
-            throw MaintenanceClaim.refusal(repair)
+        while let repair = MaintenanceClaim.maintenanceSlot(in: region, layout: layout, volumeID: header.volumeID) {
+            guard try MaintenanceClaim.clearIfAbandoned(repair.slot, raw: repair.raw, heartbeat: heartbeat,
+                                                        volumeDeadIntervalMs: header.deadIntervalMs, interruption: interruption) else {
+                throw MaintenanceClaim.refusal(repair.slot)
+            }
+            region = try heartbeat.refresh()
         }
         for index in 0..<Int(layout.maxHosts) {
             let raw = Array(region[(index * size)..<((index + 1) * size)])
             guard let slot = try? HeartbeatSlot.decode(raw, index: index, volumeID: header.volumeID,
                                                         address: layout.heartbeatSlot(index)),
                   slot.owner == identity.uuid, slot.state == .live else { continue }
-            return try reclaim(slot: slot, raw: raw, heartbeat: heartbeat, locks: locks, device: device, header: header)
+            let (membership, adopted) = try reclaim(slot: slot, raw: raw, heartbeat: heartbeat, locks: locks, device: device,
+                                                    header: header, adoptFileLocks: adoptFileLocks, interruption: interruption)
+            return (membership, true, adopted)
         }
-        return try heartbeat.claimFreeSlot(preferred: nil)
+        return (try heartbeat.claimFreeSlot(preferred: nil, excluding: excluded), false, [])
     }
 
     /// Recovers this host's previous incarnation in `slot` and takes the slot over.
     private static func reclaim(slot: HeartbeatSlot, raw: [UInt8], heartbeat: HeartbeatService, locks: LockManager,
-                                device: any BlockDevice, header: VolumeHeader) throws(VMFSError) -> HeartbeatService.Membership {
+                                device: any BlockDevice, header: VolumeHeader, adoptFileLocks: Bool, interruption: Interruption)
+        throws(VMFSError) -> (HeartbeatService.Membership, Set<Int>) {
         // The local lock file already proved no process of this machine runs this identity.
-        // A slot that still changes is this identity running on another machine: refuse.
+        // A slot that still changes is this identity running on another machine: refuse. (The
+        // renew interval was bounded when the slot was decoded: at most 45 s of watching.)
         let watch = UInt64(max(slot.renewIntervalMs, 10)) * 1_500_000
         let deadline = Clock.monotonicNanoseconds + watch
         while Clock.monotonicNanoseconds < deadline {
-            Clock.sleep(milliseconds: min(20, max(1, watch / 1_000_000)))
+            try interruption.sleep(milliseconds: min(20, max(1, watch / 1_000_000)),
+                                   while: "watching heartbeat slot \(slot.index) of this host's previous incarnation")
             let (_, now) = try heartbeat.refreshSlot(slot.index)
             if now != raw {
                 throw VMFSError(.busy, "host \(heartbeat.identity.uuid) is active on this volume in slot \(slot.index) "
@@ -182,6 +227,10 @@ final class Session: Sendable {
         let writer = JournalWriter(device: device, layout: layout, volumeID: header.volumeID, slot: slot.index,
                                    host: heartbeat.identity.uuid, startSequence: scan.nextSequence)
         try writer.reset()
+        // Adopted file locks name the coming LIVE generation: until it is written, observers see a
+        // newer holder than the slot and treat it as alive, so nobody can take them meanwhile.
+        let adopted = adoptFileLocks
+            ? try locks.transferFileLocks(slot: slot.index, from: slot.generation, to: replaying.generation &+ 1) : []
         _ = try locks.releaseAll(heldBySlot: slot.index, generation: slot.generation)
         let issuedLive = Clock.monotonicNanoseconds
         let live = heartbeat.ownedImage(index: slot.index, state: .live, generation: replaying.generation &+ 1, basedOn: replaying)
@@ -191,7 +240,41 @@ final class Session: Sendable {
         }
         let membership = HeartbeatService.Membership(slot: slot.index, generation: live.generation)
         heartbeat.become(membership, image: live, issuedAt: issuedLive)
-        return membership
+        return (membership, adopted)
+    }
+
+    /// Releases the file locks adopted from the previous incarnation that no open file uses.
+    func releaseAdoptedLocks() throws(VMFSError) {
+        let adopted = state.withLock { s -> Set<Int> in
+            defer { s.adoptedLocks = [] }
+            return s.adoptedLocks
+        }
+        for index in adopted {
+            let slot = index - 1
+            guard openFile(slot) == nil, claim(slot: slot) else { continue }
+            defer { unclaim(slot: slot) }
+            try locks.release(index, kind: .fileDescriptor)
+            store.evict(lockIndex: index)
+        }
+    }
+
+    /// Stops taking part without releasing anything: commits, stops the committer and the
+    /// heartbeat, and leaves the slot, the journal (empty) and every lock as they are, for the
+    /// next incarnation of this host to reclaim (``MountOptions/adoptFileLocks``).
+    func handOver() throws(VMFSError) {
+        let committer = state.withLock { s -> BackgroundThread? in
+            s.closed = true
+            let thread = s.committer
+            s.committer = nil
+            return thread
+        }
+        committer?.join()
+        var firstError: VMFSError?
+        if fence.lostReason == nil {
+            do throws(VMFSError) { try store.commit() } catch { firstError = error }
+        }
+        try? heartbeat.stop(release: false)
+        if let firstError { throw firstError }
     }
 
     /// Starts the heartbeat and the background committer.

@@ -18,6 +18,7 @@ public final class Volume: Sendable {
     private let localLock: LocalHostLock
     private let session: Mutex<Session?>
     private let events = Mutex<[String]>([])
+    private let eventHandler = Mutex<(@Sendable (VolumeEvent) -> Void)?>(nil)
     private let unmounted = Mutex<Bool>(false)
 
     /// Mounts the volume on the image file or block device at `path`.
@@ -65,9 +66,10 @@ public final class Volume: Sendable {
         self.header = header
         self.device = device
         self.options = options
-        localLock = try LocalHostLock(volume: header.uuid, host: options.host.uuid)
+        localLock = try LocalHostLock(volume: header.uuid, host: options.host.uuid, note: options.holderNote)
         session = Mutex(nil)
         let first = try Session(header: header, device: device, options: options, statistics: clusterStatistics)
+        events.withLock { $0 += first.startupNotes }
         session.withLock { $0 = first }
         first.start(onLost: { [weak self] reason in self?.rejoin(after: reason) })
     }
@@ -83,6 +85,7 @@ public final class Volume: Sendable {
 
     private func rejoin(after reason: String) {
         events.withLock { $0.append("lost heartbeat slot: \(reason)") }
+        eventHandler.withLock { $0 }?(.membershipLost(reason: reason))
         _ = BackgroundThread(name: "vmfs-rejoin") { [weak self] in
             guard let self else { return }
             let old = self.session.withLock { s -> Session? in
@@ -94,13 +97,15 @@ public final class Volume: Sendable {
             var failures = 0
             var waitingForRepair = false
             while failures < 50 {
-                if self.unmounted.withLock({ $0 }) { return }
+                if self.unmounted.withLock({ $0 }) || self.options.interruption.isRequested { return }
                 do throws(VMFSError) {
                     let fresh = try Session(header: self.header, device: self.device, options: self.options,
                                             statistics: self.clusterStatistics)
                     self.session.withLock { $0 = fresh }
+                    self.events.withLock { $0 += fresh.startupNotes }
                     fresh.start(onLost: { [weak self] reason in self?.rejoin(after: reason) })
                     self.events.withLock { $0.append("rejoined in heartbeat slot \(fresh.membership.slot)") }
+                    self.eventHandler.withLock { $0 }?(.rejoined(slot: fresh.membership.slot))
                     return
                 } catch where MaintenanceClaim.isRefusal(error) {
                     // A repair runs (or was interrupted): wait for it as long as it takes.
@@ -115,6 +120,44 @@ public final class Volume: Sendable {
             }
         }
     }
+
+    /// Releases the file locks adopted from this host's previous incarnation
+    /// (``MountOptions/adoptFileLocks``) that no file opened since uses.
+    public func finishAdoption() throws(VMFSError) { try current().releaseAdoptedLocks() }
+
+    /// Hands this host's membership over to its next incarnation instead of leaving: commits,
+    /// stops the heartbeat and keeps the slot and every lock. The next mount with the same identity
+    /// and ``MountOptions/adoptFileLocks`` takes them over. Until it does, the slot ages and other
+    /// hosts will recover it after the dead interval. The volume is unmounted afterwards.
+    public func handOver() throws(VMFSError) {
+        let already = unmounted.withLock { u -> Bool in
+            defer { u = true }
+            return u
+        }
+        if already { return }
+        let current = session.withLock { s -> Session? in
+            defer { s = nil }
+            return s
+        }
+        defer { localLock.release() }
+        try current?.handOver()
+    }
+
+    /// When another process of this machine has the volume on `device` mounted as `host`, the note
+    /// it left (``MountOptions/holderNote``; empty when it left none); nil when none has.
+    public static func localHolderNote(device: any BlockDevice, host: HostIdentity) -> String? {
+        guard let header = try? readHeader(device) else { return nil }
+        return LocalHostLock.holderNote(volume: header.uuid, host: host.uuid)
+    }
+
+    /// Calls `handler` on a background thread for every ``VolumeEvent`` from now on.
+    public func setEventHandler(_ handler: @escaping @Sendable (VolumeEvent) -> Void) {
+        eventHandler.withLock { $0 = handler }
+    }
+
+    /// Until when (`CLOCK_MONOTONIC` nanoseconds) this host may write: its last heartbeat renewal
+    /// plus D − T. Nil while it holds no slot. A host agent hands this on as its VMs' lease.
+    public var writeDeadline: UInt64? { (try? current())?.fence.writeDeadline }
 
     /// Notable events (slot loss, rejoin) since mount, oldest first.
     public var eventLog: [String] { events.withLock { $0 } }
@@ -173,29 +216,33 @@ public final class Volume: Sendable {
     }
 
     /// Creates an empty file and opens it.
-    public func create(_ name: String, attributes: CreateAttributes = CreateAttributes(), access: FileAccess) throws(VMFSError) -> FileHandle {
+    public func create(_ name: String, attributes: CreateAttributes = CreateAttributes(), access: FileAccess,
+                       client: FileClient = .local) throws(VMFSError) -> FileHandle {
         let session = try current()
         let (_, file) = try session.create(name, attributes: attributes, open: access)
         guard let file else { throw VMFSError(.io, "created '\(name)' but could not open it") }
-        return FileHandle(session: session, file: file, access: access)
+        return try FileHandle.admit(session: session, file: file, access: access, client: client, name: name)
     }
 
     /// Opens `name`. Read-write takes the file's exclusive lock (`EBUSY` naming the owner when
     /// another host has it); read-only shares.
-    public func open(_ name: String, access: FileAccess = .readOnly) throws(VMFSError) -> FileHandle {
+    ///
+    /// - Parameter client: Who on this host opens it: a read-write or multi-writer open fails with
+    ///   `EBUSY` while another client of this host has the file open for writing.
+    public func open(_ name: String, access: FileAccess = .readOnly, client: FileClient = .local) throws(VMFSError) -> FileHandle {
         let session = try current()
         guard let entry = try session.namespace.lookup(name) else { throw VMFSError(.notFound, "no file named '\(name)'") }
         let file = try session.open(slot: entry.slot, generation: entry.generation, name: name, access: access)
-        return FileHandle(session: session, file: file, access: access)
+        return try FileHandle.admit(session: session, file: file, access: access, client: client, name: name)
     }
 
     /// Opens the file in `slot` if it still has `generation` (FUSE opens by inode). A file this
     /// host has open can be opened this way after it was unlinked, until its last handle closes.
-    public func open(slot: Int, generation: UInt32, access: FileAccess) throws(VMFSError) -> FileHandle {
+    public func open(slot: Int, generation: UInt32, access: FileAccess, client: FileClient = .local) throws(VMFSError) -> FileHandle {
         let session = try current()
         let name = try session.status(slot: slot, generation: generation).name
         let file = try session.open(slot: slot, generation: generation, name: name, access: access, byName: false)
-        return FileHandle(session: session, file: file, access: access)
+        return try FileHandle.admit(session: session, file: file, access: access, client: client, name: name)
     }
 
     /// Removes `name` (`EBUSY` while another host has it open).
@@ -255,7 +302,7 @@ public final class Volume: Sendable {
             }
             let claimed = session.observations.all().filter { $0.key != session.membership.slot && $0.value.slot.state != .free }
             if claimed.isEmpty { break }
-            Clock.sleep(milliseconds: 20)
+            try options.interruption.sleep(milliseconds: 20, while: "waiting for silent hosts to be declared dead")
         } while Clock.monotonicNanoseconds < deadline
         return recovered
     }
@@ -280,4 +327,13 @@ public final class Volume: Sendable {
 
     /// Metadata commits since mount.
     public var commitCount: Int { (try? current().store.commits) ?? 0 }
+}
+
+/// What happens to this host's membership of a volume, told to ``Volume/setEventHandler(_:)``.
+public enum VolumeEvent: Sendable, Equatable {
+    /// The host lost its heartbeat slot (it stalled past the dead interval and another host
+    /// recovered it). Every open handle is stale: whatever it locked may now be someone else's.
+    case membershipLost(reason: String)
+    /// The host joined the volume again in `slot`; files must be opened anew.
+    case rejoined(slot: Int)
 }

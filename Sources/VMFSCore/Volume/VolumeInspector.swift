@@ -39,15 +39,16 @@ public final class VolumeInspector: Sendable {
         try SpaceAccounting.statistics(device: device, layout: layout, files: try files().count)
     }
 
-    /// Heartbeat slots in use, watched for `observeMilliseconds` to tell live hosts from silent ones.
-    public func hosts(observeMilliseconds: UInt64) throws(VMFSError) -> [HostInfo] {
+    /// Heartbeat slots in use, watched for `observeMilliseconds` to tell live hosts from silent ones
+    /// (stopping early with ``VMFSError/Code/interrupted`` when `interruption` is requested).
+    public func hosts(observeMilliseconds: UInt64, interruption: Interruption = .process) throws(VMFSError) -> [HostInfo] {
         let observations = HostObservations(volumeDeadIntervalMs: header.deadIntervalMs)
         let count = Int(layout.maxHosts) * FormatConstants.sectorSize
         let start = Clock.monotonicNanoseconds
         observations.update(region: try device.read(count: count, at: layout.heartbeatOffset), layout: layout, volumeID: header.volumeID)
         var elapsed: UInt64 = 0
         while elapsed < observeMilliseconds {
-            Clock.sleep(milliseconds: min(50, observeMilliseconds - elapsed))
+            try interruption.sleep(milliseconds: min(50, observeMilliseconds - elapsed), while: "watching the heartbeat region")
             observations.update(region: try device.read(count: count, at: layout.heartbeatOffset), layout: layout, volumeID: header.volumeID)
             elapsed = (Clock.monotonicNanoseconds - start) / 1_000_000
         }
@@ -122,40 +123,43 @@ public final class VolumeInspector: Sendable {
             descriptor = try FileDescriptorRecord.decode(try device.read(count: size, at: layout.descriptorMirror(entry.slot)), slot: entry.slot,
                                                          volumeID: header.volumeID, address: address)
         }
-        let count = Int(min(UInt64(limit), descriptor.size))
+        let count = Int(min(UInt64(max(limit, 0)), descriptor.size))
         if descriptor.isInline { return Array(descriptor.inlineData.prefix(count)) }
+        let map = unlockedMap(of: descriptor, name: name)
         var result: [UInt8] = []
         let blockSize = UInt64(layout.blockSize)
         var position: UInt64 = 0
         while result.count < count {
             let block = position / blockSize
             let length = Int(min(blockSize, UInt64(count - result.count)))
-            let entryValue = try unlockedEntry(descriptor, block: block)
-            if entryValue == 0 || entryValue & FormatConstants.unwrittenFlag != 0 {
+            let entry = try map.entry(at: block)
+            if entry == 0 || entry & FormatConstants.unwrittenFlag != 0 {
                 result += [UInt8](repeating: 0, count: length)
             } else {
-                result += try device.read(count: length, at: layout.block(UInt64(entryValue)))
+                result += try device.read(count: length, at: layout.block(UInt64(entry)))
             }
             position += blockSize
         }
         return result
     }
 
-    private func unlockedEntry(_ descriptor: FileDescriptorRecord, block: UInt64) throws(VMFSError) -> UInt32 {
-        guard let path = BlockMapGeometry.path(forBlock: block) else { return 0 }
-        switch path {
-        case .direct(let i):
-            return descriptor.direct[i]
-        case .indirect(let depth, let indices):
-            var number = descriptor.indirect[depth - 1]
-            for index in indices {
-                guard number > 0, number < layout.pointerNodeCount else { return 0 }
-                let address = layout.pointerNode(number)
-                let node = try PointerNode.decode(try device.read(count: FormatConstants.sectorSize, at: address), number: number,
-                                                  volumeID: header.volumeID, address: address)
-                number = node.entries[index]
+    /// The block map of `descriptor` read straight from the device (a pointer block's mirror
+    /// when the primary fails validation), every entry checked by ``BlockMapReader``.
+    private func unlockedMap(of descriptor: FileDescriptorRecord, name: String) -> BlockMapReader {
+        let device = device
+        let layout = layout
+        let volumeID = header.volumeID
+        return BlockMapReader(layout: layout, descriptor: descriptor, fileName: name) { (number) throws(VMFSError) in
+            let address = layout.pointerNode(number)
+            let size = FormatConstants.sectorSize
+            do throws(VMFSError) {
+                return try PointerNode.decode(try device.read(count: size, at: address), number: number, volumeID: volumeID, address: address)
+            } catch {
+                guard let mirror = layout.mirror(of: address),
+                      let node = try? PointerNode.decode(try device.read(count: size, at: mirror), number: number,
+                                                         volumeID: volumeID, address: address) else { throw error }
+                return node
             }
-            return number
         }
     }
 

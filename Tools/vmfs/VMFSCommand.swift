@@ -1,7 +1,8 @@
 import ArgumentParser
 
 /// `vmfs`: the administrator's tool for a VMFS volume, without FUSE.
-struct VMFSCommand: ParsableCommand {
+@main
+struct VMFSCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vmfs",
         abstract: "Inspect and manage a VMFS volume without mounting it through FUSE.",
@@ -14,4 +15,3 @@ struct VMFSCommand: ParsableCommand {
                       Hosts.self, Locks.self, Recover.self, BreakLock.self])
 }
 
-VMFSCommand.main()

@@ -1,0 +1,54 @@
+public import SystemSupport
+public import VMFSCore
+
+/// What every part of the agent shares: settings, the event log, the task manager, the worker
+/// pool for disk requests.
+public final class AgentContext: Sendable {
+    /// Settings of the agent that the VM machinery needs.
+    public struct Settings: Sendable {
+        /// The host identity on volumes.
+        public var host: HostIdentity
+        /// Path of the `vmx` executable.
+        public var vmxPath: String
+        /// Runtime directory (sockets, runtime records).
+        public var runDirectory: String
+        /// Persistent state directory (inventory, events).
+        public var stateDirectory: String
+        /// How long a VMM with no agent and an expired lease waits before powering off.
+        public var orphanTimeoutMilliseconds: UInt64
+        /// Size of each disk's shared data window.
+        public var diskWindowBytes: Int
+        /// `NAME.log` is restarted when it reaches this size.
+        public var consoleLogCapacity: UInt64
+        /// The local API socket, written into each volume's local host lock so commands find the agent.
+        public var apiSocket: String?
+
+        public init(host: HostIdentity, vmxPath: String, runDirectory: String, stateDirectory: String,
+                    orphanTimeoutMilliseconds: UInt64 = 32_000, diskWindowBytes: Int = 16 << 20,
+                    consoleLogCapacity: UInt64 = 16 << 20, apiSocket: String? = nil) {
+            self.host = host
+            self.vmxPath = vmxPath
+            self.runDirectory = runDirectory
+            self.stateDirectory = stateDirectory
+            self.orphanTimeoutMilliseconds = orphanTimeoutMilliseconds
+            self.diskWindowBytes = diskWindowBytes
+            self.consoleLogCapacity = consoleLogCapacity
+            self.apiSocket = apiSocket
+        }
+
+        /// Where runtime records and VMM control sockets live.
+        public var vmRunDirectory: String { "\(runDirectory)/vms" }
+    }
+
+    public let settings: Settings
+    public let events: EventLog
+    public let tasks: TaskManager
+    public let pool: WorkerPool
+
+    public init(settings: Settings, events: EventLog, tasks: TaskManager, pool: WorkerPool) {
+        self.settings = settings
+        self.events = events
+        self.tasks = tasks
+        self.pool = pool
+    }
+}
