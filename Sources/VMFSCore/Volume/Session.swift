@@ -251,10 +251,13 @@ final class Session: Sendable {
         }
         for index in adopted {
             let slot = index - 1
-            guard openFile(slot) == nil, claim(slot: slot) else { continue }
-            defer { unclaim(slot: slot) }
-            try locks.release(index, kind: .fileDescriptor)
-            store.evict(lockIndex: index)
+            // Under the slot's lock: an open of this host meanwhile makes the lock its own.
+            try slotLocks.withLock(slot) { () throws(VMFSError) in
+                guard openFile(slot) == nil, claimHoldingSlotLock(slot) else { return }
+                defer { unclaim(slot: slot) }
+                try locks.release(index, kind: .fileDescriptor)
+                store.evict(lockIndex: index)
+            }
         }
     }
 

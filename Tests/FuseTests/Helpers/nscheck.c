@@ -334,10 +334,20 @@ static uint8_t *read_all(int fd, uint64_t *length, const char *what) {
     return data;
 }
 
-/// Checks that `data` holds only bytes of one identity at their own offsets, or zeros (a zero
-/// range may start or end inside a word, and a read racing a truncate of this host may see a
-/// word half zeroed). The identity is the one of the first whole valid word; returns 0 when
-/// there is none (then nothing can be told).
+/// Checks that every byte of `data` is zero or file `id`'s byte at its own offset (a zero range
+/// may start or end inside a word, and a read racing a truncate of this host may see a word
+/// half zeroed).
+static void check_bytes_of(uint32_t id, const uint8_t *data, uint64_t length, const char *what) {
+    for (uint64_t offset = 0; offset < length; offset++) {
+        if (data[offset] != 0 && data[offset] != byte_of(id, offset))
+            fail("%s: the byte at offset %" PRIu64 " (0x%02x) is not file %u's (0x%02x), which the rest of the file is",
+                 what, offset, data[offset], id, byte_of(id, offset));
+    }
+}
+
+/// Checks that `data` holds only bytes of one identity at their own offsets, or zeros. The
+/// identity is the one of the first whole valid word; returns 0 when there is none (then
+/// nothing can be told).
 static uint32_t consistent_identity(const uint8_t *data, uint64_t length, const char *what) {
     uint32_t id = 0;
     for (uint64_t k = 0; (k + 1) * 8 <= length && !id; k++) {
@@ -345,12 +355,7 @@ static uint32_t consistent_identity(const uint8_t *data, uint64_t length, const 
         memcpy(&word, data + k * 8, 8);
         if (word != 0) id = decode_word(word, k);
     }
-    if (!id) return 0;
-    for (uint64_t offset = 0; offset < length; offset++) {
-        if (data[offset] != 0 && data[offset] != byte_of(id, offset))
-            fail("%s: the byte at offset %" PRIu64 " (0x%02x) is not file %u's (0x%02x), which the rest of the file is",
-                 what, offset, data[offset], id, byte_of(id, offset));
-    }
+    if (id) check_bytes_of(id, data, length, what);
     return id;
 }
 
@@ -570,9 +575,11 @@ static void op_read(int name, int allow_busy) {
     }
     uint64_t length;
     uint8_t *data = read_all(fd, &length, path);
-    uint32_t seen = consistent_identity(data, length, path);
-    // A worker of this host may truncate the file between the two reads (seen 0: no whole word left).
-    if (id && seen && seen != id) fail("%s: first word of file %u, later words of file %u", path, id, seen);
+    // The descriptor keeps its file whatever happens to the name: with the first word known,
+    // every byte read must be that file's or zero (a worker of this host may have truncated it
+    // in between, leaving no whole word to tell the file by).
+    if (id) check_bytes_of(id, data, length, path);
+    else consistent_identity(data, length, path);
     if (id) {
         lock_model();
         struct identity after = *find(id);
