@@ -264,6 +264,11 @@ final class Session: Sendable {
     /// Stops taking part without releasing anything: commits, stops the committer and the
     /// heartbeat, and leaves the slot, the journal (empty) and every lock as they are, for the
     /// next incarnation of this host to reclaim (``MountOptions/adoptFileLocks``).
+    ///
+    /// The session writes nothing afterwards: a handle still in use gets ``VMFSError/Code/staleHandle``.
+    /// Otherwise a late write would renew the slot (``FenceState``'s renewer) under the next
+    /// incarnation's feet, making its reclaim fail, or, once it has reclaimed, find the slot taken
+    /// and report this host's membership lost (whose handler stops the VMs being adopted).
     func handOver() throws(VMFSError) {
         let committer = state.withLock { s -> BackgroundThread? in
             s.closed = true
@@ -277,6 +282,7 @@ final class Session: Sendable {
             do throws(VMFSError) { try store.commit() } catch { firstError = error }
         }
         try? heartbeat.stop(release: false)
+        fence.markLost("this host's membership of the volume was handed over to its next incarnation")
         if let firstError { throw firstError }
     }
 
