@@ -68,7 +68,7 @@ extension FileSystem {
             } catch where error.code == .alreadyExists && flags & O_EXCL == 0 {
                 // Another host created it after the kernel looked the name up: open that file.
                 let existing = try volume.status(of: name)
-                let node = inodes.node(for: existing, held: slots.counts(existing.slot).handles > 0)
+                let node = entry(for: existing).ino
                 let open = try openFile(inode: node, slot: existing.slot, generation: existing.generation, flags: flags,
                                         caller: caller.pid)
                 try finishOpen(request, open.handle, info: info, keepCache: open.keepCache, create: true)

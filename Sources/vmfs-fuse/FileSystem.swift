@@ -84,10 +84,28 @@ final class FileSystem: Sendable {
     }
 
     /// A lookup answer for `file`, under the node id the kernel is to use for it now.
+    ///
+    /// `file` was read before this host's open/close lock of its slot was taken, so an OPEN may
+    /// have come in between: then this host holds the file's lock, the instance stays, and the
+    /// attributes recorded as the kernel's must be those the file has under that lock, not the
+    /// earlier ones (another host may have changed the file between the read and the OPEN; the
+    /// kernel would keep the old size for as long as the file stays open here). A file removed
+    /// meanwhile, whose slot this host now has open for another file, gets node id 0: no entry
+    /// (ENOENT for a lookup; READDIRPLUS shows the name without making an inode).
     func entry(for file: FileStatus) -> fuse_entry_param {
-        let held = slots.counts(file.slot).handles > 0
-        let node = inodes.node(for: file, held: held)
-        return Attributes.entry(for: file, node: node, blockSize: blockSize, attributeTimeout: attributeTimeout(slot: file.slot))
+        slots.withOpenCloseLock(file.slot) {
+            guard slots.counts(file.slot).handles > 0 else {
+                let node = inodes.node(for: file, held: false)
+                return Attributes.entry(for: file, node: node, blockSize: blockSize, attributeTimeout: 0)
+            }
+            guard let current = try? volume.status(slot: file.slot, generation: file.generation) else {
+                var none = fuse_entry_param()
+                none.attr = Attributes.stat(of: file, blockSize: blockSize)
+                return none
+            }
+            let node = inodes.node(for: current, held: true)
+            return Attributes.entry(for: current, node: node, blockSize: blockSize, attributeTimeout: configuration.lockedAttributeTimeout)
+        }
     }
 
     /// The open file behind `info->fh`.
