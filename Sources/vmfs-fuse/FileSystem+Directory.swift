@@ -41,8 +41,12 @@ extension FileSystem {
             var buffer = [CChar](repeating: 0, count: max(size, 0))
             var used = 0
             var index = max(Int(offset), 0)
+            // One reply, also for a zero size (an empty array may still have a base address).
             buffer.withUnsafeMutableBufferPointer { out in
-                guard let base = out.baseAddress else { return }
+                guard let base = out.baseAddress, !out.isEmpty else {
+                    request.reply(buffer: nil, count: 0)
+                    return
+                }
                 while index < listing.count + 2 {
                     let name: String
                     var entry = fuse_entry_param()
@@ -67,7 +71,6 @@ extension FileSystem {
                 }
                 request.reply(buffer: base, count: used)
             }
-            if buffer.isEmpty { request.reply(buffer: nil, count: 0) }
         }
     }
 }

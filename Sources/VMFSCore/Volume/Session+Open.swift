@@ -152,8 +152,7 @@ extension Session {
     /// ``leave()`` waits for it.
     func cleanUpOrphans() {
         guard !options.readOnly else { return }
-        let thread = BackgroundThread(name: "vmfs-orphans") { [weak self] in self?.freeAbandonedOrphans(untilClosed: true) }
-        trackOrphanCleanup(thread)
+        inBackground("vmfs-orphans") { session in session.freeAbandonedOrphans(untilClosed: true) }
     }
 
     /// Frees every unlinked file whose descriptor lock is free (its owner closed it, or crashed

@@ -86,7 +86,7 @@ public final class Volume: Sendable {
     private func rejoin(after reason: String) {
         events.withLock { $0.append("lost heartbeat slot: \(reason)") }
         eventHandler.withLock { $0 }?(.membershipLost(reason: reason))
-        _ = BackgroundThread(name: "vmfs-rejoin") { [weak self] in
+        BackgroundThread.detach(name: "vmfs-rejoin") { [weak self] in
             guard let self else { return }
             let old = self.session.withLock { s -> Session? in
                 let old = s
@@ -316,6 +316,16 @@ public final class Volume: Sendable {
     /// Recoveries of dead hosts this host performed (slot, owner, duration in ns, transactions replayed).
     public var recoveries: [(slot: Int, owner: HostUUID, nanoseconds: UInt64, transactions: Int)] {
         (try? current().recovery.completed.map { ($0.slot, $0.owner, $0.durationNanoseconds, $0.replay.transactions) }) ?? []
+    }
+
+    /// Starts, on background threads, the recovery of every host that looks dead now — what
+    /// the heartbeat does after each renewal, for a caller that has just seen a host die between
+    /// two renewals (HA detects failures every 100 ms; at VMware's H = 3 s the next renewal
+    /// could be 3 s away). Does nothing when automatic recovery is off or the volume is read-only.
+    public func recoverDeadHostsInBackground() throws(VMFSError) {
+        let session = try current()
+        try session.heartbeat.refresh()
+        session.recoverDeadHosts()
     }
 
     /// Hosts as this host sees them now.
