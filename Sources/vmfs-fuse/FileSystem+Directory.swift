@@ -37,6 +37,7 @@ extension FileSystem {
                 snapshot.files.withLock { $0 = listing }
             }
             let listing = snapshot.files.withLock { $0 }
+            let root = try rootAttributes()
             var buffer = [CChar](repeating: 0, count: max(size, 0))
             var used = 0
             var index = max(Int(offset), 0)
@@ -51,7 +52,7 @@ extension FileSystem {
                     var entry = fuse_entry_param()
                     if index < 2 {
                         name = index == 0 ? "." : ".."
-                        entry.attr = rootAttributes
+                        entry.attr = root
                     } else {
                         let file = listing[index - 2]
                         name = file.name
