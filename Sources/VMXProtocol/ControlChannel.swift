@@ -89,21 +89,13 @@ public final class ControlChannel: Sendable {
         var fdCount: Int32 = 0
         var truncated: Int32 = 0
         let capacity = buffer.count
-        // A peer that closes with frames of ours unread makes the kernel report ECONNRESET once,
-        // *before* the frames it sent us and we have not read yet (SOCK_SEQPACKET checks the
-        // socket error first): a VMM's last words (its stop report) wait behind that error. So
-        // a reset is read past once; the queued frames follow, then end of stream.
-        var received: Int
-        var resetSeen = false
-        while true {
-            received = buffer.withUnsafeMutableBytes { raw in
-                fds.withUnsafeMutableBufferPointer { fdBuffer in
-                    cvmfs_receive_with_fds(socket.rawValue, raw.baseAddress, capacity, fdBuffer.baseAddress,
-                                           Int32(VMXProtocol.maximumDescriptors), &fdCount, &truncated)
-                }
+        // A reset reported before the frames the peer sent before closing is read past in
+        // cvmfs_receive_with_fds, once; a reset seen here is the end of the stream.
+        let received = buffer.withUnsafeMutableBytes { raw in
+            fds.withUnsafeMutableBufferPointer { fdBuffer in
+                cvmfs_receive_with_fds(socket.rawValue, raw.baseAddress, capacity, fdBuffer.baseAddress,
+                                       Int32(VMXProtocol.maximumDescriptors), &fdCount, &truncated)
             }
-            guard received == -Int(ECONNRESET), !resetSeen else { break }
-            resetSeen = true
         }
         let descriptors = fds.prefix(Int(max(0, fdCount))).map(OwnedDescriptor.init)
         if received < 0 {

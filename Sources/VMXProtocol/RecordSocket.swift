@@ -32,14 +32,8 @@ public final class RecordSocket: Sendable {
         var truncated: Int32 = 0
         var descriptor: Int32 = -1
         let capacity = buffer.count
-        // As on the control channel (``ControlChannel/receive(timeoutMilliseconds:)``): a reset is
-        // reported before the records the peer sent before it closed; read past it once.
-        var received = 0
-        for _ in 0..<2 {
-            received = buffer.withUnsafeMutableBytes { raw in
-                cvmfs_receive_with_fds(socket.rawValue, raw.baseAddress, capacity, &descriptor, 1, &fdCount, &truncated)
-            }
-            if received != -Int(ECONNRESET) { break }
+        let received = buffer.withUnsafeMutableBytes { raw in
+            cvmfs_receive_with_fds(socket.rawValue, raw.baseAddress, capacity, &descriptor, 1, &fdCount, &truncated)
         }
         if fdCount > 0 { close(descriptor) }  // records never carry descriptors
         if received < 0 {
