@@ -9,6 +9,12 @@
 #                                               crash, hang (> 10 s per input, not counting
 #                                               time waiting for a CPU), leak or write outside
 #                                               the device
+#   Tools/scripts/fuzz.sh ci [SECONDS] [TARGET...]
+#                                               what CI runs: like run, but from the committed
+#                                               seeds alone with a fixed seed (FUZZ_SEED, 1), so
+#                                               a run explores the same inputs in the same order
+#                                               on every machine and a finding fails every run
+#                                               that gets as far, not one in N
 #   Tools/scripts/fuzz.sh long [SECONDS] [TARGET...]
 #                                               the long structure-aware run: volume-image by
 #                                               default, 3600 s, at nice 10, corpus kept in
@@ -79,7 +85,8 @@ binary_of() { echo "${1%-interrupted}"; }
 budget_of() { [[ $1 == *-interrupted ]] && echo 150 || echo 3000; }
 
 # run SECONDS NICENESS CORPORA TARGET...: runs each target, keeping what it finds in
-# $WORK/CORPORA/TARGET; returns non-zero if any found something.
+# $WORK/CORPORA/TARGET; returns non-zero if any found something. EXTRA_FLAGS go to every target.
+EXTRA_FLAGS=()
 run() {
     local seconds=$1 niceness=$2 corpora=$3
     shift 3
@@ -92,7 +99,7 @@ run() {
         mkdir -p "$corpus"
         echo "fuzz: $target for ${seconds}s" >&2
         # shellcheck disable=SC2046
-        if ! VMFS_FUZZ_BUDGET_MS=$(budget_of "$target") nice -n "$niceness" "$BIN/fuzz-$(binary_of "$target")" "${FUZZ_FLAGS[@]}" \
+        if ! VMFS_FUZZ_BUDGET_MS=$(budget_of "$target") nice -n "$niceness" "$BIN/fuzz-$(binary_of "$target")" "${FUZZ_FLAGS[@]}" ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"} \
                 $(target_flags "$target") -max_total_time="$seconds" -artifact_prefix="$WORK/artifacts/$target-" \
                 "$corpus" "Fuzz/Corpus/$(binary_of "$target")" >"$log" 2>&1; then
             echo "fuzz: $target FAILED (log: $log)" >&2
@@ -116,6 +123,16 @@ case "$command" in
         shift || true
         build
         run "$seconds" 0 corpus "$@"
+        ;;
+    ci)
+        seconds=${1:-60}
+        shift || true
+        build
+        # A fresh working corpus each time: what earlier runs kept would change what this one
+        # explores.
+        rm -rf "$WORK/ci-corpus"
+        EXTRA_FLAGS=(-seed="${FUZZ_SEED:-1}")
+        run "$seconds" 0 ci-corpus "$@"
         ;;
     long)
         seconds=${1:-3600}
@@ -141,5 +158,5 @@ case "$command" in
         done
         ;;
     list) printf '%s\n' "${TARGETS[@]}" ;;
-    *) echo "usage: $0 build|run|long|seeds|list (see the header of this script)" >&2; exit 2 ;;
+    *) echo "usage: $0 build|run|ci|long|seeds|list (see the header of this script)" >&2; exit 2 ;;
 esac
