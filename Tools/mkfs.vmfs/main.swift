@@ -93,10 +93,10 @@ struct MakeFilesystem: ParsableCommand {
             options.uuid = parsed
         }
         let createdImage = try prepareImage()
-        let target: FileBlockDevice
+        let target: any BlockDevice
         let header: VolumeHeader
         do {
-            target = try FileBlockDevice(path: device)
+            target = try DeviceOpener.open(device)
             header = try VolumeFormatter.format(target, options: options)
         } catch {
             // Nothing is left behind: an image this run created goes away with the failure.
@@ -127,6 +127,10 @@ struct MakeFilesystem: ParsableCommand {
 
     /// Creates or sizes the image file when --size is given; returns true when it created one.
     private func prepareImage() throws -> Bool {
+        if ISCSIAddress.isISCSI(device) {
+            if size != nil { throw ValidationError("--size is only for image files; \(DeviceOpener.displayName(device)) is an iSCSI LUN") }
+            return false
+        }
         var info = stat()
         let exists = stat(device, &info) == 0
         guard let size else {

@@ -8,7 +8,7 @@ public final class VolumeInspector: Sendable {
 
     /// Opens `path` read-only.
     public convenience init(path: String) throws(VMFSError) {
-        try self.init(device: try FileBlockDevice(path: path, readOnly: true))
+        try self.init(device: try DeviceOpener.open(path, readOnly: true))
     }
 
     public init(device: any BlockDevice) throws(VMFSError) {
