@@ -73,6 +73,8 @@ enum SectorMagic: UInt32, Sendable {
     case journalHeader = 0x4852_4E4A  // "JNRH"
     case journalDescriptor = 0x4458_544A // "JTXD"
     case journalCommit = 0x4358_544A  // "JTXC"
+    case paxosLeader = 0x444C_5850    // "PXLD"
+    case paxosBallot = 0x4C42_5850    // "PXBL"
 
     /// The structure name used in messages.
     var structureName: String {
@@ -86,6 +88,8 @@ enum SectorMagic: UInt32, Sendable {
         case .journalHeader: "journal header"
         case .journalDescriptor: "journal transaction descriptor"
         case .journalCommit: "journal commit record"
+        case .paxosLeader: "Disk Paxos leader"
+        case .paxosBallot: "Disk Paxos ballot block"
         }
     }
 }

@@ -51,7 +51,8 @@ extension ISCSIBlockDevice {
     // MARK: SCSI-2 reservations
 
     public func reserve() throws(VMFSError) -> Bool {
-        let answer = try run([command(CVI_OP_RESERVE6)], policy: .init(what: "RESERVE(6)", retryUnitAttention: false, conflictIsAnswer: true))[0]
+        // A unit attention or a dropped connection means nothing was reserved: retried here.
+        let answer = try run([command(CVI_OP_RESERVE6)], policy: .init(what: "RESERVE(6)", conflictIsAnswer: true))[0]
         return answer.result == Int32(CVI_GOOD.rawValue)
     }
 
@@ -73,7 +74,7 @@ extension ISCSIBlockDevice {
         request.blocks = UInt32(count / logicalBlockSize)
         request.buffer = buffer.start
         request.length = UInt32(count)
-        _ = try run([request], policy: .init(what: "READ(16) under reservation", retryUnitAttention: false))
+        try requireReserved(try run([request], policy: .reserved("READ(16) under reservation", isWrite: false))[0], "READ(16)")
         return buffer.array
     }
 
@@ -85,7 +86,13 @@ extension ISCSIBlockDevice {
         request.blocks = UInt32(bytes.count / logicalBlockSize)
         request.buffer = buffer.start
         request.length = UInt32(bytes.count)
-        _ = try run([request], policy: .init(what: "WRITE(16) under reservation", isWrite: true, retryUnitAttention: false))
+        try requireReserved(try run([request], policy: .reserved("WRITE(16) under reservation", isWrite: true))[0], "WRITE(16)")
+    }
+
+    private func requireReserved(_ answer: cvi_request, _ what: String) throws(VMFSError) {
+        guard answer.result != Int32(CVI_RESERVATION_CONFLICT.rawValue) else {
+            throw VMFSError(.busy, "\(what) got RESERVATION CONFLICT: this host's reservation is gone", location: .init(device: path))
+        }
     }
 
     public func withExclusiveAccess<T>(_ body: () throws(VMFSError) -> T) throws(VMFSError) -> T {
@@ -100,9 +107,9 @@ extension ISCSIBlockDevice {
         request.service_action = serviceAction
         request.buffer = buffer.start
         request.length = UInt32(buffer.count)
-        let answer = try gate.shared { () throws(VMFSError) -> cvi_request in
-            try run([request], policy: .init(what: what, illegalRequestIsAnswer: true))[0]
-        }
+        // Persistent-reservation commands skip the command gate: the conflict handler issues them
+        // from inside a batch that holds it.
+        let answer = try run([request], policy: .init(what: what, illegalRequestIsAnswer: true))[0]
         return (answer, Array(buffer.bytes.prefix(Int(answer.received))))
     }
 
@@ -145,9 +152,7 @@ extension ISCSIBlockDevice {
         request.pr_type = type
         request.key = key
         request.sa_key = serviceKey
-        return try gate.shared { () throws(VMFSError) -> cvi_request in
-            try run([request], policy: .init(what: what, conflictIsAnswer: true))[0]
-        }
+        return try run([request], policy: .init(what: what, conflictIsAnswer: true))[0]
     }
 
     private func requireGood(_ answer: cvi_request, _ what: String) throws(VMFSError) {

@@ -48,10 +48,21 @@ struct CommandPolicy {
     var retryUnitAttention = true
     /// RESERVATION CONFLICT is an answer, not something to wait out (RESERVE, probes).
     var conflictIsAnswer = false
+    /// A dropped connection is retried on a new one. False under a SCSI-2 reservation, which
+    /// belongs to the old connection's I_T nexus.
+    var retryConnection = true
     /// MISCOMPARE is an answer (COMPARE AND WRITE).
     var miscompareIsAnswer = false
     /// ILLEGAL REQUEST is an answer (probes).
     var illegalRequestIsAnswer = false
+}
+
+extension CommandPolicy {
+    /// A command of a SCSI-2 reservation sequence: unit attentions, conflicts and dropped
+    /// connections are answers for the sequence to act on, never retried here.
+    static func reserved(_ what: String, isWrite: Bool) -> CommandPolicy {
+        CommandPolicy(what: what, isWrite: isWrite, retryUnitAttention: false, conflictIsAnswer: true, retryConnection: false)
+    }
 }
 
 extension ISCSIBlockDevice {
@@ -128,6 +139,10 @@ extension ISCSIBlockDevice {
                     retry.append(index)
                     wait = true
                 case Int(CVI_CONNECTION.rawValue), Int(CVI_TIMEOUT.rawValue):
+                    guard policy.retryConnection else {
+                        throw VMFSError(.io, "\(policy.what): the connection to \(address.portal) broke; it may or may not have run",
+                                        location: .init(device: path))
+                    }
                     lastProblem = answer.result == Int32(CVI_TIMEOUT.rawValue) ? "no answer (connection dropped)" : "the connection broke"
                     retry.append(index)
                 default:
