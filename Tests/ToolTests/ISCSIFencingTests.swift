@@ -1,0 +1,146 @@
+import Foundation
+import Testing
+@testable import VMFSCore
+import VMFSTestSupport
+
+private let iscsiMkfsFlags = ["--heartbeat-interval", "200", "--dead-interval", "3000", "--io-timeout", "1000"]
+
+private func requireTarget() throws {
+    guard isRoot, TgtTarget.isAvailable else { try Test.cancel("tgtd needs root and the tgt package (Tools/scripts/setup.sh)") }
+}
+
+/// Reads `count` bytes of a tgt LUN's backing file (what landed at the target).
+private func backing(_ image: String, at offset: UInt64, count: Int) throws -> [UInt8] {
+    let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: image))
+    defer { try? handle.close() }
+    try handle.seek(toOffset: offset)
+    return [UInt8](handle.readData(ofLength: count))
+}
+
+@Suite("iSCSI LUNs: persistent-reservation fencing, administration views, bad input", .serialized)
+struct ISCSIFencingTests {
+    /// The holder keeps writing straight to the LUN (as writes queued in its kernel or network
+    /// would, past its own fencing). Frozen past D, it is declared dead and its key preempted;
+    /// after resuming, the target refuses each of those writes and none reaches the backing file.
+    @Test func frozenHostIsPreemptedAndItsQueuedWritesNeverLand() throws {
+        try requireTarget()
+        let tgt = try TgtTarget()
+        let target = try tgt.addTarget(size: 4 << 30)
+        let url = tgt.url(target)
+        let made = try runTool("mkfs.vmfs", ["--journal-size", "1M", "--atomic-update", "paxos", "--fencing", "pr"] + iscsiMkfsFlags + [url])
+        try #require(made.status == 0, "\(made.output)")
+        #expect(made.stdout.contains("SPC-3 persistent reservations [pr]"), "\(made.stdout)")
+        // A sector of the data area no file uses: the last MiB before the backup header.
+        let rawOffset = ((4 << 30) - (2 << 20)) as UInt64
+        let holder = try LiveProcess("vmfs-testhost", ["hold", url, "--host-id", "frozen", "--file", "vm.vmdk", "--create",
+                                                       "--raw-write-offset", "\(rawOffset)"])
+        try #require(holder.waitForLine(startingWith: "RAWOK 20", timeout: 120) != nil, "\(holder.output)")
+
+        let hosts = try runTool("vmfs", ["hosts", url])
+        #expect(hosts.stdout.contains("registered"), "\(hosts.output)")
+        let info = try runTool("vmfs", ["info", url])
+        #expect(info.stdout.contains("Disk Paxos [paxos]"), "\(info.output)")
+        #expect(info.stdout.contains("target:     \(url)"), "\(info.output)")
+        #expect(info.stdout.contains("WRITE EXCLUSIVE – ALL REGISTRANTS"), "\(info.output)")
+
+        holder.kill(SIGSTOP)
+        let frozenAt = holder.output.count
+        let landedBefore = try backing(target.images[0], at: rawOffset, count: 64)
+        #expect(String(decoding: landedBefore, as: UTF8.self).hasPrefix("RAW frozen seq "))
+
+        var options = MountOptions(host: HostIdentity.local(override: "survivor"))
+        options.lockWaitMs = 30_000
+        options.automaticRecovery = true
+        let survivor = try Volume.mount(path: url, options: options)
+        let handle = try survivor.open("vm.vmdk", access: .readWrite)
+        let keys = try #require(survivor.device as? any SCSIStorage).registeredKeys()
+        #expect(keys.count == 1, "only the survivor's key may stay registered: \(keys)")
+
+        holder.kill(SIGCONT)
+        let refused = holder.waitForLine(startingWith: "RAWFAIL", timeout: 30)
+        #expect(refused?.contains("RESERVATION CONFLICT") == true || refused?.contains("preempted") == true, "\(holder.output)")
+        Thread.sleep(forTimeInterval: 1)
+        let afterResume = holder.output.dropFirst(frozenAt)
+        #expect(!afterResume.contains { $0.hasPrefix("RAWOK") || $0.hasPrefix("WROTE") }, "\(afterResume)")
+        #expect(try backing(target.images[0], at: rawOffset, count: 64) == landedBefore, "a write of the fenced host landed")
+        holder.kill(SIGKILL)
+        holder.wait()
+        try handle.close()
+        try survivor.unmount()
+        let fsck = try runTool("fsck.vmfs", ["-n", url])
+        #expect(fsck.status == 0, "\(fsck.output)")
+    }
+
+    @Test func badPortalTargetLUNAndCredentialsAreNamed() throws {
+        try requireTarget()
+        let tgt = try TgtTarget()
+        let open = try tgt.addTarget(name: "open", size: 1 << 30)
+        let secured = try tgt.addTarget(name: "chap", size: 1 << 30, chap: (user: "vmfs", password: "right-secret-1"))
+        func failure(_ url: String) -> String {
+            let result = try? runTool("vmfs", ["info", url])
+            #expect(result?.status != 0)
+            return result?.stderr ?? ""
+        }
+        let closedPort = failure("iscsi://127.0.0.1:1/\(open.iqn)/1")
+        #expect(closedPort.contains("127.0.0.1:1") && closedPort.contains("unreachable"), "\(closedPort)")
+        let wrongTarget = failure("iscsi://\(tgt.host):\(tgt.port)/iqn.2026-11.org.example:missing/1")
+        #expect(wrongTarget.contains("no target named iqn.2026-11.org.example:missing"), "\(wrongTarget)")
+        let wrongLUN = failure(tgt.url(open, lun: 7))
+        #expect(wrongLUN.contains("no usable LUN 7"), "\(wrongLUN)")
+        let wrongPassword = failure(tgt.url(secured, user: "vmfs", password: "wrong-secret-1"))
+        #expect(wrongPassword.contains("authentication failed") && wrongPassword.contains("vmfs"), "\(wrongPassword)")
+        #expect(!wrongPassword.contains("wrong-secret-1"), "the password must not be shown: \(wrongPassword)")
+        let malformed = failure("iscsi://127.0.0.1/no-lun-here")
+        #expect(malformed.contains("iscsi://"), "\(malformed)")
+        // The right password logs in (the URL's credentials reach the target).
+        let made = try runTool("mkfs.vmfs", ["--atomic-update", "paxos"] + iscsiMkfsFlags + [tgt.url(secured, user: "vmfs", password: "right-secret-1")])
+        #expect(made.status == 0, "\(made.output)")
+        #expect(!made.output.contains("right-secret-1"))
+    }
+
+    @Test func methodsAreCheckedAgainstTheDevice() throws {
+        try requireTarget()
+        let tgt = try TgtTarget()
+        let target = try tgt.addTarget(size: 1 << 30)
+        let url = tgt.url(target)
+        let ofd = try runTool("mkfs.vmfs", ["--atomic-update", "ofd", url])
+        #expect(ofd.status != 0 && ofd.stderr.contains("only exclude processes of one machine"), "\(ofd.output)")
+        let scratch = Scratch("methods")
+        let image = scratch.file("plain.img")
+        let ats = try runTool("mkfs.vmfs", ["--size", "1G", "--atomic-update", "ats", image])
+        #expect(ats.status != 0 && ats.stderr.contains("needs a SCSI LUN"), "\(ats.output)")
+        #expect(!FileManager.default.fileExists(atPath: image), "a failed mkfs.vmfs left its image behind")
+        // A volume whose hosts coordinate at the LUN cannot be mounted around it (through the backing file).
+        let made = try runTool("mkfs.vmfs", ["--atomic-update", "scsi2"] + iscsiMkfsFlags + [url])
+        try #require(made.status == 0, "\(made.output)")
+        #expect(made.stdout.contains("SCSI-2 RESERVE/RELEASE [scsi2]"), "\(made.stdout)")
+        do {
+            _ = try Volume.mount(path: target.images[0], options: MountOptions(host: HostIdentity.local(override: "bypass")))
+            Issue.record("a scsi2 volume mounted through its backing file")
+        } catch {
+            #expect(error.code == .unsupported && error.message.contains("iscsi://"), "\(error)")
+        }
+    }
+
+    @Test func lunSmallerThanTheVolumeIsRefused() throws {
+        try requireTarget()
+        let tgt = try TgtTarget()
+        let big = try tgt.addTarget(name: "big", size: 2 << 30)
+        let made = try runTool("mkfs.vmfs", ["--atomic-update", "paxos"] + iscsiMkfsFlags + [tgt.url(big)])
+        try #require(made.status == 0, "\(made.output)")
+        // A second LUN of 1 GiB that carries the 2 GiB volume's header.
+        let small = try tgt.addTarget(name: "small", size: 1 << 30)
+        let header = try backing(big.images[0], at: 0, count: 4096)
+        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: small.images[0]))
+        output.write(Data(header))
+        try output.close()
+        do {
+            _ = try Volume.mount(path: tgt.url(small), options: MountOptions(host: HostIdentity.local(override: "small")))
+            Issue.record("a LUN smaller than its volume was mounted")
+        } catch {
+            #expect(error.message.contains("\(UInt64(1) << 30) bytes") && error.message.contains("\(UInt64(2) << 30) bytes"), "\(error)")
+        }
+        let info = try runTool("vmfs", ["info", tgt.url(small)])
+        #expect(info.status != 0, "\(info.output)")
+    }
+}
