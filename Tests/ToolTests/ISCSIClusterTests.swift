@@ -14,28 +14,35 @@ private func iscsiOptions(_ name: String, lockWaitMs: UInt32 = 0) -> MountOption
     return options
 }
 
-/// A tgtd of its own with one LUN formatted with the atomic update method `backend`.
+/// A target of its own with one LUN formatted with the atomic update method `backend`: tgtd
+/// for `scsi2` and `paxos`, istgt for `ats` (tgt does not execute COMPARE AND WRITE).
 private final class FormattedLUN {
-    let tgt: TgtTarget
-    let target: TgtTarget.Target
+    /// The target process (kept running while the LUN is used).
+    let server: AnyObject
     let url: String
-    let mkfsOutput: String
+    /// The LUN's backing file.
+    let image: String
+    let scratch: Scratch
 
     init(backend: String, fencing: String = "auto", size: UInt64 = 4 << 30) throws {
-        tgt = try TgtTarget()
-        target = try tgt.addTarget(size: size)
-        url = tgt.url(target)
+        if backend == "ats" {
+            let istgt = try IstgtTarget(size: size)
+            (server, url, image, scratch) = (istgt, istgt.url, istgt.image, istgt.scratch)
+        } else {
+            let tgt = try TgtTarget()
+            let target = try tgt.addTarget(size: size)
+            (server, url, image, scratch) = (tgt, tgt.url(target), target.images[0], tgt.scratch)
+        }
         let made = try runTool("mkfs.vmfs", ["--journal-size", "1M", "--atomic-update", backend, "--fencing", fencing]
                                             + iscsiMkfsFlags + [url])
         guard made.status == 0 else { throw VMFSError(.io, "mkfs.vmfs --atomic-update \(backend) failed: \(made.output)") }
-        mkfsOutput = made.stdout
     }
-
-    var image: String { target.images[0] }
 }
 
 private func requireTarget() throws {
-    guard isRoot, TgtTarget.isAvailable else { try Test.cancel("tgtd needs root and the tgt package (Tools/scripts/setup.sh)") }
+    guard isRoot, TgtTarget.isAvailable, IstgtTarget.isAvailable else {
+        try Test.cancel("the iSCSI targets need root and the tgt and istgt packages (Tools/scripts/setup.sh)")
+    }
 }
 
 private func counterValue(_ volume: Volume, _ name: String = "counter") throws -> UInt64 {
@@ -61,7 +68,7 @@ struct ISCSIClusterTests {
         try setup.unmount()
         let hosts = 8
         let increments = 15
-        let history = lun.tgt.scratch.file("history")
+        let history = lun.scratch.file("history")
         let workers = try (0..<hosts).map { index in
             try LiveProcess("vmfs-testhost", ["counter", lun.url, "--host-id", "counter-\(index)", "--increments", "\(increments)",
                                               "--history", history])

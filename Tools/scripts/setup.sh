@@ -13,7 +13,7 @@ packages=(
     busybox-static cpio xz-utils # guest initramfs for the Linux boot-path check
     iproute2 curl               # host agents in network namespaces (ip netns, nsenter) and their API in tests
     libiscsi-dev libiscsi-bin   # iSCSI LUNs in user space (iscsi:// devices); iscsi-perf, iscsi-dd for benchmarks
-    tgt sg3-utils               # a real iSCSI target (tgtd) for tests and the demo; sg_persist to inspect reservations
+    tgt istgt sg3-utils         # real iSCSI targets for tests and the demo (istgt executes COMPARE AND WRITE, tgt does not); sg_persist
 )
 
 missing=()

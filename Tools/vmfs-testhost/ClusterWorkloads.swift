@@ -175,7 +175,7 @@ struct QueuedWriter: Sendable {
                 sequence += 1
                 var sector = Array("RAW \(label) seq \(sequence)\n".utf8)
                 sector += [UInt8](repeating: 0, count: 4096 - sector.count)
-                do {
+                do throws(VMFSError) {
                     try device.write(bytes: sector, at: offset)
                     if sequence % 10 == 0 { say("RAWOK \(sequence)") }
                 } catch {

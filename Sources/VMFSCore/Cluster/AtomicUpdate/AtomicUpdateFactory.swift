@@ -17,6 +17,9 @@ enum AtomicUpdateFactory {
         let method = header.atomicUpdate
         let storage = raw as? any SCSIStorage
         storage?.setCommandTimeout(milliseconds: timing.ioTimeoutMs)
+        // Reservation breaking and lease expiry compare one host's hold against another's
+        // patience: every host must use the same T, the volume's, whatever its own override.
+        let volumeTimeoutMs = header.ioTimeoutMs
         switch method {
         case .rangeLocks:
             if let storage {
@@ -36,12 +39,12 @@ enum AtomicUpdateFactory {
                 return Updaters(heartbeat: CompareAndWriteSectorUpdate(storage: storage, fence: nil, statistics: statistics),
                                 locks: CompareAndWriteSectorUpdate(storage: storage, fence: fence, statistics: statistics))
             }
-            return Updaters(heartbeat: ReservationSectorUpdate(storage: storage, fence: nil, statistics: statistics, ioTimeoutMs: timing.ioTimeoutMs),
-                            locks: ReservationSectorUpdate(storage: storage, fence: fence, statistics: statistics, ioTimeoutMs: timing.ioTimeoutMs))
+            return Updaters(heartbeat: ReservationSectorUpdate(storage: storage, fence: nil, statistics: statistics, ioTimeoutMs: volumeTimeoutMs),
+                            locks: ReservationSectorUpdate(storage: storage, fence: fence, statistics: statistics, ioTimeoutMs: volumeTimeoutMs))
         case .diskPaxos:
-            return Updaters(heartbeat: DeltaLeaseSectorUpdate(device: raw, statistics: statistics, ioTimeoutMs: timing.ioTimeoutMs),
+            return Updaters(heartbeat: DeltaLeaseSectorUpdate(device: raw, statistics: statistics, ioTimeoutMs: volumeTimeoutMs),
                             locks: DiskPaxosSectorUpdate(device: fenced, layout: header.layout, volumeID: header.volumeID,
-                                                         statistics: statistics, ioTimeoutMs: timing.ioTimeoutMs, proposer: proposer))
+                                                         statistics: statistics, ioTimeoutMs: volumeTimeoutMs, proposer: proposer))
         }
     }
 }

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): VMFS on an iSCSI LUN served by a tgtd of this script's own, on loopback.
+#   - lock acquire + release latency (median, p99) per atomic update method (ats, scsi2, paxos);
+#   - 8-host hand-off rate per method (8 host processes, each its own iSCSI session, one counter);
+#   - sequential 1 MiB reads and random 4 KiB reads at queue depth 1 through VMFSCore, as a ratio
+#     to libiscsi's own iscsi-perf with the same transfer size and depth against the same target,
+#     measured in the same run. (Debian's libiscsi-bin has iscsi-perf but no iscsi-dd, and
+#     iscsi-perf only reads, so writes have no baseline here.)
+# Environment: BENCH_DIR (scratch, default /var/tmp/vmfs-bench-iscsi), SECONDS_PER_RUN (default 10).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DIR=${BENCH_DIR:-/var/tmp/vmfs-bench-iscsi}
+RUN=${SECONDS_PER_RUN:-10}
+Tools/scripts/setup.sh
+mkdir -p "$DIR"
+for product in vmfs-bench mkfs.vmfs vmfs-testhost vmfs; do swift build -c release --product "$product" >/dev/null; done
+BIN=$(swift build -c release --show-bin-path)
+value() { awk -v name="$2" -v key="$3" '$1=="RESULT" && $2==name { for (i=3;i<=NF;i++) { split($i,kv,"="); if (kv[1]==key) print kv[2] } }' <<<"$1"; }
+field() { tr ' ' '\n' <<<"$1" | awk -F= -v key="$2" '$1==key { print $2 }'; }
+
+# A tgtd of our own on a free loopback port; one 8 GiB thin LUN backed by a sparse file.
+control=$((20000 + RANDOM % 10000))
+port=$((30000 + RANDOM % 10000))
+iqn=iqn.2026-11.org.vmfs-sw.bench:lun
+image="$DIR/lun.img"
+rm -f "$image"
+truncate -s 8G "$image"
+/usr/sbin/tgtd -f -C "$control" --iscsi "portal=127.0.0.1:$port" >"$DIR/tgtd.log" 2>&1 &
+tgtd=$!
+cleanup() { kill "$tgtd" 2>/dev/null || true; wait "$tgtd" 2>/dev/null || true; rm -f "/var/run/tgtd/socket.$control"*; }
+trap cleanup EXIT
+admin() { /usr/sbin/tgtadm -C "$control" --lld iscsi "$@"; }
+for _ in $(seq 100); do admin --op show --mode sys >/dev/null 2>&1 && break; sleep 0.1; done
+admin --op new --mode target --tid 1 -T "$iqn"
+admin --op new --mode logicalunit --tid 1 --lun 1 -b "$image"
+admin --op bind --mode target --tid 1 -I ALL
+url="iscsi://127.0.0.1:$port/$iqn/1"
+echo "Target: tgtd $(/usr/sbin/tgtd --version 2>/dev/null || true) on loopback, LUN of 8 GiB on $image"
+
+printf '\0\0\0\0\0\0\0\0' >"$DIR/zero8"
+for method in ats scsi2 paxos; do
+    "$BIN/mkfs.vmfs" --force --atomic-update "$method" --journal-size 1M "$url" >"$DIR/mkfs-$method.out"
+    out=$("$BIN/vmfs-testhost" lock-bench "$url" --host-id "bench-$method" --iterations 500)
+    echo "[$method] lock acquire+release (open + close read-write), 500 cycles, one host:" \
+         "median $(field "$out" median_us) us, p99 $(field "$out" p99_us) us," \
+         "$(field "$out" reads_per_cycle) sector reads and $(field "$out" atomic_updates_per_cycle) atomic updates per cycle"
+    "$BIN/vmfs" put "$url" "$DIR/zero8" counter --host-id bench-setup
+    start=$(date +%s%N)
+    pids=()
+    for i in $(seq 0 7); do
+        "$BIN/vmfs-testhost" counter "$url" --host-id "bench-$method-$i" --increments 30 >"$DIR/counter-$method-$i.out" 2>&1 &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid"; done
+    end=$(date +%s%N)
+    "$BIN/vmfs" get "$url" counter "$DIR/counter.bin" --host-id bench-check
+    count=$(od -An -t u8 "$DIR/counter.bin" | tr -d ' ')
+    elapsed_ms=$(((end - start) / 1000000))
+    echo "[$method] 8 hosts x 30 increments under one lock: count $count (expected 240), ${elapsed_ms} ms," \
+         "$(python3 -c "print('%.1f' % (240 / ($elapsed_ms / 1000)))") hand-offs/s (process start-up and mount included)"
+done
+
+# Throughput: VMFSCore (a file on the volume) against iscsi-perf (the raw LUN), same target, same run.
+# iscsi-perf prints "iops average N" every second; it runs until interrupted.
+perf() {  # $1 = label, rest = iscsi-perf flags; prints bytes/s from the last average
+    local blocks=$2
+    local line
+    line=$(timeout -s INT "$RUN" iscsi-perf "${@:3}" -b "$blocks" "$url" 2>&1 | tr '\r' '\n' | grep -o 'iops average [0-9]*' | tail -1 || true)
+    local iops=${line##* }
+    python3 -c "print(${iops:-0} * $blocks * 512)"
+}
+"$BIN/mkfs.vmfs" --force --atomic-update ats --journal-size 1M "$url" >/dev/null
+core=$("$BIN/vmfs-bench" core --volume "$url" --size 2G --random-seconds "$RUN")
+vmfs_seq=$(python3 -c "print($(value "$core" seq-read MBps) * 1e6)")
+vmfs_rand=$(python3 -c "print($(value "$core" rand-read-4k IOPS) * 4096)")
+# The LUN's first GiBs now hold the file just read, so iscsi-perf reads allocated data as VMFSCore did.
+raw_seq=$(perf seq 2048 -m 1)
+raw_rand=$(perf rand 8 -m 1 -r)
+ratio() { python3 -c "print('%.2f' % ($1 / $2) if $2 > 0 else 'n/a')"; }
+mb() { python3 -c "print('%.1f' % ($1 / 1e6))"; }
+echo "VMFSCore on the LUN: seq write $(value "$core" seq-write MBps) MB/s, overwrite $(value "$core" seq-overwrite MBps) MB/s," \
+     "seq read $(mb "$vmfs_seq") MB/s, random 4 KiB read $(value "$core" rand-read-4k IOPS) IOPS" \
+     "(p50 $(value "$core" rand-read-4k p50_us) us, p99 $(value "$core" rand-read-4k p99_us) us)"
+echo "iscsi-perf on the same LUN: seq read 1 MiB QD1 $(mb "$raw_seq") MB/s, random 4 KiB QD1 $(mb "$raw_rand") MB/s"
+echo "Ratio VMFSCore / iscsi-perf: sequential read $(ratio "$vmfs_seq" "$raw_seq"), random 4 KiB read $(ratio "$vmfs_rand" "$raw_rand") (goal >= 0.9)"
