@@ -3,9 +3,6 @@ import Testing
 @testable import VMFSCore
 import VMFSTestSupport
 
-/// Heartbeat timing of the iSCSI volumes: renew 200 ms, dead 3 s, I/O timeout T 1 s (a SCSI-2
-/// reservation is broken after T/2 of conflicts, a Disk Paxos lease expires after 3T).
-private let iscsiMkfsFlags = ["--heartbeat-interval", "200", "--dead-interval", "3000", "--io-timeout", "1000"]
 
 private func iscsiOptions(_ name: String, lockWaitMs: UInt32 = 0) -> MountOptions {
     var options = MountOptions(host: HostIdentity.local(override: name))
@@ -39,11 +36,6 @@ private final class FormattedLUN {
     }
 }
 
-private func requireTarget() throws {
-    guard isRoot, TgtTarget.isAvailable, IstgtTarget.isAvailable else {
-        try Test.cancel("the iSCSI targets need root and the tgt and istgt packages (Tools/scripts/setup.sh)")
-    }
-}
 
 private func counterValue(_ volume: Volume, _ name: String = "counter") throws -> UInt64 {
     let bytes = try volume.open(name).read(count: 8, at: 0)

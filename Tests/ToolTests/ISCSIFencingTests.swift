@@ -3,11 +3,7 @@ import Testing
 @testable import VMFSCore
 import VMFSTestSupport
 
-private let iscsiMkfsFlags = ["--heartbeat-interval", "200", "--dead-interval", "3000", "--io-timeout", "1000"]
 
-private func requireTarget() throws {
-    guard isRoot, TgtTarget.isAvailable else { try Test.cancel("tgtd needs root and the tgt package (Tools/scripts/setup.sh)") }
-}
 
 /// Reads `count` bytes of a tgt LUN's backing file (what landed at the target).
 private func backing(_ image: String, at offset: UInt64, count: Int) throws -> [UInt8] {

@@ -49,6 +49,7 @@ public enum VolumeFormatter {
                             location: .init(device: device.path))
         }
         let choice = try chooseCoordination(for: device, options: options)
+        try checkTiming(options.timing, for: choice.atomicUpdate, device: device)
         let journalSize = options.journalSize ?? VolumeLayout.defaultJournalSize(deviceSize: device.size)
         let layout = try VolumeLayout.compute(deviceSize: device.size, blockSize: options.blockSize,
                                               maxHosts: options.maxHosts, journalSize: journalSize,
@@ -72,6 +73,18 @@ public enum VolumeFormatter {
         try device.write(bytes: header.encoded(), at: 0)
         try device.flush()
         return header
+    }
+
+    /// Disk Paxos claims a heartbeat slot by writing it and reading it back 2T later, and the
+    /// claimer must renew within D − T of its write: D must leave room for 3T and two renewals.
+    static func checkTiming(_ timing: HeartbeatTiming, for method: AtomicUpdateMethod, device: any BlockDevice) throws(VMFSError) {
+        guard method == .diskPaxos else { return }
+        let needed = 3 * UInt64(timing.ioTimeoutMs) + 2 * UInt64(timing.renewIntervalMs)
+        guard UInt64(timing.deadIntervalMs) >= needed else {
+            throw VMFSError(.invalidArgument, "with --atomic-update paxos the dead interval must be at least 3 × I/O timeout + 2 × heartbeat "
+                            + "interval (\(needed) ms; a slot claim waits 2T before it is known to hold), not \(timing.deadIntervalMs) ms",
+                            location: .init(device: device.path))
+        }
     }
 
     /// Resolves the atomic update and fencing methods for `device`: explicit choices are checked

@@ -37,6 +37,24 @@ final class ReservationSectorUpdate: AtomicSectorUpdate {
         return try storage.read(count: size, at: address)
     }
 
+    /// An owner's update (a heartbeat renewal, a release of its own slot) takes no reservation:
+    /// nobody else writes a slot whose owner still renews it (others take over only a slot that
+    /// stayed silent for D, after its owner stopped writing), so read, compare and write suffice,
+    /// and the LUN is reserved only for updates that compete.
+    func compareAndWrite(at address: UInt64, expected: [UInt8], new: [UInt8], ownerUpdate: Bool) throws(VMFSError) -> CompareAndWriteResult {
+        guard ownerUpdate else { return try compareAndWrite(at: address, expected: expected, new: new) }
+        precondition(new.count == size && expected.count == size, "compare-and-write works on whole sectors")
+        try fence?.checkWritable()
+        let current = try read(at: address)
+        guard current == expected else {
+            statistics.countUpdate(mismatch: true)
+            return .mismatch(current: current)
+        }
+        try storage.write(bytes: new, at: address)
+        statistics.countUpdate(mismatch: false)
+        return .written
+    }
+
     func compareAndWrite(at address: UInt64, expected: [UInt8], new: [UInt8]) throws(VMFSError) -> CompareAndWriteResult {
         precondition(new.count == size && expected.count == size, "compare-and-write works on whole sectors")
         let deadline = Clock.monotonicNanoseconds + attemptLimitNanoseconds

@@ -90,6 +90,7 @@ extension ISCSIBlockDevice {
             batch.withUnsafeMutableBufferPointer { cvi_execute(session, $0.baseAddress, Int32($0.count), left) }
             var retry: [Int] = []
             var wait = false
+            var conflicted = false
             for (position, index) in pending.enumerated() {
                 let answer = batch[position]
                 results[index] = answer
@@ -130,7 +131,7 @@ extension ISCSIBlockDevice {
                                             + "was preempted (another host declared it dead)", location: .init(device: path))
                         }
                     } else {
-                        wait = true
+                        conflicted = true
                     }
                     lastProblem = "RESERVATION CONFLICT (another initiator holds a reservation on the LUN)"
                     retry.append(index)
@@ -154,6 +155,10 @@ extension ISCSIBlockDevice {
             if wait && !pending.isEmpty {
                 Clock.sleep(nanoseconds: pause)
                 pause = min(pause * 2, 20_000_000)
+            } else if conflicted && !pending.isEmpty {
+                // Another host holds a SCSI-2 reservation for one short update: try again soon, or
+                // the hosts that keep reserving would starve this command past its timeout.
+                Clock.sleep(nanoseconds: UInt64.random(in: 100_000...600_000))
             }
         }
         return results
