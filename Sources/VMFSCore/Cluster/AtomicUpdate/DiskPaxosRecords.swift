@@ -2,7 +2,8 @@
 /// a leader sector, then one ballot sector per heartbeat slot (the slot's host is the only
 /// writer of its ballot sector).
 
-/// Who a ballot proposes as the lease owner: a heartbeat slot and a random nonce of one attempt.
+/// Who a ballot proposes as the lease owner: a heartbeat slot (the owner: whichever attempt of that
+/// slot's host sees the choice holds the lease) and a random nonce telling attempts apart.
 struct PaxosProposal: Sendable, Equatable {
     var slot: Int
     var nonce: UInt64

@@ -13,8 +13,10 @@ import Synchronization
 /// 3. write its ballot sector with bal = mbal = b and that value; read the area again and abort
 ///    on a higher mbal. The value is then chosen: no other host can choose another one.
 /// 4. The winner writes the leader (k+1, itself, held), reads the record, compares, writes it, and
-///    writes the leader free. A host that finds instance k+1 chosen for another writes the
-///    leader on its behalf and waits.
+///    writes the leader free. A host that finds instance k+1 chosen for another waits for the
+///    leader to move to k+1; if it does not within 3T of learning the choice (the winner
+///    stopped, or never learned it won), every write the winner could issue has landed, and the
+///    host writes the leader (k+1, free).
 ///
 /// Timing (the only assumption; safety of the choice itself needs none): every write is issued
 /// within L = 2T of starting the ballot (T = the volume's I/O timeout) and lands within T. A lease
@@ -50,7 +52,7 @@ final class DiskPaxosSectorUpdate: AtomicSectorUpdate {
         let t = UInt64(max(ioTimeoutMs, 10)) * 1_000_000
         holdLimitNanoseconds = 2 * t
         expiryNanoseconds = 3 * t
-        attemptLimitNanoseconds = 12 * t
+        attemptLimitNanoseconds = 30 * t
     }
 
     func read(at address: UInt64) throws(VMFSError) -> [UInt8] {
@@ -76,6 +78,9 @@ final class DiskPaxosSectorUpdate: AtomicSectorUpdate {
         return try local.withLock(address) { () throws(VMFSError) -> CompareAndWriteResult in
             let deadline = Clock.monotonicNanoseconds + attemptLimitNanoseconds
             var pause: UInt64 = 200_000
+            // An instance this host saw chosen for another host, and when it learned that.
+            var decidedElsewhere: (instance: UInt64, winner: PaxosProposal, learned: UInt64)?
+            var collisions = 0
             while Clock.monotonicNanoseconds < deadline {
                 let sectors = try readArea(base)
                 let leaderBytes = sectors[0]
@@ -85,19 +90,37 @@ final class DiskPaxosSectorUpdate: AtomicSectorUpdate {
                     pause = min(pause * 2, 5_000_000)
                     continue
                 }
+                if let decided = decidedElsewhere, decided.instance == leader.instance &+ 1 {
+                    // The winner has not published its lease yet. Once 3T have passed since this host
+                    // learned of the choice (made after the winner began its ballot), every write the
+                    // winner may issue has landed: publish the instance as over, then compete for the next.
+                    if Clock.monotonicNanoseconds - decided.learned >= expiryNanoseconds {
+                        let over = PaxosLeader(instance: decided.instance, owner: decided.winner, held: false, ownerHost: .zero)
+                        try writeSector(over.encoded(volumeID: volumeID, address: base), at: base)
+                    } else {
+                        Clock.sleep(nanoseconds: pause)
+                        pause = min(pause * 2, 5_000_000)
+                    }
+                    continue
+                }
                 let started = Clock.monotonicNanoseconds
                 let proposal = PaxosProposal(slot: me.slot, nonce: UInt64.random(in: 1...UInt64.max))
                 switch try ballot(base: base, instance: leader.instance &+ 1, sectors: sectors, me: me, proposal: proposal) {
                 case .retry:
-                    Clock.sleep(nanoseconds: UInt64.random(in: 100_000...2_000_000))
-                case .chosen(let winner) where winner != proposal:
-                    // Another host's proposal won this instance: publish it for that host (it may have
-                    // stopped before doing so), then wait for its release or expiry.
-                    guard Clock.monotonicNanoseconds - started < holdLimitNanoseconds else { continue }
-                    let other = PaxosLeader(instance: leader.instance &+ 1, owner: winner, held: true, ownerHost: .zero)
-                    try writeSector(other.encoded(volumeID: volumeID, address: base), at: base)
-                case .chosen:
-                    if let result = try holdLease(base: base, instance: leader.instance &+ 1, proposal: proposal, me: me, started: started,
+                    // Dueling proposers abort each other: back off for a random number of ballot
+                    // lengths, more after every collision, so one ballot gets through alone.
+                    collisions += 1
+                    let round = max(Clock.monotonicNanoseconds - started, 200_000)
+                    Clock.sleep(nanoseconds: UInt64.random(in: 0...(round * UInt64(min(1 << min(collisions, 5), 32)))))
+                case .chosen(let winner) where winner.slot != me.slot:
+                    // Another host's proposal won this instance. Only the winner publishes it (a
+                    // publication on its behalf could land after the winner's release and leave the
+                    // lease looking held): wait for the leader to move on.
+                    decidedElsewhere = (leader.instance &+ 1, winner, Clock.monotonicNanoseconds)
+                case .chosen(let winner):
+                    // This host's slot won (maybe through an earlier attempt of this host that a
+                    // competitor's ballot carried on after it aborted: it wrote nothing but ballots).
+                    if let result = try holdLease(base: base, instance: leader.instance &+ 1, proposal: winner, me: me, started: started,
                                                   address: address, expected: expected, new: new) {
                         statistics.countUpdate(mismatch: result != .written)
                         return result

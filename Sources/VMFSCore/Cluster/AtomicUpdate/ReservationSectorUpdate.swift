@@ -29,7 +29,7 @@ final class ReservationSectorUpdate: AtomicSectorUpdate {
         let t = UInt64(max(ioTimeoutMs, 40)) * 1_000_000
         breakAfterNanoseconds = t / 2
         holdLimitNanoseconds = t / 4
-        attemptLimitNanoseconds = 4 * t
+        attemptLimitNanoseconds = 10 * t
     }
 
     func read(at address: UInt64) throws(VMFSError) -> [UInt8] {
