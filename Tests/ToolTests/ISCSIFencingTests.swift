@@ -37,7 +37,7 @@ struct ISCSIFencingTests {
         let info = try runTool("vmfs", ["info", url])
         #expect(info.stdout.contains("Disk Paxos [paxos]"), "\(info.output)")
         #expect(info.stdout.contains("target:     \(url)"), "\(info.output)")
-        #expect(info.stdout.contains("WRITE EXCLUSIVE – ALL REGISTRANTS"), "\(info.output)")
+        #expect(info.stdout.contains("WRITE EXCLUSIVE – REGISTRANTS ONLY"), "\(info.output)")
 
         holder.kill(SIGSTOP)
         let frozenAt = holder.output.count

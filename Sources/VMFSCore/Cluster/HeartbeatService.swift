@@ -252,6 +252,7 @@ final class HeartbeatService: Sendable {
                     $0.renewals += 1
                 }
                 fence.renewed(issuedAt: issued)
+                storageFence?.maintainReservation()
                 return true
             case .mismatch(let current):
                 let found = try? HeartbeatSlot.decode(current, index: membership.slot, volumeID: volumeID,

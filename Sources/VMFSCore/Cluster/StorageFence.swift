@@ -3,7 +3,7 @@ import Synchronization
 /// SPC-3 persistent-reservation fencing of one membership (volume header byte 377 = 1).
 ///
 /// Joining registers a new key for this host's I_T nexus and makes sure the LUN carries a WRITE
-/// EXCLUSIVE – ALL REGISTRANTS reservation: from then on only registered initiators may write.
+/// EXCLUSIVE – REGISTRANTS ONLY reservation: from then on only registered initiators may write.
 /// The key goes into the host's heartbeat slot. A host that recovers a dead one first preempts
 /// the dead host's key: every write the dead host still had queued — in its process, its kernel
 /// or the network — then fails at the target with RESERVATION CONFLICT instead of landing.
@@ -73,6 +73,20 @@ final class StorageFence: Sendable {
     func preempt(_ victim: UInt64) throws(VMFSError) {
         guard victim != 0, victim != key else { return }
         try storage.preempt(victim: victim, using: key)
+    }
+
+    /// Takes the reservation again when it is gone (its holder unmounted and unregistered, which
+    /// releases a registrants-only reservation): called after every heartbeat renewal, so a LUN
+    /// with members is unreserved for at most one heartbeat interval. Failures are left to the
+    /// next renewal.
+    func maintainReservation() {
+        guard state.withLock({ !$0.preempted && !$0.left }) else { return }
+        do throws(VMFSError) {
+            guard try storage.persistentReservation() == nil else { return }
+            try storage.reserveForRegistrants(key: key)
+        } catch {
+            return
+        }
     }
 
     /// Unregisters (a clean unmount). The reservation goes away with the last registrant.

@@ -49,7 +49,7 @@ public protocol SCSIStorage: BlockDevice {
     func register(key: UInt64) throws(VMFSError)
     /// Removes this nexus's registration of `key`.
     func unregister(key: UInt64) throws(VMFSError)
-    /// Takes a WRITE EXCLUSIVE – ALL REGISTRANTS reservation with `key` (a no-op when it is held).
+    /// Takes a WRITE EXCLUSIVE – REGISTRANTS ONLY reservation with `key` (a no-op when one is held).
     func reserveForRegistrants(key: UInt64) throws(VMFSError)
     /// Removes every registration of `victim`: its queued writes then fail with RESERVATION CONFLICT.
     func preempt(victim: UInt64, using key: UInt64) throws(VMFSError)

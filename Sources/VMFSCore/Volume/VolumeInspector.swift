@@ -93,7 +93,7 @@ public final class VolumeInspector: Sendable {
         if let storage, header.fencing == .persistentReservation {
             info.registeredKeys = (try? storage.registeredKeys())?.map { "0x" + String($0, radix: 16) }
             if let held = try? storage.persistentReservation() {
-                let type = held.type == 7 ? "WRITE EXCLUSIVE – ALL REGISTRANTS" : "type \(held.type)"
+                let type = held.type == 5 ? "WRITE EXCLUSIVE – REGISTRANTS ONLY" : "type \(held.type)"
                 info.reservation = "\(type), key 0x\(String(held.key, radix: 16))"
             }
         }

@@ -175,12 +175,16 @@ extension ISCSIBlockDevice {
         try requireGood(try reserveOut(0, key: key, serviceKey: 0, what: what), what)
     }
 
-    /// WRITE EXCLUSIVE – ALL REGISTRANTS.
-    static let registrantsOnlyType: UInt8 = 7
+    /// WRITE EXCLUSIVE – REGISTRANTS ONLY: every registered initiator may write, others may not.
+    /// Its holder is one registration with a visible key, and preempting that key moves the
+    /// reservation to the preempter in the same command. (The all-registrants type would do as
+    /// well by the standard, but tgt frees a preempted all-registrants holder and leaves the LUN
+    /// unreserved: the preempted host's queued writes then land.)
+    static let registrantsOnlyType: UInt8 = 5
 
     public func reserveForRegistrants(key: UInt64) throws(VMFSError) {
         if let held = try persistentReservation(), held.type == Self.registrantsOnlyType { return }
-        let what = "PERSISTENT RESERVE OUT (RESERVE, WRITE EXCLUSIVE – ALL REGISTRANTS)"
+        let what = "PERSISTENT RESERVE OUT (RESERVE, WRITE EXCLUSIVE – REGISTRANTS ONLY)"
         let answer = try reserveOut(1, type: Self.registrantsOnlyType, key: key, serviceKey: 0, what: what)
         if answer.result == Int32(CVI_RESERVATION_CONFLICT.rawValue), let held = try persistentReservation(), held.type == Self.registrantsOnlyType {
             return  // another host made it first
