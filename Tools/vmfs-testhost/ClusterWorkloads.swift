@@ -21,6 +21,7 @@ struct Counter: ParsableCommand {
         let log = try history.map { try EventLog(path: $0) }
         say("READY")
         var latencies: [UInt64] = []
+        var last: UInt64 = 0
         for _ in 0..<increments {
             let start = monotonicNanoseconds()
             let handle = try volume.open(file, access: .readWrite)
@@ -29,6 +30,7 @@ struct Counter: ParsableCommand {
             var value: UInt64 = 0
             for (i, byte) in bytes.enumerated() { value |= UInt64(byte) << (8 * UInt64(i)) }
             value += 1
+            last = value
             try handle.write(bytes: (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) }, at: 0)
             // The hold is over once close starts writing the lock record free; recorded only
             // after the increment landed, so every line is a hold that changed the counter.
@@ -41,7 +43,7 @@ struct Counter: ParsableCommand {
         latencies.sort()
         let median = latencies.isEmpty ? 0 : latencies[latencies.count / 2]
         let p99 = latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
-        say("FINISHED median_acquire_us=\(median / 1000) p99_acquire_us=\(p99 / 1000)")
+        say("FINISHED median_acquire_us=\(median / 1000) p99_acquire_us=\(p99 / 1000) last_value=\(last)")
     }
 }
 
@@ -161,7 +163,9 @@ struct LockBenchmark: ParsableCommand {
 }
 
 /// Writes a numbered sector straight to the device in a loop, reporting `RAWOK n` for every
-/// tenth write that the storage took and `RAWFAIL n <error>` for every one it refused.
+/// tenth write that the storage took, until the storage refuses one (`RAWFAIL n <error>`): the
+/// writes of one membership that were queued below the volume's own fencing. (After a rejoin the
+/// host is a new member; its later writes are not the old membership's.)
 struct QueuedWriter: Sendable {
     let device: any BlockDevice
     let offset: UInt64
@@ -180,9 +184,27 @@ struct QueuedWriter: Sendable {
                     if sequence % 10 == 0 { say("RAWOK \(sequence)") }
                 } catch {
                     say("RAWFAIL \(sequence) \(error.code) \(error.message)")
+                    return
                 }
                 Thread.sleep(forTimeInterval: Double(intervalMs) / 1000)
             }
+        }
+    }
+}
+
+/// Prints the LUN's persistent-reservation state and each slot's key (`vmfs info`/`hosts` without
+/// the agent client), for the fencing benchmark and debugging.
+struct FenceStatus: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "fence-status")
+
+    @Argument var device: String
+
+    func run() throws {
+        let inspector = try VolumeInspector(path: device)
+        let coordination = inspector.coordination()
+        say("RESERVATION \(coordination.reservation ?? "none") KEYS \((coordination.registeredKeys ?? []).joined(separator: ","))")
+        for host in try inspector.hosts(observeMilliseconds: 0) where host.state != "free" {
+            say("SLOT \(host.slot) \(host.state) \(host.hostName) key=\(host.fencingKey ?? "-") registered=\(host.registered.map(String.init) ?? "-")")
         }
     }
 }

@@ -89,13 +89,19 @@ final class StorageFence: Sendable {
         }
     }
 
-    /// Unregisters (a clean unmount). The reservation goes away with the last registrant.
+    /// Unregisters (a clean unmount) — unless this host holds the reservation and no other host
+    /// is registered: unregistering would release it, and hosts preempted earlier could then
+    /// write whatever they still have queued. The last member's key therefore stays registered
+    /// (and holds the reservation) after it leaves; the next `mkfs.vmfs` clears it. A holder that
+    /// leaves while others are registered releases it, and they take it again within one
+    /// heartbeat interval (``maintainReservation()``).
     func leave() {
         let first = state.withLock { s -> Bool in
             defer { s.left = true }
             return !s.left && !s.preempted
         }
         guard first else { return }
+        if let held = try? storage.persistentReservation(), held.key == key, (try? storage.registeredKeys()) == [key] { return }
         try? storage.unregister(key: key)
         Self.earlier.withLock { $0[ObjectIdentifier(storage)] = nil }
     }
