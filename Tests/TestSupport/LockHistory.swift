@@ -63,7 +63,7 @@ public struct LockHistory: Sendable, Equatable {
         var found: [Overlap] = []
         for (index, hold) in sorted.enumerated() {
             for later in sorted[(index + 1)...] {
-                guard later.acquired <= hold.released else { break }
+                guard later.acquired < hold.released else { break }
                 found.append(Overlap(first: hold, second: later))
             }
         }
