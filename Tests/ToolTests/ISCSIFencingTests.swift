@@ -16,8 +16,9 @@ private func backing(_ image: String, at offset: UInt64, count: Int) throws -> [
 @Suite("iSCSI LUNs: persistent-reservation fencing, administration views, bad input", .serialized)
 struct ISCSIFencingTests {
     /// The holder keeps writing straight to the LUN (as writes queued in its kernel or network
-    /// would, past its own fencing). Frozen past D, it is declared dead and its key preempted;
-    /// after resuming, the target refuses each of those writes and none reaches the backing file.
+    /// would, past its own fencing). Frozen past D, it is declared dead and its key preempted by
+    /// the survivor, which then unmounts; after resuming, the target refuses those writes and none
+    /// reaches the backing file. (The survivor's unmount must not release the reservation.)
     @Test func frozenHostIsPreemptedAndItsQueuedWritesNeverLand() throws {
         try requireTarget()
         let tgt = try TgtTarget()
@@ -51,6 +52,8 @@ struct ISCSIFencingTests {
         let handle = try survivor.open("vm.vmdk", access: .readWrite)
         let keys = try #require(survivor.device as? any SCSIStorage).registeredKeys()
         #expect(keys.count == 1, "only the survivor's key may stay registered: \(keys)")
+        try handle.close()
+        try survivor.unmount()
 
         holder.kill(SIGCONT)
         let refused = holder.waitForLine(startingWith: "RAWFAIL", timeout: 30)
@@ -61,8 +64,6 @@ struct ISCSIFencingTests {
         #expect(try backing(target.images[0], at: rawOffset, count: 64) == landedBefore, "a write of the fenced host landed")
         holder.kill(SIGKILL)
         holder.wait()
-        try handle.close()
-        try survivor.unmount()
     }
 
     @Test func badPortalTargetLUNAndCredentialsAreNamed() throws {

@@ -178,8 +178,8 @@ extension ISCSIBlockDevice {
     /// WRITE EXCLUSIVE – REGISTRANTS ONLY: every registered initiator may write, others may not.
     /// Its holder is one registration with a visible key, and preempting that key moves the
     /// reservation to the preempter in the same command. (The all-registrants type would do as
-    /// well by the standard, but tgt frees a preempted all-registrants holder and leaves the LUN
-    /// unreserved: the preempted host's queued writes then land.)
+    /// well by the standard, but tgt's PREEMPT frees the preempted registration even when it is the
+    /// one its all-registrants reservation points to.)
     static let registrantsOnlyType: UInt8 = 5
 
     public func reserveForRegistrants(key: UInt64) throws(VMFSError) {
