@@ -66,6 +66,40 @@ struct ISCSIFencingTests {
         holder.wait()
     }
 
+    /// The target drops every connection between writes: each command is retried on a new
+    /// connection within the I/O timeout, the data is intact, and the host stays a member.
+    @Test func droppedConnectionsAreReconnectedWithinTheIOTimeout() throws {
+        try requireTarget()
+        let tgt = try TgtTarget()
+        let target = try tgt.addTarget(size: 2 << 30)
+        let url = tgt.url(target)
+        let made = try runTool("mkfs.vmfs", ["--journal-size", "1M", "--atomic-update", "paxos"] + iscsiMkfsFlags + [url])
+        try #require(made.status == 0, "\(made.output)")
+        let volume = try Volume.mount(path: url, options: MountOptions(host: HostIdentity.local(override: "dropped")))
+        let membership = volume.membership
+        let file = try volume.create("data", access: .readWrite)
+        var expected: [[UInt8]] = []
+        for round in 0..<4 {
+            try tgt.dropConnections(of: target)
+            let bytes = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ round) }
+            try file.write(bytes: bytes, at: UInt64(round) << 20)
+            try file.sync()
+            expected.append(bytes)
+        }
+        try tgt.dropConnections(of: target)
+        for (round, bytes) in expected.enumerated() {
+            #expect(try file.read(count: bytes.count, at: UInt64(round) << 20) == bytes, "round \(round)")
+        }
+        let device = try #require(volume.device as? ISCSIBlockDevice)
+        #expect(device.reconnections >= 4, "the target did not drop the connections (\(device.reconnections) reconnections)")
+        #expect(volume.membership?.slot == membership?.slot && volume.membership?.generation == membership?.generation,
+                "the host lost its membership over dropped connections")
+        try file.close()
+        try volume.unmount()
+        let fsck = try runTool("fsck.vmfs", ["-n", url])
+        #expect(fsck.status == 0, "\(fsck.output)")
+    }
+
     @Test func badPortalTargetLUNAndCredentialsAreNamed() throws {
         try requireTarget()
         let tgt = try TgtTarget()

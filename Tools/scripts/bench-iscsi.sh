@@ -6,15 +6,17 @@
 #     to libiscsi's own iscsi-perf with the same transfer size and depth against the same target,
 #     measured in the same run. (Debian's libiscsi-bin has iscsi-perf but no iscsi-dd, and
 #     iscsi-perf only reads, so writes have no baseline here.)
-# Environment: BENCH_DIR (scratch, default /var/tmp/vmfs-bench-iscsi), SECONDS_PER_RUN (default 10).
+# Environment: BENCH_DIR (scratch, default /var/tmp/vmfs-bench-iscsi), SECONDS_PER_RUN (default 10),
+# BUILD_PATH (a separate SwiftPM scratch path for the release build, default .build).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DIR=${BENCH_DIR:-/var/tmp/vmfs-bench-iscsi}
 RUN=${SECONDS_PER_RUN:-10}
 Tools/scripts/setup.sh
 mkdir -p "$DIR"
-for product in vmfs-bench mkfs.vmfs vmfs-testhost; do swift build -c release --product "$product" >/dev/null; done
-BIN=$(swift build -c release --show-bin-path)
+build=(swift build -c release ${BUILD_PATH:+--scratch-path "$BUILD_PATH"})
+for product in vmfs-bench mkfs.vmfs vmfs-testhost; do "${build[@]}" --product "$product" >/dev/null; done
+BIN=$("${build[@]}" --show-bin-path)
 value() { awk -v name="$2" -v key="$3" '$1=="RESULT" && $2==name { for (i=3;i<=NF;i++) { split($i,kv,"="); if (kv[1]==key) print kv[2] } }' <<<"$1"; }
 field() { tr ' ' '\n' <<<"$1" | awk -F= -v key="$2" '$1==key { print $2 }'; }
 

@@ -120,6 +120,8 @@ public final class ISCSIBlockDevice: SCSIStorage, @unchecked Sendable {
     // MARK: SCSIStorage basics
 
     public var targetDescription: String { path }
+    /// How many times the session logged in again after its connection dropped.
+    public var reconnections: UInt64 { cvi_epoch(session) }
     public var commandTimeoutMilliseconds: UInt32 { timeoutMilliseconds.withLock { $0 } }
     public func setCommandTimeout(milliseconds: UInt32) { timeoutMilliseconds.withLock { $0 = max(milliseconds, 50) } }
     public func setConflictHandler(_ handler: (@Sendable () -> Bool)?) { conflictHandler.withLock { $0 = handler } }
