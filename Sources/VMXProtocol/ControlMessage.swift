@@ -22,6 +22,7 @@ public enum ControlMessage: Sendable, Equatable {
     case consoleOutput([UInt8])
     case status(StatusReport)
     case marker(MarkerReport)
+    case guestHeartbeat(GuestHeartbeat)
 
     /// The frame type of this message.
     public var type: UInt16 {
@@ -44,6 +45,7 @@ public enum ControlMessage: Sendable, Equatable {
         case .consoleOutput: 0x0105
         case .status: 0x0106
         case .marker: 0x0107
+        case .guestHeartbeat: 0x0108
         }
     }
 
@@ -61,6 +63,7 @@ public enum ControlMessage: Sendable, Equatable {
             case .stateChanged(let value): return try Self.json(value)
             case .status(let value): return try Self.json(value)
             case .marker(let value): return try Self.json(value)
+            case .guestHeartbeat(let value): return try Self.json(value)
             case .consoleInput(let bytes), .consoleOutput(let bytes): return bytes
             case .start, .powerOff, .reset, .statusRequest, .resume, .configured: return []
             }
@@ -109,6 +112,7 @@ public enum ControlMessage: Sendable, Equatable {
         case 0x0105: return .consoleOutput(Array(payload))
         case 0x0106: return .status(try decodeJSON(StatusReport.self, payload, name: "status"))
         case 0x0107: return .marker(try decodeJSON(MarkerReport.self, payload, name: "marker"))
+        case 0x0108: return .guestHeartbeat(try decodeJSON(GuestHeartbeat.self, payload, name: "guestHeartbeat"))
         default: throw VMXProtocolError(.malformed, "unknown control message type 0x\(String(type, radix: 16))")
         }
     }

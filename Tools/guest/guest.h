@@ -30,6 +30,7 @@ enum workload {
     WL_DISK_SEQUENCE = 9,
     WL_DISK_RANDOM = 10,
     WL_IDLE = 11,
+    WL_HEARTBEAT = 12,
 };
 
 enum result {
@@ -163,5 +164,6 @@ int hostile_limits(struct vblk *d, const struct params *p);
 void hostile_helper(void);
 int disk_sequence(const struct params *p, struct vblk *disk);
 int disk_random(const struct params *p, struct vblk *disk);
+__attribute__((noreturn)) int heartbeat(const struct params *p);
 
 #endif

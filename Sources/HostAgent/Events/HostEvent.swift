@@ -11,6 +11,8 @@ public struct HostEvent: Codable, Sendable, Equatable {
         case vmRegistered, vmUnregistered, vmCreated
         case vmPoweredOn, vmPoweredOff, vmGuestPoweredOff, vmPaused, vmResumed, vmReset
         case vmCrashed, vmLockLost, vmAdopted
+        case haConfigured, haHostFailed, haRestarted, haRestartFailed, haIsolated, vmMonitoringReset
+        case hostMaintenanceEntered, hostMaintenanceExited
     }
 
     /// How much it matters.

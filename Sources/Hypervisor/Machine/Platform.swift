@@ -53,6 +53,7 @@ struct Platform {
             .init(range: TestGuestABI.exitPort...(TestGuestABI.exitPort + 3), device: TestExitPort(power: power)),
         ], fallback: pci)
         dispatcher = ExitDispatcher(portBus: portBus, mmioBus: MMIOBus(mappings: []), power: power,
-                                    markers: GuestMarkerPort(observer: configuration.markerObserver), control: control)
+                                    markers: GuestMarkerPort(observer: configuration.markerObserver), control: control,
+                                    heartbeat: GuestHeartbeatPort(observer: configuration.heartbeatObserver))
     }
 }

@@ -19,6 +19,9 @@ public enum TestGuestABI {
     /// A write blocks the writing vCPU in the VMM until the machine powers off (an idle vCPU at
     /// CPL3 cannot `hlt`; this keeps it from spinning).
     public static let parkPort: UInt16 = 0xFC
+    /// The tools channel: a 32-bit write is a guest heartbeat (VM monitoring), counted with the
+    /// host time it arrived. Real guests would send it from their tools daemon.
+    public static let toolsHeartbeatPort: UInt16 = 0xF0
     /// "TGPB".
     public static let parameterMagic: UInt32 = 0x4250_4754
     public static let parameterVersion: UInt32 = 1
@@ -84,6 +87,9 @@ public enum TestGuestWorkload: UInt32, Sendable, CaseIterable {
     case diskRandom = 10
     /// Every vCPU parks at once: a VM that runs and uses no CPU.
     case idle = 11
+    /// Sends a tools heartbeat every args[0] pause iterations (default 2,000,000), and after
+    /// args[1] heartbeats (0: never) stops and spins, as a hung guest.
+    case heartbeat = 12
 }
 
 /// Exit statuses of the test guest.
