@@ -29,7 +29,52 @@ rm -f "$image"
 truncate -s 8G "$image"
 /usr/sbin/tgtd -f -C "$control" --iscsi "portal=127.0.0.1:$port" >"$DIR/tgtd.log" 2>&1 &
 tgtd=$!
-cleanup() { kill "$tgtd" 2>/dev/null || true; wait "$tgtd" 2>/dev/null || true; rm -f "/var/run/tgtd/socket.$control"*; }
+# istgt for ATS: tgt does not execute COMPARE AND WRITE. One 8 GiB LUN 0 on loopback.
+istgt_port=$((40000 + RANDOM % 10000))
+istgt_image="$DIR/istgt-lun.img"
+rm -f "$istgt_image"
+truncate -s 8G "$istgt_image"
+: >"$DIR/istgt-auth.conf"
+cat >"$DIR/istgt.conf" <<EOF
+[Global]
+  NodeBase "iqn.2026-11.org.vmfs-sw.bench"
+  PidFile $DIR/istgt.pid
+  AuthFile $DIR/istgt-auth.conf
+  MediaDirectory $DIR
+  DiscoveryAuthMethod None
+  MaxSessions 64
+  MaxConnections 4
+  MaxR2T 32
+  MaxOutstandingR2T 16
+  FirstBurstLength 262144
+  MaxBurstLength 1048576
+  MaxRecvDataSegmentLength 262144
+  InitialR2T Yes
+  ImmediateData Yes
+[UnitControl]
+  AuthMethod None
+  Portal UC1 127.0.0.1:$((istgt_port + 1))
+  Netmask 127.0.0.1
+[PortalGroup1]
+  Portal DA1 127.0.0.1:$istgt_port
+[InitiatorGroup1]
+  InitiatorName "ALL"
+  Netmask 127.0.0.0/8
+[LogicalUnit1]
+  TargetName ats
+  Mapping PortalGroup1 InitiatorGroup1
+  AuthMethod None
+  UnitType Disk
+  QueueDepth 32
+  LUN0 Storage $istgt_image 8192MB
+EOF
+/usr/sbin/istgt -c "$DIR/istgt.conf" -D -q >"$DIR/istgt.log" 2>&1 &
+istgt=$!
+cleanup() {
+    kill "$tgtd" "$istgt" 2>/dev/null || true
+    wait "$tgtd" "$istgt" 2>/dev/null || true
+    rm -f "/var/run/tgtd/socket.$control"*
+}
 trap cleanup EXIT
 admin() { /usr/sbin/tgtadm -C "$control" --lld iscsi "$@"; }
 for _ in $(seq 100); do admin --op show --mode sys >/dev/null 2>&1 && break; sleep 0.1; done
@@ -37,18 +82,24 @@ admin --op new --mode target --tid 1 -T "$iqn"
 admin --op new --mode logicalunit --tid 1 --lun 1 -b "$image"
 admin --op bind --mode target --tid 1 -I ALL
 url="iscsi://127.0.0.1:$port/$iqn/1"
-echo "Target: tgtd $(/usr/sbin/tgtd --version 2>/dev/null || true) on loopback, LUN of 8 GiB on $image"
+# One timing for every method: Disk Paxos needs D >= 3T + 2H, which VMware's 3 s / 16 s / 8 s is not.
+timing=(--heartbeat-interval 1000 --dead-interval 8000 --io-timeout 2000)
+ats_url="iscsi://127.0.0.1:$istgt_port/iqn.2026-11.org.vmfs-sw.bench:ats/0"
+for _ in $(seq 100); do iscsi-inq "$ats_url" >/dev/null 2>&1 && break; sleep 0.1; done
+echo "Targets on loopback: tgtd $(/usr/sbin/tgtd --version 2>/dev/null || true) (scsi2, paxos, throughput), istgt (ats); LUNs of 8 GiB on sparse files"
 
 for method in ats scsi2 paxos; do
-    "$BIN/mkfs.vmfs" --force --atomic-update "$method" --journal-size 1M "$url" >"$DIR/mkfs-$method.out"
-    out=$("$BIN/vmfs-testhost" lock-bench "$url" --host-id "bench-$method" --iterations 500)
+    lun=$url
+    [[ $method == ats ]] && lun=$ats_url
+    "$BIN/mkfs.vmfs" --force --atomic-update "$method" --journal-size 1M "${timing[@]}" "$lun" >"$DIR/mkfs-$method.out"
+    out=$("$BIN/vmfs-testhost" lock-bench "$lun" --host-id "bench-$method" --iterations 500)
     echo "[$method] lock acquire+release (open + close read-write), 500 cycles, one host:" \
          "median $(field "$out" median_us) us, p99 $(field "$out" p99_us) us," \
          "$(field "$out" reads_per_cycle) sector reads and $(field "$out" atomic_updates_per_cycle) atomic updates per cycle"
     start=$(date +%s%N)
     pids=()
     for i in $(seq 0 7); do
-        "$BIN/vmfs-testhost" counter "$url" --host-id "bench-$method-$i" --file lockbench --increments 30 >"$DIR/counter-$method-$i.out" 2>&1 &
+        "$BIN/vmfs-testhost" counter "$lun" --host-id "bench-$method-$i" --file lockbench --increments 30 >"$DIR/counter-$method-$i.out" 2>&1 &
         pids+=($!)
     done
     for pid in "${pids[@]}"; do wait "$pid"; done
@@ -69,7 +120,7 @@ perf() {  # $1 = label, rest = iscsi-perf flags; prints bytes/s from the last av
     local iops=${line##* }
     python3 -c "print(${iops:-0} * $blocks * 512)"
 }
-"$BIN/mkfs.vmfs" --force --atomic-update ats --journal-size 1M "$url" >/dev/null
+"$BIN/mkfs.vmfs" --force --atomic-update paxos --journal-size 1M "${timing[@]}" "$url" >/dev/null
 core=$("$BIN/vmfs-bench" core --volume "$url" --size 2G --random-seconds "$RUN")
 vmfs_seq=$(python3 -c "print($(value "$core" seq-read MBps) * 1e6)")
 vmfs_rand=$(python3 -c "print($(value "$core" rand-read-4k IOPS) * 4096)")
