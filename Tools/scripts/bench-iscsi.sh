@@ -71,7 +71,7 @@ EOF
 /usr/sbin/istgt -c "$DIR/istgt.conf" -D -q >"$DIR/istgt.log" 2>&1 &
 istgt=$!
 cleanup() {
-    kill "$tgtd" "$istgt" 2>/dev/null || true
+    kill -KILL "$tgtd" "$istgt" 2>/dev/null || true  # tgtd ignores SIGTERM while it has sessions
     wait "$tgtd" "$istgt" 2>/dev/null || true
     rm -f "/var/run/tgtd/socket.$control"*
 }
