@@ -139,11 +139,12 @@ private final class FreezeLoop: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
 
     init(workers: [LiveProcess]) {
-        let pids = workers.map { $0.process.processIdentifier }
         Thread.detachNewThread { [self] in
             while lock.withLock({ running }) {
                 Thread.sleep(forTimeInterval: Double.random(in: 0.05...0.3))
-                guard let pid = pids.randomElement() else { break }
+                // Only workers still running: the pid of one that exited may belong to another process now.
+                guard let worker = workers.filter({ $0.process.isRunning }).randomElement() else { break }
+                let pid = worker.process.processIdentifier
                 kill(pid, SIGSTOP)
                 Thread.sleep(forTimeInterval: Double.random(in: 0.02...0.6))
                 kill(pid, SIGCONT)
