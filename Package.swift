@@ -167,7 +167,7 @@ let package = Package(
             swiftSettings: strictSettings),
         // Virtual switches in network namespaces, without VMs: configuration, rules, shaping, uplinks.
         .testTarget(
-            name: "HostNetworkingTests", dependencies: ["HostNetworking", "Hypervisor", "VMFSTestSupport"],
+            name: "HostNetworkingTests", dependencies: ["HostNetworking", "Hypervisor", "VMFSTestSupport", "SystemSupport", "CVMFSLinux"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "VirtualMachineTests", dependencies: ["VMManagement", "VMFSCore", "VMFSTestSupport", "Hypervisor", "vmctl", "mkfs.vmfs", "vmfs"],

@@ -11,6 +11,7 @@
 #include <linux/if_tun.h>
 #include <arpa/inet.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -185,6 +186,8 @@ int cvmfs_interface_running(const char *name) {
     if (r != 0) return -error;
     return (request.ifr_flags & IFF_UP) && (request.ifr_flags & IFF_RUNNING) ? 1 : 0;
 }
+
+int cvmfs_unshare_network(void) { return unshare(CLONE_NEWNET) == 0 ? 0 : -errno; }
 
 int cvmfs_set_thread_nice(int nice) {
     return setpriority(PRIO_PROCESS, (id_t)gettid(), nice) == 0 ? 0 : -errno;

@@ -175,7 +175,8 @@ public final class HostNetwork: Sendable {
             guard watch == nil else { return }
             watch = try? NativeThread(name: "vswitch-owner") { [weak self] in
                 while let self, !self.state.withLock({ $0.stopped }) {
-                    let needed = self.configuration.virtualSwitches.contains { !$0.uplinks.isEmpty && self.state.withLock({ s in s.trunks[$0.name] }) == nil }
+                    let running = Set(self.state.withLock { $0.trunks.keys })
+                    let needed = self.configuration.virtualSwitches.contains { !$0.uplinks.isEmpty && !running.contains($0.name) }
                     if needed { self.changes.withLock { _ in self.startOwnedTrunks() } }
                     MonotonicClock.sleep(milliseconds: 500)
                 }
@@ -225,7 +226,7 @@ public final class HostNetwork: Sendable {
             guard fd >= 0 else { throw Self.tapError(name, errno: -fd) }
             let status = PortStatus(name: name, vm: vm, nic: nic, portGroup: portGroup, configuredMAC: mac.description,
                                     effectiveMAC: mac.description, bridge: bridge)
-            do {
+            do throws(NetworkError) {
                 try commands.run(.ip, ["link", "set", name, "master", bridge, "mtu", "\(owner.mtu)", "up"], purpose: "attaching port \(name) to \(bridge)")
                 try installRules(status, security: group.security)
                 try applyShaping(group.shaping, port: name)

@@ -6,13 +6,13 @@ internal import Glibc
 /// Which process of this network namespace runs a virtual switch's uplink: the one holding an
 /// exclusive `flock` on `DIRECTORY/NETNS-SWITCH.lock` (the host agent, or without one the first
 /// `vmctl run` using the switch). Another process that needs the switch waits for the lock and takes
-/// over when the holder exits. The namespace's identity (the inode of `/proc/self/ns/net`) is in
+/// over when the holder exits. The namespace's identity (the inode of `/proc/thread-self/ns/net`) is in
 /// the name because bridges are per namespace while `/run` is shared.
 enum SwitchOwnership {
     /// The lock file of switch `name` in this namespace.
     static func lockPath(directory: String, switch name: String) -> String {
         var status = stat()
-        let namespace = stat("/proc/self/ns/net", &status) == 0 ? String(status.st_ino) : "0"
+        let namespace = stat("/proc/thread-self/ns/net", &status) == 0 ? String(status.st_ino) : "0"
         return "\(directory)/\(namespace)-\(InterfaceNames.hex(name, digits: 12)).lock"
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Hypervisor
 import SystemSupport
+import Synchronization
 
 /// A virtio-net device on a socket pair, driven the way a guest driver would: registers through
 /// its I/O BAR, rings and buffers in guest memory. The test holds the host end of the port.

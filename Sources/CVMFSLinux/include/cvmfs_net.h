@@ -58,6 +58,9 @@ unsigned int cvmfs_interface_index(const char *name);
 /// 1 when interface `name` is up with its link running (IFF_UP and IFF_RUNNING), 0 when not,
 /// -errno when it cannot be asked (-ENODEV: no such interface).
 int cvmfs_interface_running(const char *name);
+/// Moves the calling thread (only) into a new network namespace (unshare(CLONE_NEWNET)); 0 or -errno.
+/// Threads and processes it starts afterwards are in that namespace too.
+int cvmfs_unshare_network(void);
 /// Lowers the calling thread's scheduling priority to `nice` (setpriority on its thread id); 0 or -errno.
 int cvmfs_set_thread_nice(int nice);
 

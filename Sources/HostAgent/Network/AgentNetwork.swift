@@ -117,18 +117,16 @@ public final class AgentNetwork: Sendable {
             try body(&extra)
             let merged = NetworkConfiguration(virtualSwitches: fixed.virtualSwitches + extra.virtualSwitches,
                                               portGroups: fixed.portGroups + extra.portGroups)
-            do { try host.apply(merged) } catch {
+            do throws(NetworkError) { try host.apply(merged) } catch {
                 _ = try? host.apply(NetworkConfiguration(virtualSwitches: fixed.virtualSwitches + before.virtualSwitches,
                                                          portGroups: fixed.portGroups + before.portGroups))
                 throw Self.agentError(error)
             }
             added.withLock { $0 = extra }
-            do {
-                let data = try JSONEncoder().encode(extra)
-                try data.write(to: URL(fileURLWithPath: statePath + ".tmp"))
-                _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: statePath), withItemAt: URL(fileURLWithPath: statePath + ".tmp"))
-            } catch {
-                throw AgentError(.failed, "the network changed but \(statePath) could not be written: \(error)")
+            let data: Data
+            do { data = try JSONEncoder().encode(extra) } catch { throw AgentError(.failed, "cannot encode the network configuration: \(error)") }
+            do throws(AgentError) { try AtomicFile.write(data, to: statePath) } catch {
+                throw AgentError(.failed, "the network changed but was not saved: \(error.message)")
             }
         }
     }
