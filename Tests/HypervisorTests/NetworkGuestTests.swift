@@ -31,8 +31,10 @@ struct NetworkGuestTests {
                 vcpuCount: 1, memorySize: 64 << 20,
                 bootSource: .testGuest(TestGuestConfiguration(imagePath: try GuestArtifacts.testGuest(), workload: workload, arguments: arguments)),
                 console: console, networkInterfaces: [nic]))
-            let machine = self.machine, finished = self.finished
-            let thread = Thread { finished.withLock { $0 = try? machine.run(timeLimit: 60) } }
+            let thread = Thread { [self] in
+                let outcome = try? machine.run(timeLimit: 60)
+                finished.withLock { $0 = outcome }
+            }
             thread.start()
             self.thread = thread
         }
@@ -86,7 +88,8 @@ struct NetworkGuestTests {
 
         let echo = Packets.icmpEcho(identifier: 0x1234, sequence: 7, data: Array(0..<48))
         guest.send(Packets.ip(from: Self.peerMAC, Self.peerIP, to: Self.guestMAC, Self.guestIP, protocol: 1, payload: echo))
-        let pong = try #require(guest.receive { Packets.parseIPv4($0)?.kind == 1 }.flatMap(Packets.parseIPv4))
+        let pongFrame = try #require(guest.receive { Packets.parseIPv4($0)?.kind == 1 })
+        let pong = try #require(Packets.parseIPv4(pongFrame))
         #expect(pong.destination == Self.peerMAC && pong.sourceIP == Self.guestIP && pong.destinationIP == Self.peerIP && pong.headerChecksumValid)
         #expect(pong.payload[0] == 0 && Array(pong.payload[4...]) == Array(echo[4...]) && Packets.checksum(pong.payload) == 0)
 
@@ -95,7 +98,8 @@ struct NetworkGuestTests {
             payload[9] = UInt8(sequence)
             guest.send(Packets.ip(from: Self.peerMAC, Self.peerIP, to: Self.guestMAC, Self.guestIP, protocol: 17,
                                   payload: Packets.udp(sourcePort: 5555, port: 7, payload: payload)))
-            let answer = try #require(guest.receive { Packets.parseIPv4($0)?.kind == 17 }.flatMap(Packets.parseIPv4))
+            let answerFrame = try #require(guest.receive { Packets.parseIPv4($0)?.kind == 17 })
+            let answer = try #require(Packets.parseIPv4(answerFrame))
             #expect(Array(answer.payload[0..<4]) == Packets.be16(7) + Packets.be16(5555) && Array(answer.payload[8...]) == payload)
         }
         let counters = try #require(guest.machine.networkStatistics.first)

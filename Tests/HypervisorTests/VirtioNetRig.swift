@@ -19,7 +19,8 @@ final class VirtioNetRig: @unchecked Sendable {
     let pool: WorkerPool
     /// The host end: one record (12-byte header + frame) per message.
     let host: Int32
-    let events = Mutex<[NetworkInterfaceEvent]>([])
+    /// What the device reported to its event handler, in order.
+    let eventLog = EventLog()
     var drivers: [TestDriver] = []
     var negotiated: UInt32 = 0
 
@@ -30,9 +31,9 @@ final class VirtioNetRig: @unchecked Sendable {
         host = fds[1]
         var size: Int32 = 4 << 20
         setsockopt(host, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        let recorder = events
+        let recorder = eventLog
         let configuration = NetworkInterfaceConfiguration(macAddress: Self.mac, port: try NetworkPort(packetSocketDescriptor: fds[0]),
-                                                          connected: connected) { event in recorder.withLock { $0.append(event) } }
+                                                          connected: connected) { event in recorder.append(event) }
         model = try VirtioNet(index: 0, configuration: configuration, memory: memory)
         pool = try WorkerPool(threads: 2, name: "net-test")
         device = VirtioPCILegacyDevice(model: model, memory: memory, ioBase: Self.ioBase, interruptLine: 16, interrupt: line, io: pool)
@@ -112,4 +113,12 @@ final class VirtioNetRig: @unchecked Sendable {
     static func frame(to destination: MACAddress, from source: MACAddress = MACAddress("02:aa:00:00:00:02")!, payload: [UInt8]) -> [UInt8] {
         destination.bytes + source.bytes + [0x88, 0xB5] + payload
     }
+}
+
+/// The events a NIC reported, collected from its threads.
+final class EventLog: Sendable {
+    private let events = Mutex<[NetworkInterfaceEvent]>([])
+
+    func append(_ event: NetworkInterfaceEvent) { events.withLock { $0.append(event) } }
+    var all: [NetworkInterfaceEvent] { events.withLock { $0 } }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Hypervisor
+import Synchronization
 
 /// virtio-net against well-behaved and hostile drivers, on a socket pair (no KVM, no root).
 @Suite("virtio-net device (no KVM needed)")
@@ -135,11 +136,11 @@ struct VirtioNetTests {
         try rig.setUp(features: Self.basic)
         rig.write(VirtioPCILegacyRegister.deviceConfiguration + 5, size: 1, 0x77)
         let changed = MACAddress("02:fc:00:00:00:77")!
-        #expect(rig.events.withLock { $0 } == [.macAddressChanged(interface: 0, changed)])
+        #expect(rig.eventLog.all == [.macAddressChanged(interface: 0, changed)])
         #expect(rig.model.counters.macAddress == changed)
         rig.write(VirtioPCILegacyRegister.status, size: 1, 0)
         #expect(rig.model.counters.macAddress == VirtioNetRig.mac)
-        #expect(rig.events.withLock { $0 }.last == .macAddressChanged(interface: 0, VirtioNetRig.mac))
+        #expect(rig.eventLog.all.last == .macAddressChanged(interface: 0, VirtioNetRig.mac))
     }
 
     @Test func controlQueueCommandsNeedTheirFeaturesAndAreAcknowledged() throws {
@@ -157,7 +158,7 @@ struct VirtioNetTests {
         try rig.post(queue: P.controlQueue, first: 2, [(base + 0x200, 3, false), (base + 0x300, 1, true)])
         #expect(rig.waitUsed(P.controlQueue, 2))
         #expect(try rig.memory.read(at: base + 0x300, count: 1) == [P.ackOK])
-        #expect(rig.events.withLock { $0 }.contains(.receiveModeChanged(interface: 0, promiscuous: true, allMulticast: true)))
+        #expect(rig.eventLog.all.contains(.receiveModeChanged(interface: 0, promiscuous: true, allMulticast: true)))
         try rig.post(queue: P.receiveQueue, first: 0, [(base + 0x1000, 2048, true)])
         rig.sendToDevice(frame: VirtioNetRig.frame(to: MACAddress("02:bb:00:00:00:09")!, payload: [1]))
         #expect(rig.waitUsed(P.receiveQueue, 1))

@@ -60,7 +60,7 @@ enum NetworkConversions {
         .init(allowPromiscuous: policy.allowPromiscuous, allowMACChanges: policy.allowMACChanges, allowForgedTransmits: policy.allowForgedTransmits)
     }
 
-    static func nic(_ view: NICView) -> Components.Schemas.NIC {
+    static func nic(_ view: NICView) -> Components.Schemas.Nic {
         .init(index: view.index, portGroup: view.portGroup, macAddress: view.macAddress, effectiveMACAddress: view.effectiveMACAddress,
               connected: view.connected, port: view.port, linkUp: view.linkUp, vmm: view.vmm.map(vmm), host: view.host.map(host))
     }
