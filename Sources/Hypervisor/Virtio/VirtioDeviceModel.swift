@@ -19,6 +19,15 @@ protocol VirtioDeviceModel: AnyObject, Sendable {
     func handle(_ chain: DescriptorChain, queue: Int, memory: GuestMemory, negotiatedFeatures: UInt32) -> UInt32
     /// Handles a chain whose structure was invalid; returns the bytes written (normally 0).
     func handleMalformed(head: UInt16, violation: VirtqueueViolation, queue: Int) -> UInt32
+
+    // Devices that serve their own queues (defaults below do nothing). Requirements, so that the
+    // transport's calls reach a device's own implementations.
+    func servesQueueItself(_ index: Int) -> Bool
+    func queueNotified(_ index: Int)
+    func attach(_ transport: any VirtioQueueTransport)
+    func driverStatusChanged(_ status: UInt8, negotiatedFeatures features: UInt32)
+    func quiesce()
+    func writeConfiguration(offset: Int, bytes: [UInt8])
 }
 
 /// Virtio device status bits.
