@@ -224,6 +224,12 @@ public final class HostNetwork: Sendable {
             let bridge = InterfaceNames.bridge(switch: owner.name, vlan: group.vlan)
             let fd = cvmfs_tap_create(name, 1)
             guard fd >= 0 else { throw Self.tapError(name, errno: -fd) }
+            // Every record on a port carries the 12-byte header (docs/NETWORKING.md), from the start.
+            let sized = cvmfs_tap_set_vnet_header_size(fd, 12)
+            guard sized == 0 else {
+                close(fd)
+                throw NetworkError(.failed, "TUNSETVNETHDRSZ on \(name): errno \(-sized)")
+            }
             let status = PortStatus(name: name, vm: vm, nic: nic, portGroup: portGroup, configuredMAC: mac.description,
                                     effectiveMAC: mac.description, bridge: bridge)
             do throws(NetworkError) {
