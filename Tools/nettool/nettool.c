@@ -1,7 +1,7 @@
 /* nettool: the host side of the network tests and benchmarks (Tools/scripts/build-nettool.sh builds it).
  * Every datagram it sends starts with {u64 sequence, u64 CLOCK_MONOTONIC ns} like the test guest's.
  *
- *   nettool recv PORT SECONDS [echo]      receive (and echo) for SECONDS; prints one summary line
+ *   nettool recv PORT SECONDS [echo]      receive (and echo) for SECONDS, or until the stream stops for 1 s; prints one summary line
  *   nettool send IP PORT PPS COUNT SIZE   send COUNT datagrams of SIZE bytes at PPS (0: as fast as possible)
  *   nettool echo IP PORT PPS SECONDS      send at PPS for SECONDS, receive the echoes, report the largest gap
  *
@@ -101,6 +101,8 @@ static int receive(int argc, char **argv) {
     printf("listening\n");
     fflush(stdout);
     while (now_ns() < end) {
+        /* A stream that stopped for a second has ended. */
+        if (t.received > 0 && now_ns() - t.last > 1000000000ull) break;
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int remaining = (int)((end - now_ns()) / 1000000) + 1;
         if (poll(&p, 1, remaining > 100 ? 100 : remaining) <= 0) continue;
