@@ -50,9 +50,10 @@ extension TestCluster {
         eventually(seconds: seconds) { networkReadyTime(host, name) != nil }
     }
 
-    /// Runs busybox ping from machine `machine` (3 echoes); true when one came back.
-    func ping(from machine: Int, _ address: String) throws -> Bool {
-        try lab.run(in: machine, ["/usr/bin/busybox", "ping", "-c", "3", "-W", "2", address]).status == 0
+    /// Runs busybox ping from machine `machine` (3 echoes, up to 10 s for the first answer on a
+    /// loaded machine); status 0 when one came back.
+    func ping(from machine: Int, _ address: String) throws -> ToolResult {
+        try lab.run(in: machine, ["/usr/bin/busybox", "ping", "-c", "3", "-W", "10", address])
     }
 }
 

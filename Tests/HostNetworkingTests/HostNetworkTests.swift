@@ -25,8 +25,8 @@ struct HostNetworkTests {
 
     static func lockDirectory() -> String { NSTemporaryDirectory() + "vswitch-locks-\(UUID().uuidString.prefix(8))" }
 
-    @Test func bridgesPortsRulesAndShapingFollowTheConfiguration() throws {
-        try inNetworkNamespace {
+    @Test func bridgesPortsRulesAndShapingFollowTheConfiguration() async throws {
+        try await inNetworkNamespace {
             let network = HostNetwork(lockDirectory: Self.lockDirectory())
             defer { network.shutdown(removingPorts: true) }
             try network.apply(Self.configuration())
@@ -59,8 +59,8 @@ struct HostNetworkTests {
         }
     }
 
-    @Test func forgedSourcesAndOtherPortsFramesAreDroppedUnlessThePolicyAllowsThem() throws {
-        try inNetworkNamespace {
+    @Test func forgedSourcesAndOtherPortsFramesAreDroppedUnlessThePolicyAllowsThem() async throws {
+        try await inNetworkNamespace {
             let network = HostNetwork(lockDirectory: Self.lockDirectory())
             defer { network.shutdown(removingPorts: true) }
             try network.apply(Self.configuration())
@@ -97,8 +97,8 @@ struct HostNetworkTests {
         }
     }
 
-    @Test func theUplinkCarriesEachPortGroupsVLANTag() throws {
-        try inNetworkNamespace {
+    @Test func theUplinkCarriesEachPortGroupsVLANTag() async throws {
+        try await inNetworkNamespace {
             try ip("link add up0 type veth peer name wire0")
             try ip("link set up0 up")
             try ip("link set wire0 up")

@@ -11,22 +11,58 @@ let canMakeNetworks = getuid() == 0 && access("/dev/net/tun", R_OK | W_OK) == 0
 
 /// Runs `body` on a thread of its own moved into a new, empty network namespace: the bridges,
 /// rules and devices it makes (and the commands and threads it starts) live there and vanish with
-/// it. The rest of the test process stays in its namespace.
-func inNetworkNamespace<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
-    let result = Mutex<Result<T, any Error>?>(nil)
-    let thread = try NativeThread(name: "netns-test") {
-        let outcome: Result<T, any Error>
-        let unshared = cvmfs_unshare_network()
-        if unshared != 0 {
-            outcome = .failure(NetworkError(.failed, "unshare(CLONE_NEWNET): errno \(-unshared)"))
-        } else {
-            outcome = Result { try body() }
-        }
-        result.withLock { $0 = outcome }
+/// it. The rest of the test process stays in its namespace. `body` runs as part of the calling
+/// task (on a task executor whose thread is that one), so its expectations belong to the test.
+func inNetworkNamespace<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    let executor = NamespaceExecutor()
+    defer { executor.shutdown() }
+    guard executor.unshareResult == 0 else {
+        throw NetworkError(.failed, "unshare(CLONE_NEWNET): errno \(-executor.unshareResult)")
     }
-    thread.join()
-    guard let outcome = result.withLock({ $0 }) else { throw NetworkError(.failed, "the namespace thread produced nothing") }
-    return try outcome.get()
+    return try await withTaskExecutorPreference(executor) { try body() }
+}
+
+/// A task executor with one thread, which first moves itself into a new network namespace.
+final class NamespaceExecutor: TaskExecutor, @unchecked Sendable {
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+    private var stopped = false
+    /// 0, or -errno of the unshare.
+    private(set) var unshareResult: Int32 = 0
+
+    init() {
+        let started = DispatchSemaphore(value: 0)
+        let thread = Thread { [self] in
+            unshareResult = cvmfs_unshare_network()
+            started.signal()
+            while let job = next() { job.runSynchronously(on: asUnownedTaskExecutor()) }
+        }
+        thread.start()
+        started.wait()
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        condition.withLock {
+            jobs.append(job)
+            condition.signal()
+        }
+    }
+
+    /// Lets the thread end once its queue is empty.
+    func shutdown() {
+        condition.withLock {
+            stopped = true
+            condition.signal()
+        }
+    }
+
+    private func next() -> UnownedJob? {
+        condition.withLock {
+            while jobs.isEmpty && !stopped { condition.wait() }
+            return jobs.isEmpty ? nil : jobs.removeFirst()
+        }
+    }
 }
 
 /// `ip` in the current thread's namespace; fails the test's setup when it fails.

@@ -163,7 +163,8 @@ static int echo_stream(int argc, char **argv) {
             continue;
         }
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int wait_ms = (int)((due - now_ns()) / 1000000);
+        uint64_t now = now_ns();
+        int wait_ms = due > now ? (int)((due - now) / 1000000) : 0;   /* never negative: that waits forever */
         poll(&p, 1, wait_ms);
         for (;;) {
             ssize_t n = recv(fd, buffer, sizeof buffer, MSG_DONTWAIT);
@@ -171,8 +172,8 @@ static int echo_stream(int argc, char **argv) {
             note(&t, buffer, n);
         }
     }
-    /* Echoes still on their way. */
-    uint64_t drain = now_ns() + 200000000ull;
+    /* Echoes still on their way (a loaded machine may hold them a while). */
+    uint64_t drain = now_ns() + 1000000000ull;
     while (now_ns() < drain) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 20) <= 0) continue;
