@@ -51,7 +51,7 @@ extension TestCluster {
     }
 
     /// Runs busybox ping from machine `machine` (3 echoes, up to 10 s for the first answer on a
-    /// loaded machine); status 0 when one came back.
+    /// loaded machine); its output says `bytes from` for each echo that came back.
     func ping(from machine: Int, _ address: String) throws -> ToolResult {
         try lab.run(in: machine, ["/usr/bin/busybox", "ping", "-c", "3", "-W", "10", address])
     }

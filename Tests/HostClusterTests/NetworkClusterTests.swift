@@ -28,7 +28,7 @@ struct NetworkClusterTests {
 
         // A host process on the client machine pings the guest and streams to its echo port.
         let ping = try cluster.ping(from: cluster.client(), cluster.guestIP(1))
-        #expect(ping.status == 0, "\(ping.output)")
+        #expect(ping.stdout.contains("bytes from \(cluster.guestIP(1))"), "\(ping.output)")
         let tool = try nettool()
         let stream = try cluster.lab.run(in: cluster.client(), [tool, "echo", cluster.guestIP(1), "7", "200", "2"])
         let fields = nettoolFields(stream.stdout)
@@ -65,7 +65,7 @@ struct NetworkClusterTests {
         #expect(nicCounter(h1, "ten", "vmm", "receivedPackets") >= 25)
         // The client network is untagged: VLAN 10 is not on it.
         let ping = try cluster.ping(from: cluster.client(), cluster.guestIP(1))
-        #expect(ping.status != 0, "\(ping.output)")
+        #expect(!ping.stdout.contains("bytes from"), "\(ping.output)")
     }
 
     /// A guest sending with a forged source address: dropped on its host when its port group

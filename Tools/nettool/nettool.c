@@ -1,7 +1,8 @@
 /* nettool: the host side of the network tests and benchmarks (Tools/scripts/build-nettool.sh builds it).
  * Every datagram it sends starts with {u64 sequence, u64 CLOCK_MONOTONIC ns} like the test guest's.
  *
- *   nettool recv PORT SECONDS [echo]      receive (and echo) for SECONDS, or until the stream stops for 1 s; prints one summary line
+ *   nettool recv PORT SECONDS [echo|until-idle]  receive (and echo) for SECONDS (until-idle: or until the stream stops
+ *                                         for 1 s); prints one summary line
  *   nettool send IP PORT PPS COUNT SIZE   send COUNT datagrams of SIZE bytes at PPS (0: as fast as possible)
  *   nettool echo IP PORT PPS SECONDS      send at PPS for SECONDS, receive the echoes, report the largest gap
  *
@@ -95,14 +96,15 @@ static int receive(int argc, char **argv) {
     if (argc < 4) return 2;
     int fd = udp_socket(atoi(argv[2]));
     int echo = argc > 4 && strcmp(argv[4], "echo") == 0;
+    int until_idle = argc > 4 && strcmp(argv[4], "until-idle") == 0;
     uint64_t end = now_ns() + (uint64_t)(atof(argv[3]) * 1e9);
     struct tally t = {0};
     static uint8_t buffer[65536];
     printf("listening\n");
     fflush(stdout);
     while (now_ns() < end) {
-        /* A stream that stopped for a second has ended. */
-        if (t.received > 0 && now_ns() - t.last > 1000000000ull) break;
+        /* until-idle: a stream that stopped for a second has ended. */
+        if (until_idle && t.received > 0 && now_ns() - t.last > 1000000000ull) break;
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int remaining = (int)((end - now_ns()) / 1000000) + 1;
         if (poll(&p, 1, remaining > 100 ? 100 : remaining) <= 0) continue;
@@ -191,6 +193,6 @@ int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "recv") == 0) r = receive(argc, argv);
     else if (argc >= 2 && strcmp(argv[1], "send") == 0) r = send_stream(argc, argv);
     else if (argc >= 2 && strcmp(argv[1], "echo") == 0) r = echo_stream(argc, argv);
-    if (r == 2) fprintf(stderr, "usage: nettool recv PORT SECONDS [echo] | send IP PORT PPS COUNT SIZE | echo IP PORT PPS SECONDS\n");
+    if (r == 2) fprintf(stderr, "usage: nettool recv PORT SECONDS [echo|until-idle] | send IP PORT PPS COUNT SIZE | echo IP PORT PPS SECONDS\n");
     return r;
 }

@@ -72,7 +72,7 @@ run_guest_send() {  # $1 = payload bytes; prints the receiver's summary line, se
     local size=$1 name="send$1"
     "$BIN/vmctl" create --volume "$volume" --name "$name" --guest "$GUEST" --workload udpSend --memory 64M --network Bench \
         --args "$GUEST_IP,$P_IP,9,$COUNT,$size,0,4,40000" >/dev/null
-    ip netns exec $P "$NETTOOL" recv 9 60 > "$DIR/recv.out" &
+    ip netns exec $P "$NETTOOL" recv 9 60 until-idle > "$DIR/recv.out" &
     local receiver=$!
     sleep 0.3
     ip netns exec $H "$BIN/vmctl" run --volume "$volume" --network-config "$DIR/network.toml" --quiet --time-limit 55 "$name" >/dev/null &
@@ -92,7 +92,7 @@ run_guest_send() {  # $1 = payload bytes; prints the receiver's summary line, se
 echo "Guest → host process over the vSwitch vs host process → host process over the same bridge ($COUNT datagrams each):"
 for size in 1472 64; do
     # Baseline first: Q → P, as fast as the sender can.
-    ip netns exec $P "$NETTOOL" recv 9 30 > "$DIR/base.out" &
+    ip netns exec $P "$NETTOOL" recv 9 30 until-idle > "$DIR/base.out" &
     receiver=$!
     sleep 0.3
     ip netns exec $Q "$NETTOOL" send 10.77.0.1 9 0 "$COUNT" "$size" >/dev/null
@@ -120,9 +120,9 @@ ip netns exec $P "$NETTOOL" send 10.77.0.2 7 20000 100000 64 >/dev/null
 sleep 1
 kill -INT "$vm" 2>/dev/null || true; wait "$vm" 2>/dev/null || true
 echo "  guest: $(grep 'net: udp received' "$DIR/sink.out" | tail -1)"
-ip netns exec $P "$NETTOOL" recv 5 10 > "$DIR/base2.out" &
+ip netns exec $P "$NETTOOL" recv 7 10 until-idle > "$DIR/base2.out" &
 receiver=$!
 sleep 0.3
-ip netns exec $Q "$NETTOOL" send 10.77.0.1 5 20000 100000 64 >/dev/null
+ip netns exec $Q "$NETTOOL" send 10.77.0.1 7 20000 100000 64 >/dev/null
 wait "$receiver" 2>/dev/null || true
 echo "  host process: $(grep '^recv' "$DIR/base2.out")"
