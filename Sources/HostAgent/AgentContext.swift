@@ -1,5 +1,6 @@
 public import SystemSupport
 public import VMFSCore
+public import HostNetworking
 
 /// What every part of the agent shares: settings, the event log, the task manager, the worker
 /// pool for disk requests.
@@ -22,10 +23,12 @@ public final class AgentContext: Sendable {
         public var consoleLogCapacity: UInt64
         /// The local API socket, written into each volume's local host lock so commands find the agent.
         public var apiSocket: String?
+        /// Memory this host offers to HA placement and admission control (default: its RAM less 1 GiB).
+        public var haCapacityMemoryBytes: UInt64?
 
         public init(host: HostIdentity, vmxPath: String, runDirectory: String, stateDirectory: String,
                     orphanTimeoutMilliseconds: UInt64 = 32_000, diskWindowBytes: Int = 16 << 20,
-                    consoleLogCapacity: UInt64 = 16 << 20, apiSocket: String? = nil) {
+                    consoleLogCapacity: UInt64 = 16 << 20, apiSocket: String? = nil, haCapacityMemoryBytes: UInt64? = nil) {
             self.host = host
             self.vmxPath = vmxPath
             self.runDirectory = runDirectory
@@ -34,6 +37,7 @@ public final class AgentContext: Sendable {
             self.diskWindowBytes = diskWindowBytes
             self.consoleLogCapacity = consoleLogCapacity
             self.apiSocket = apiSocket
+            self.haCapacityMemoryBytes = haCapacityMemoryBytes
         }
 
         /// Where runtime records and VMM control sockets live.
@@ -42,13 +46,26 @@ public final class AgentContext: Sendable {
 
     public let settings: Settings
     public let events: EventLog
+    /// Told when a VM stopped (its new state and who stopped it: "guest", "agent"); HA listens.
+    private let powerObserver = Monitor<(@Sendable (ManagedVM, VMPowerState, String) -> Void)?>(nil)
     public let tasks: TaskManager
     public let pool: WorkerPool
+    /// This host's virtual switches and port groups, and the VMs' ports on them.
+    public let network: AgentNetwork
 
-    public init(settings: Settings, events: EventLog, tasks: TaskManager, pool: WorkerPool) {
+    public init(settings: Settings, events: EventLog, tasks: TaskManager, pool: WorkerPool, network: AgentNetwork) {
         self.settings = settings
         self.events = events
         self.tasks = tasks
         self.pool = pool
+        self.network = network
+    }
+
+    func observePowerChanges(_ observer: @escaping @Sendable (ManagedVM, VMPowerState, String) -> Void) {
+        powerObserver.withLock { $0 = observer }
+    }
+
+    func powerChanged(_ vm: ManagedVM, _ state: VMPowerState, _ by: String) {
+        powerObserver.withLock { $0 }?(vm, state, by)
     }
 }

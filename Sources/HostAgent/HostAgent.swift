@@ -1,5 +1,6 @@
 public import VMFSCore
 public import SystemSupport
+public import HostNetworking
 internal import VMManagement
 internal import FoundationEssentials
 #if canImport(Glibc)
@@ -15,15 +16,19 @@ public final class HostAgent: Sendable {
     public struct Configuration: Sendable {
         public var settings: AgentContext.Settings
         public var datastores: [Datastore.Configuration]
+        /// Virtual switches and port groups from the configuration file.
+        public var network: NetworkConfiguration
 
-        public init(settings: AgentContext.Settings, datastores: [Datastore.Configuration]) {
+        public init(settings: AgentContext.Settings, datastores: [Datastore.Configuration], network: NetworkConfiguration = NetworkConfiguration()) {
             self.settings = settings
             self.datastores = datastores
+            self.network = network
         }
     }
 
     public let context: AgentContext
     public let datastores: [Datastore]
+    let ha: HAController
     private let vms = Monitor<[String: ManagedVM]>([:])
     private let running = Monitor(true)
     let mounts = Monitor<[String: AgentMount]>([:])
@@ -49,7 +54,8 @@ public final class HostAgent: Sendable {
             throw AgentError(.failed, "cannot start the disk worker threads: \(error)")
         }
         context = AgentContext(settings: settings, events: EventLog(path: "\(settings.stateDirectory)/events.jsonl"),
-                               tasks: TaskManager(), pool: pool)
+                               tasks: TaskManager(), pool: pool,
+                               network: try AgentNetwork(configuration: configuration.network, stateDirectory: settings.stateDirectory))
         var options = MountOptions(host: settings.host)
         options.adoptFileLocks = true
         // A file closed through a FUSE mount is released asynchronously: opens wait a moment for it.
@@ -62,6 +68,9 @@ public final class HostAgent: Sendable {
             }
             return Datastore(configuration: datastore, options: mountOptions)
         }
+        let memory = Self.memoryInfo().total
+        ha = HAController(context: context, datastores: datastores,
+                          capacityMemoryBytes: settings.haCapacityMemoryBytes ?? memory.subtractingClamped(1 << 30))
         let inventory = try VMInventory.load(path: inventoryPath)
         var loaded: [String: ManagedVM] = [:]
         for entry in inventory.vms {
@@ -69,6 +78,11 @@ public final class HostAgent: Sendable {
             loaded[entry.uuid] = ManagedVM(uuid: entry.uuid, name: entry.name, datastore: datastore, context: context)
         }
         vms.withLock { $0 = loaded }
+        ha.attach(self)
+        context.observePowerChanges { [weak self] vm, state, by in
+            // A VM its guest powered off stays off; one that crashed is still wanted.
+            if state == .poweredOff && by == "guest" { self?.setDesiredRunning(vm, false) }
+        }
     }
 
     // MARK: Life cycle
@@ -78,6 +92,7 @@ public final class HostAgent: Sendable {
         for datastore in datastores {
             attach(datastore)
         }
+        startNetwork()
         adoptRunningVMs()
         for datastore in datastores {
             try? datastore.volume().finishAdoption()
@@ -85,6 +100,7 @@ public final class HostAgent: Sendable {
         context.events.record(HostEvent(kind: .agentStarted, message: "host agent started on \(settings.host.name)"))
         try? NativeThread.detach(name: "hostd-lease") { [self] in keepLeases() }
         try? NativeThread.detach(name: "hostd-attach") { [self] in retryUnreachableVolumes() }
+        ha.start()
     }
 
     private func attach(_ datastore: Datastore) {
@@ -150,6 +166,7 @@ public final class HostAgent: Sendable {
     /// with running VMs are handed over to the next agent, the others are left cleanly.
     public func shutdown(powerOffVMs: Bool) {
         running.withLock { $0 = false }
+        ha.stop()
         for mount in mounts.withLock({ Array($0.values) }) { mount.stop() }
         mounts.withLock { $0.removeAll() }
         context.events.record(HostEvent(kind: .agentStopping, message: powerOffVMs
@@ -157,6 +174,7 @@ public final class HostAgent: Sendable {
         if powerOffVMs {
             for vm in allVMs where vm.power.isActive { try? vm.powerOff() }
         }
+        context.network.host.shutdown(removingPorts: false)
         for datastore in datastores {
             let busy = allVMs.contains { $0.datastore === datastore && $0.power.isActive }
             guard let volume = try? datastore.volume() else { continue }
@@ -242,8 +260,10 @@ public final class HostAgent: Sendable {
     /// Starts a task that powers the VM on.
     public func powerOn(_ reference: String) throws(AgentError) -> AgentTask {
         let vm = try lookup(reference)
-        return context.tasks.start(operation: "powerOn", target: vm.uuid) { (progress) throws(AgentError) -> String? in
+        try admit(vm)
+        return context.tasks.start(operation: "powerOn", target: vm.uuid) { [self] (progress) throws(AgentError) -> String? in
             try vm.powerOn(progress: progress)
+            setDesiredRunning(vm, true)
             return vm.uuid
         }
     }
@@ -251,7 +271,8 @@ public final class HostAgent: Sendable {
     /// Starts a task that powers the VM off (hard: the guest gets no shutdown request).
     public func powerOff(_ reference: String) throws(AgentError) -> AgentTask {
         let vm = try lookup(reference)
-        return context.tasks.start(operation: "powerOff", target: vm.uuid) { (_) throws(AgentError) -> String? in
+        return context.tasks.start(operation: "powerOff", target: vm.uuid) { [self] (_) throws(AgentError) -> String? in
+            setDesiredRunning(vm, false)
             try vm.powerOff()
             return vm.uuid
         }

@@ -39,6 +39,7 @@ public final class VMXServer: Sendable {
     private let state = Monitor(State())
     /// Serializes pausing and resuming the VM.
     private let transitions = Mutex(())
+    private let lastHeartbeatSent = Mutex<UInt64>(0)
     private let outbox: Outbox
     private let listener: OwnedDescriptor
     public let socketPath: String
@@ -211,7 +212,13 @@ public final class VMXServer: Sendable {
         case .resume:
             state.withLock { _ = $0.pauseReasons.remove(.agentRequest) }
             applyPauseState(announce: true)
-        case .helloReply, .configured, .error, .stateChanged, .consoleOutput, .status, .marker:
+        case .announceNetwork:
+            guard let machine = state.withLock({ $0.machine }) else { return refuse(message, "the VM is not configured") }
+            machine.announceNetwork()
+        case .setLink(let request):
+            guard let machine = state.withLock({ $0.machine }) else { return refuse(message, "the VM is not configured") }
+            do { try machine.setNetworkLink(request.interface, connected: request.connected) } catch { refuse(message, "\(error)") }
+        case .helloReply, .configured, .error, .stateChanged, .consoleOutput, .status, .marker, .guestHeartbeat, .networkEvent:
             refuse(message, "message type 0x\(String(message.type, radix: 16)) is sent by a VMM, not to one")
         }
     }
@@ -228,7 +235,8 @@ public final class VMXServer: Sendable {
                              DiskCounters(reads: UInt64($0.reads), writes: UInt64($0.writes), flushes: UInt64($0.flushes),
                                           discards: UInt64($0.discards), bytesRead: $0.bytesRead, bytesWritten: $0.bytesWritten,
                                           rejected: UInt64($0.rejectedRequests))
-                         } ?? [])
+                         } ?? [],
+                         networkInterfaces: s.machine.map { NetworkInterfaces.counters($0.networkStatistics) })
         }
     }
 
@@ -277,9 +285,20 @@ public final class VMXServer: Sendable {
             }
             disks.append(disk)
         }
+        let nics: [NetworkInterfaceConfiguration]
+        do {
+            nics = try NetworkInterfaces.configurations(specification.networkInterfaces ?? [], descriptors: descriptors) { [outbox] event in
+                outbox.send(.networkEvent(NetworkInterfaces.report(event)))
+            }
+        } catch {
+            for disk in disks { disk.close() }
+            throw error
+        }
         let configuration = VirtualMachineConfiguration(
             vcpuCount: specification.vcpuCount, memorySize: specification.memoryBytes, disks: disks, bootSource: boot,
-            console: AgentConsole(outbox: outbox), markerObserver: { [weak self] marker in self?.observe(marker) })
+            console: AgentConsole(outbox: outbox), markerObserver: { [weak self] marker in self?.observe(marker) },
+            heartbeatObserver: { [weak self] count, time in self?.heartbeat(count: count, at: time) },
+            networkInterfaces: nics)
         let machine: VirtualMachine
         do { machine = try VirtualMachine(configuration: configuration) } catch {
             for disk in disks { disk.close() }
@@ -322,6 +341,16 @@ public final class VMXServer: Sendable {
                 throw VMXProtocolError(.malformed, "disk \(index): \(error)")
             }
         }
+    }
+
+    /// Forwards the guest's heartbeats to the agent, at most one every 100 ms.
+    private func heartbeat(count: UInt64, at time: UInt64) {
+        let send = lastHeartbeatSent.withLock { last -> Bool in
+            guard time >= last + 100_000_000 else { return false }
+            last = time
+            return true
+        }
+        if send { outbox.send(.guestHeartbeat(GuestHeartbeat(count: count, monotonicNanoseconds: time))) }
     }
 
     private func observe(_ marker: GuestMarker) {

@@ -1,6 +1,7 @@
 import Foundation
 import TOMLKit
 import HostAgent
+import HostNetworking
 import VMFSCore
 
 /// `/etc/vmfs/hostd.toml`: the agent's identity, directories, API listeners and volumes.
@@ -47,13 +48,18 @@ struct HostdConfiguration: Sendable {
             var device: String
             var mount: String?
         }
+        struct HA: Decodable {
+            var memory_capacity_mib: Int?
+        }
         var host: Host?
         var api: API?
         var volume: [Volume]?
+        var ha: HA?
     }
 
     private static let knownKeys: [String: Set<String>] = [
-        "": ["host", "api", "volume"],
+        "": ["host", "api", "volume", "ha", "vswitch", "portgroup"],
+        "ha": ["memory_capacity_mib"],
         "host": ["id", "state_directory", "run_directory", "vmx", "orphan_timeout_ms", "power_off_vms_on_stop", "disk_window_mib"],
         "api": ["unix_socket", "listen", "certificate", "private_key", "tokens"],
         "volume": ["name", "device", "mount"],
@@ -75,11 +81,17 @@ struct HostdConfiguration: Sendable {
         try checkKeys(table, section: "", source: source)
         if let host = table["host"]?.table { try checkKeys(host, section: "host", source: source) }
         if let api = table["api"]?.table { try checkKeys(api, section: "api", source: source) }
+        if let ha = table["ha"]?.table { try checkKeys(ha, section: "ha", source: source) }
         if let volumes = table["volume"]?.array {
             for value in volumes {
                 guard let volume = value.table else { throw Error(description: "\(source): [[volume]] entries must be tables") }
                 try checkKeys(volume, section: "volume", source: source)
             }
+        }
+        // The virtual switches and port groups ([[vswitch]], [[portgroup]]; docs/NETWORKING.md).
+        let network: NetworkConfiguration
+        do { network = try NetworkConfiguration(toml: table, source: source) } catch {
+            throw Error(description: error.message)
         }
         let file: File
         do { file = try TOMLDecoder().decode(File.self, from: table) } catch {
@@ -98,10 +110,13 @@ struct HostdConfiguration: Sendable {
             throw Error(description: "\(source): host.disk_window_mib is \(window); it must be 1 – 256")
         }
         let unixSocket = file.api?.unix_socket ?? "\(runDirectory)/hostd.sock"
+        if let capacity = file.ha?.memory_capacity_mib, !(0...(1 << 24)).contains(capacity) {
+            throw Error(description: "\(source): ha.memory_capacity_mib is \(capacity); it must be 0 – 16777216")
+        }
         let settings = AgentContext.Settings(
             host: identity, vmxPath: file.host?.vmx ?? "\(executableDirectory)/vmx", runDirectory: runDirectory,
             stateDirectory: stateDirectory, orphanTimeoutMilliseconds: UInt64(orphanTimeout), diskWindowBytes: window << 20,
-            apiSocket: unixSocket)
+            apiSocket: unixSocket, haCapacityMemoryBytes: file.ha?.memory_capacity_mib.map { UInt64($0) << 20 })
         var datastores: [Datastore.Configuration] = []
         var mounts: [String: String] = [:]
         for (index, volume) in (file.volume ?? []).enumerated() {
@@ -130,7 +145,7 @@ struct HostdConfiguration: Sendable {
             throw Error(description: "\(source): api.listen is set but api.tokens is empty: nobody could use the TCP listener")
         }
         return HostdConfiguration(
-            agent: HostAgent.Configuration(settings: settings, datastores: datastores),
+            agent: HostAgent.Configuration(settings: settings, datastores: datastores, network: network),
             unixSocket: unixSocket, listen: listener,
             certificatePath: file.api?.certificate, privateKeyPath: file.api?.private_key, tokens: tokens,
             powerOffVMsOnStop: file.host?.power_off_vms_on_stop ?? false, mounts: mounts)
