@@ -48,6 +48,8 @@ int cvmfs_direct_io_alignment(int fd, uint32_t *memory_alignment, uint32_t *offs
 pid_t cvmfs_gettid(void);
 /// Names the calling thread (at most 15 bytes are kept).
 void cvmfs_set_thread_name(const char *name);
+/// 1 when the calling thread is detached, 0 when it is joinable, -errno on failure.
+int cvmfs_thread_is_detached(void);
 int cvmfs_eventfd(unsigned int initial, int flags);
 extern const int CVMFS_EFD_CLOEXEC;
 extern const int CVMFS_EFD_NONBLOCK;
@@ -68,5 +70,6 @@ int cvmfs_random_bytes(void *buffer, size_t count);
 uint32_t cvmfs_crc32c(uint32_t crc, const void *data, size_t length);
 
 #include "cvmfs_process.h"
+#include "cvmfs_net.h"
 
 #endif

@@ -143,26 +143,26 @@ extension Session {
     /// Frees unlinked files whose owners are gone (left by a crash mid-unlink), in the background.
     func cleanUpOrphans() {
         guard !options.readOnly else { return }
-        _ = BackgroundThread(name: "vmfs-orphans") { [weak self] in
-            guard let self, !self.isClosed, let descriptors = try? self.allDescriptorsUnlocked() else { return }
+        inBackground("vmfs-orphans") { session in
+            guard !session.isClosed, let descriptors = try? session.allDescriptorsUnlocked() else { return }
             for case let descriptor? in descriptors where descriptor.inUse && descriptor.isOrphan {
-                guard !self.isClosed, self.claim(slot: descriptor.slot) else { continue }
+                guard !session.isClosed, session.claim(slot: descriptor.slot) else { continue }
                 let lockIndex = FormatConstants.descriptorLockIndex(slot: descriptor.slot)
                 do throws(VMFSError) {
-                    guard try self.locks.tryAcquire(lockIndex, kind: .fileDescriptor, mode: .exclusive) != nil else {
-                        self.unclaim(slot: descriptor.slot)
+                    guard try session.locks.tryAcquire(lockIndex, kind: .fileDescriptor, mode: .exclusive) != nil else {
+                        session.unclaim(slot: descriptor.slot)
                         continue
                     }
-                    let fresh = try self.lockedDescriptor(descriptor.slot)
+                    let fresh = try session.lockedDescriptor(descriptor.slot)
                     if fresh.inUse && fresh.isOrphan {
-                        try self.freeOrphan(fresh)
+                        try session.freeOrphan(fresh)
                     } else {
-                        try self.locks.release(lockIndex, kind: .fileDescriptor)
-                        self.store.evict(lockIndex: lockIndex)
-                        self.unclaim(slot: descriptor.slot)
+                        try session.locks.release(lockIndex, kind: .fileDescriptor)
+                        session.store.evict(lockIndex: lockIndex)
+                        session.unclaim(slot: descriptor.slot)
                     }
                 } catch {
-                    self.unclaim(slot: descriptor.slot)
+                    session.unclaim(slot: descriptor.slot)
                     continue
                 }
             }

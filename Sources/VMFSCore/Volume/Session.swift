@@ -37,6 +37,8 @@ final class Session: Sendable {
         var recovering: Set<Int> = []
         /// Descriptor slots whose lock this host holds for a create, remove or cleanup in progress.
         var claimedSlots: Set<Int> = []
+        /// Background recoveries and orphan cleanups still running (``inBackground(_:_:)``).
+        var backgroundWork = 0
         /// File locks taken over from this host's previous incarnation, until ``releaseAdoptedLocks()``.
         var adoptedLocks: Set<Int> = []
     }
@@ -142,7 +144,7 @@ final class Session: Sendable {
                               ownerGeneration: membership.generation)
         blocks = ClusterAllocator(pool: .blocks, store: store, locks: locks, layout: layout, volumeID: volumeID, slot: membership.slot)
         pointers = ClusterAllocator(pool: .pointers, store: store, locks: locks, layout: layout, volumeID: volumeID, slot: membership.slot)
-        let recovery = HostRecovery(heartbeat: heartbeat, device: device, lockManager: { locks }, interruption: options.interruption)
+        let recovery = HostRecovery(heartbeat: heartbeat, device: device, lockManager: { [weak locks] in locks }, interruption: options.interruption)
         self.recovery = recovery
         recoveryBox.withLock { $0 = recovery }
         namespace = NamespaceCache(device: rawDevice, layout: layout, volumeID: volumeID, locks: locks)
@@ -336,6 +338,7 @@ final class Session: Sendable {
             return (files, thread)
         }
         committer?.join()
+        waitForBackgroundWork()
         var firstError: VMFSError?
         if fence.lostReason == nil {
             do throws(VMFSError) {
@@ -375,10 +378,33 @@ final class Session: Sendable {
             return t
         }
         committer?.join()
+        waitForBackgroundWork()
         try? heartbeat.stop(release: false)
     }
 
     var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Runs `work` on a thread of its own that leaving waits for: work a session starts by itself
+    /// (recovering dead hosts, freeing orphans) never touches the volume after the session has
+    /// left it. `work` checks ``isClosed`` between steps and stops once it is set; nothing is
+    /// started once the session is closed.
+    func inBackground(_ name: String, _ work: @escaping @Sendable (Session) -> Void) {
+        let started = state.withLock { s -> Bool in
+            guard !s.closed else { return false }
+            s.backgroundWork += 1
+            return true
+        }
+        guard started else { return }
+        BackgroundThread.detach(name: name) { [self] in
+            defer { state.withLock { $0.backgroundWork -= 1 } }
+            work(self)
+        }
+    }
+
+    /// Waits until the work started with ``inBackground(_:_:)`` has stopped (the session is closed).
+    private func waitForBackgroundWork() {
+        _ = state.wait(for: { $0.backgroundWork == 0 }) { _ in }
+    }
 
     // MARK: Loss and recovery of others
 
@@ -404,10 +430,11 @@ final class Session: Sendable {
                 return true
             }
             guard start else { continue }
-            _ = BackgroundThread(name: "vmfs-recover") { [weak self] in
-                guard let self else { return }
-                _ = try? self.recovery.recover(slot: slot)
-                self.state.withLock { _ = $0.recovering.remove(slot) }
+            // Not waiting while another host replays the slot keeps leaving prompt; the next
+            // observation tries again if that host dies too.
+            inBackground("vmfs-recover") { session in
+                _ = try? session.recovery.recover(slot: slot, waitForOthers: false)
+                session.state.withLock { _ = $0.recovering.remove(slot) }
             }
         }
     }

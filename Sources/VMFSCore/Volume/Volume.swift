@@ -86,7 +86,7 @@ public final class Volume: Sendable {
     private func rejoin(after reason: String) {
         events.withLock { $0.append("lost heartbeat slot: \(reason)") }
         eventHandler.withLock { $0 }?(.membershipLost(reason: reason))
-        _ = BackgroundThread(name: "vmfs-rejoin") { [weak self] in
+        BackgroundThread.detach(name: "vmfs-rejoin") { [weak self] in
             guard let self else { return }
             let old = self.session.withLock { s -> Session? in
                 let old = s
