@@ -44,7 +44,7 @@ create() { # NAME VOLUME WORKLOAD ARGS DISK_BYTES
 }
 set_workload() { # NAME VOLUME WORKLOAD ARGS(comma separated)
     api GET "/v1/volumes/$2/files/$1.vmx" | sed "s/^testguest.workload = .*/testguest.workload = \"$3\"/; s/^testguest.args = .*/testguest.args = \"$4\"/" > "$work/$1.vmx"
-    curl -sf --unix-socket "$socket" -X PUT --data-binary @"$work/$1.vmx" "http://agent/v1/volumes/$2/files/$1.vmx?replace=true" >/dev/null
+    curl -sf --unix-socket "$socket" -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$work/$1.vmx" "http://agent/v1/volumes/$2/files/$1.vmx?replace=true" >/dev/null
 }
 mbps() { python3 -c "print(f'{$1 / ($2 / 1e9) / 1e6:.0f}')"; }
 iops() { python3 -c "print(f'{$1 / ($2 / 1e9):.0f}')"; }

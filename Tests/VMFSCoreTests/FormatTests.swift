@@ -177,6 +177,29 @@ struct FormatTests {
         #expect(try FileDescriptorRecord.decode(inline.encoded(volumeID: volumeID, address: address), slot: 2, volumeID: volumeID, address: address) == inline)
     }
 
+    @Test func rootDirectoryRecordLivesInNameTableSectorZero() throws {
+        var sector = NameTableSector(index: 0)
+        sector.entries[15] = NameEntry(name: "last", slot: 9, generation: 2, created: 5)
+        #expect(try NameTableSector.decode(sector.encoded(volumeID: volumeID, address: address), index: 0, volumeID: volumeID,
+                                           address: address).directory == nil, "no record: the defaults apply")
+        sector.directory = DirectoryAttributes(mode: 0o1777, uid: 1000, gid: 100, accessTime: 1, modificationTime: -2, changeTime: 3)
+        let bytes = sector.encoded(volumeID: volumeID, address: address)
+        // After the 16 entries (64 + 16 × 240), version 1 first.
+        #expect(bytes[3904] == 1 && bytes[3905] == 0 && bytes[3908] == 0xFF && bytes[3909] == 0x03)
+        let decoded = try NameTableSector.decode(bytes, index: 0, volumeID: volumeID, address: address)
+        #expect(decoded.directory == sector.directory && decoded.entries == sector.entries)
+        expectCorruptionDetected(bytes, at: 3912) { try _ = NameTableSector.decode($0, index: 0, volumeID: volumeID, address: address) }
+        // Mode bits beyond 0o7777 from a hostile or newer writer are dropped.
+        var wide = DirectoryAttributes.defaults(created: 7)
+        wide.mode = 0o177777
+        #expect(DirectoryAttributes.defaults(created: 7) == DirectoryAttributes(mode: 0o755, uid: 0, gid: 0, accessTime: 7,
+                                                                                  modificationTime: 7, changeTime: 7))
+        sector.directory = wide
+        let masked = try NameTableSector.decode(sector.encoded(volumeID: volumeID, address: address), index: 0, volumeID: volumeID,
+                                                address: address)
+        #expect(masked.directory?.mode == 0o7777)
+    }
+
     @Test func pointerBlockBitmapAndJournalRoundTrip() throws {
         var node = PointerNode(number: 77, level: 2, ownerSlot: 9, ownerGeneration: 4)
         node.entries[0] = 1

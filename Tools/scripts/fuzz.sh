@@ -9,10 +9,18 @@
 #                                               crash, hang (> 10 s per input, not counting
 #                                               time waiting for a CPU), leak or write outside
 #                                               the device
+#   Tools/scripts/fuzz.sh ci [SECONDS] [TARGET...]
+#                                               what CI runs: like run, but from the committed
+#                                               seeds alone with a fixed seed (FUZZ_SEED, 1), so
+#                                               a run explores the same inputs in the same order
+#                                               on every machine and a finding fails every run
+#                                               that gets as far, not one in N
 #   Tools/scripts/fuzz.sh long [SECONDS] [TARGET...]
 #                                               the long structure-aware run: volume-image by
 #                                               default, 3600 s, at nice 10, corpus kept in
-#                                               $FUZZ_WORK (default /var/tmp/vmfs-fuzz)
+#                                               $FUZZ_WORK/long-corpus (default FUZZ_WORK:
+#                                               /var/tmp/vmfs-fuzz; short runs keep theirs in
+#                                               $FUZZ_WORK/corpus)
 #   Tools/scripts/fuzz.sh seeds                 regenerate the committed seed corpora
 #   Tools/scripts/fuzz.sh list                  the targets
 #
@@ -76,20 +84,22 @@ remove_stale_images() {
 binary_of() { echo "${1%-interrupted}"; }
 budget_of() { [[ $1 == *-interrupted ]] && echo 150 || echo 3000; }
 
-# run SECONDS NICENESS TARGET...: runs each target; returns non-zero if any found something.
+# run SECONDS NICENESS CORPORA TARGET...: runs each target, keeping what it finds in
+# $WORK/CORPORA/TARGET; returns non-zero if any found something. EXTRA_FLAGS go to every target.
+EXTRA_FLAGS=()
 run() {
-    local seconds=$1 niceness=$2
-    shift 2
+    local seconds=$1 niceness=$2 corpora=$3
+    shift 3
     local targets=("$@") failed=0
     ((${#targets[@]})) || targets=("${TARGETS[@]}")
     mkdir -p "$WORK/artifacts" "$WORK/logs"
     for target in "${targets[@]}"; do
-        local corpus="$WORK/corpus/$target" log
+        local corpus="$WORK/$corpora/$target" log
         log="$WORK/logs/$target-$(date +%Y%m%d-%H%M%S).log"
         mkdir -p "$corpus"
         echo "fuzz: $target for ${seconds}s" >&2
         # shellcheck disable=SC2046
-        if ! VMFS_FUZZ_BUDGET_MS=$(budget_of "$target") nice -n "$niceness" "$BIN/fuzz-$(binary_of "$target")" "${FUZZ_FLAGS[@]}" \
+        if ! VMFS_FUZZ_BUDGET_MS=$(budget_of "$target") nice -n "$niceness" "$BIN/fuzz-$(binary_of "$target")" "${FUZZ_FLAGS[@]}" ${EXTRA_FLAGS[@]+"${EXTRA_FLAGS[@]}"} \
                 $(target_flags "$target") -max_total_time="$seconds" -artifact_prefix="$WORK/artifacts/$target-" \
                 "$corpus" "Fuzz/Corpus/$(binary_of "$target")" >"$log" 2>&1; then
             echo "fuzz: $target FAILED (log: $log)" >&2
@@ -112,7 +122,17 @@ case "$command" in
         seconds=${1:-60}
         shift || true
         build
-        run "$seconds" 0 "$@"
+        run "$seconds" 0 corpus "$@"
+        ;;
+    ci)
+        seconds=${1:-60}
+        shift || true
+        build
+        # A fresh working corpus each time: what earlier runs kept would change what this one
+        # explores.
+        rm -rf "$WORK/ci-corpus"
+        EXTRA_FLAGS=(-seed="${FUZZ_SEED:-1}")
+        run "$seconds" 0 ci-corpus "$@"
         ;;
     long)
         seconds=${1:-3600}
@@ -124,16 +144,19 @@ case "$command" in
         mkdir -p "$WORK/bin"
         for target in "$@"; do cp "$BIN/fuzz-$(binary_of "$target")" "$WORK/bin/"; done
         BIN=$WORK/bin
-        run "$seconds" 10 "$@"
+        # Its own corpus: libFuzzer runs every input of the corpora it is given before its time
+        # limit counts, and a short run must not first replay the thousands a long run kept.
+        run "$seconds" 10 long-corpus "$@"
         ;;
     seeds)
         build
         for target in "${TARGETS[@]}"; do
             [[ $target == "$(binary_of "$target")" ]] || continue
-            rm -rf "Fuzz/Corpus/$target"
+            # regression-* inputs (findings kept as seeds) stay.
+            find "Fuzz/Corpus/$target" -type f ! -name 'regression-*' -delete 2>/dev/null || true
             VMFS_FUZZ_WRITE_SEEDS="Fuzz/Corpus/$target" "$BIN/fuzz-$target"
         done
         ;;
     list) printf '%s\n' "${TARGETS[@]}" ;;
-    *) echo "usage: $0 build|run|long|seeds|list (see the header of this script)" >&2; exit 2 ;;
+    *) echo "usage: $0 build|run|ci|long|seeds|list (see the header of this script)" >&2; exit 2 ;;
 esac

@@ -44,8 +44,12 @@ final class Session: Sendable {
     }
     private let state = Monitor<State>(State())
     private let lostHandler = Mutex<(@Sendable (String) -> Void)?>(nil)
-    /// Serializes opens and closes of one slot on this host.
-    let openLocks = KeyedLocks<Int>()
+    /// Serializes, per descriptor slot, everything this host does with the slot's on-disk lock:
+    /// opening, closing and claiming the slot. The on-disk lock is held per host (taking it again
+    /// is a no-op, releasing it once frees it), so the threads of this host must agree on who
+    /// holds it: an ``OpenFile`` registered in `openFiles`, or one claim (`claimedSlots`), never
+    /// both, and that owner changes only under this lock.
+    let slotLocks = KeyedLocks<Int>()
     /// Serializes this host's namespace changes (the on-disk table lock is held per host).
     let namespaceLock = KeyedLocks<Int>()
 
@@ -273,16 +277,24 @@ final class Session: Sendable {
         }
         for index in adopted {
             let slot = index - 1
-            guard openFile(slot) == nil, claim(slot: slot) else { continue }
-            defer { unclaim(slot: slot) }
-            try locks.release(index, kind: .fileDescriptor)
-            store.evict(lockIndex: index)
+            // Under the slot's lock: an open of this host meanwhile makes the lock its own.
+            try slotLocks.withLock(slot) { () throws(VMFSError) in
+                guard openFile(slot) == nil, claimHoldingSlotLock(slot) else { return }
+                defer { unclaim(slot: slot) }
+                try locks.release(index, kind: .fileDescriptor)
+                store.evict(lockIndex: index)
+            }
         }
     }
 
     /// Stops taking part without releasing anything: commits, stops the committer and the
     /// heartbeat, and leaves the slot, the journal (empty) and every lock as they are, for the
     /// next incarnation of this host to reclaim (``MountOptions/adoptFileLocks``).
+    ///
+    /// The session writes nothing afterwards: a handle still in use gets ``VMFSError/Code/staleHandle``.
+    /// Otherwise a late write would renew the slot (``FenceState``'s renewer) under the next
+    /// incarnation's feet, making its reclaim fail, or, once it has reclaimed, find the slot taken
+    /// and report this host's membership lost (whose handler stops the VMs being adopted).
     func handOver() throws(VMFSError) {
         let committer = state.withLock { s -> BackgroundThread? in
             s.closed = true
@@ -296,6 +308,7 @@ final class Session: Sendable {
             do throws(VMFSError) { try store.commit() } catch { firstError = error }
         }
         try? heartbeat.stop(release: false)
+        fence.markLost("this host's membership of the volume was handed over to its next incarnation")
         if let firstError { throw firstError }
     }
 
@@ -342,7 +355,12 @@ final class Session: Sendable {
         var firstError: VMFSError?
         if fence.lostReason == nil {
             do throws(VMFSError) {
-                for file in files { try finishClose(file, force: true) }
+                for file in files {
+                    try slotLocks.withLock(file.slot) { () throws(VMFSError) in try finishClose(file, force: true) }
+                }
+                // Unlinked files a crashed host left (recovered meanwhile): freed before leaving,
+                // not only by the next host that mounts.
+                freeAbandonedOrphans(untilClosed: false)
                 try store.commit()
                 blocks.releaseIdle(force: true)
                 pointers.releaseIdle(force: true)
@@ -454,9 +472,10 @@ final class Session: Sendable {
     var openFileCount: Int { state.withLock { $0.openFiles.count } }
 
     /// Marks `slot` as being worked on by this host outside an open file (create, remove,
-    /// orphan cleanup), so no other thread of this host uses its descriptor lock meanwhile.
-    /// Returns false when it is open here or already claimed.
-    func claim(slot: Int) -> Bool {
+    /// orphan cleanup), so that no other thread of this host opens it or uses its descriptor
+    /// lock meanwhile. The caller holds the slot's lock (``slotLocks``). Returns false when the
+    /// slot is open here or already claimed.
+    func claimHoldingSlotLock(_ slot: Int) -> Bool {
         state.withLock { s in
             if s.openFiles[slot] != nil || s.claimedSlots.contains(slot) { return false }
             s.claimedSlots.insert(slot)
@@ -464,6 +483,18 @@ final class Session: Sendable {
         }
     }
 
+    /// Claims `slot` (see ``claimHoldingSlotLock(_:)``) without waiting: false also while
+    /// another thread of this host opens or closes it.
+    func tryClaim(slot: Int) -> Bool {
+        guard slotLocks.tryLock(slot) else { return false }
+        defer { slotLocks.unlock(slot) }
+        return claimHoldingSlotLock(slot)
+    }
+
+    /// True while a create, remove or orphan cleanup of this host works on `slot`.
+    func isClaimed(_ slot: Int) -> Bool { state.withLock { $0.claimedSlots.contains(slot) } }
+
+    /// Ends a claim, after the slot's on-disk lock was released or handed to an open file.
     func unclaim(slot: Int) { state.withLock { _ = $0.claimedSlots.remove(slot) } }
 
     func checkWritable() throws(VMFSError) {
