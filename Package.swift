@@ -49,11 +49,13 @@ let package = Package(
         .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .target(name: "CKVM", cSettings: [.define("_GNU_SOURCE")]),
+        // libiscsi (Debian libiscsi-dev) behind a thread-safe session with its own event loop.
+        .target(name: "CISCSI", cSettings: [.define("_GNU_SOURCE")], linkerSettings: [.linkedLibrary("iscsi")]),
 
         // ---- Libraries -------------------------------------------------------------------
         // Threads and time shared by the libraries and daemons (monitor, monotonic clock).
         .target(name: "SystemSupport", dependencies: ["CVMFSLinux"], swiftSettings: strictSettings),
-        .target(name: "VMFSCore", dependencies: ["CVMFSLinux", "CURing"], swiftSettings: strictSettings),
+        .target(name: "VMFSCore", dependencies: ["CVMFSLinux", "CURing", "CISCSI"], swiftSettings: strictSettings),
         // The agent ↔ VMM protocol: control frames, disk channel records (docs/VMX-PROTOCOL.md).
         .target(name: "VMXProtocol", dependencies: ["CVMFSLinux", "SystemSupport"], swiftSettings: strictSettings),
         // The VMM: KVM wrappers, devices, boot paths. Knows nothing of VMFS; disks come through a protocol.
@@ -64,11 +66,15 @@ let package = Package(
             swiftSettings: strictSettings),
         // The VMM side of a VM run by the host agent: disks over disk channels, console relay, lease.
         .target(name: "VMXRuntime", dependencies: ["Hypervisor", "VMXProtocol", "SystemSupport", "CVMFSLinux"], swiftSettings: strictSettings),
+        // Virtual switches on a host: bridges, TAP ports, nftables policy, tc shaping, VLAN uplinks (docs/NETWORKING.md).
+        .target(
+            name: "HostNetworking", dependencies: ["Hypervisor", "SystemSupport", "CVMFSLinux", .product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: strictSettings),
         // VMs as files on a VMFS volume: .vmx/.vmdk, the VMFS-backed virtio-blk disk, running with locks.
         .target(name: "VMManagement", dependencies: ["VMFSCore", "Hypervisor"], swiftSettings: strictSettings),
         // The host agent's logic (vmhostd without its HTTP layer): volumes, VMs, VMMs, events, tasks.
         .target(
-            name: "HostAgent", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMXProtocol", "SystemSupport", "CVMFSLinux"],
+            name: "HostAgent", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMXProtocol", "SystemSupport", "CVMFSLinux", "HostNetworking"],
             swiftSettings: strictSettings),
         // The host agent API's types, client and server protocol, generated from openapi.yaml.
         .target(
@@ -92,7 +98,7 @@ let package = Package(
         .executableTarget(
             name: "vmhostd",
             dependencies: [
-                "HostAgent", "HostAgentAPI", "VMFSCore", "VMFSFuse", "SystemSupport", argumentParser, openAPIRuntime,
+                "HostAgent", "HostAgentAPI", "VMFSCore", "VMFSFuse", "SystemSupport", "HostNetworking", argumentParser, openAPIRuntime,
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
@@ -123,7 +129,7 @@ let package = Package(
             path: "Tools/vmfs", swiftSettings: strictSettings),
         .executableTarget(
             name: "vmctl", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMFSToolSupport", "HostAgentAPI", "HostAgentClient",
-                                          argumentParser, openAPIRuntime],
+                                          "HostNetworking", argumentParser, openAPIRuntime],
             path: "Tools/vmctl", swiftSettings: strictSettings),
         // A host process for tests and benchmarks: runs scripted workloads against a volume.
         .executableTarget(
@@ -160,6 +166,10 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "HypervisorTests", dependencies: ["Hypervisor", "SystemSupport", "vmctl"],
+            swiftSettings: strictSettings),
+        // Virtual switches in network namespaces, without VMs: configuration, rules, shaping, uplinks.
+        .testTarget(
+            name: "HostNetworkingTests", dependencies: ["HostNetworking", "Hypervisor", "VMFSTestSupport", "SystemSupport", "CVMFSLinux"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "VirtualMachineTests", dependencies: ["VMManagement", "VMFSCore", "VMFSTestSupport", "Hypervisor", "vmctl", "mkfs.vmfs", "vmfs"],

@@ -14,6 +14,9 @@ public enum ControlMessage: Sendable, Equatable {
     case statusRequest
     case pause(PauseRequest)
     case resume
+    /// Announce every NIC's address on the host network now (the VM resumed on this host).
+    case announceNetwork
+    case setLink(LinkRequest)
     // VMM → agent.
     case helloReply(HelloReply)
     case configured
@@ -23,6 +26,7 @@ public enum ControlMessage: Sendable, Equatable {
     case status(StatusReport)
     case marker(MarkerReport)
     case guestHeartbeat(GuestHeartbeat)
+    case networkEvent(NetworkEventReport)
 
     /// The frame type of this message.
     public var type: UInt16 {
@@ -38,6 +42,8 @@ public enum ControlMessage: Sendable, Equatable {
         case .statusRequest: 0x0009
         case .pause: 0x000A
         case .resume: 0x000B
+        case .announceNetwork: 0x0020
+        case .setLink: 0x0021
         case .helloReply: 0x0101
         case .configured: 0x0102
         case .error: 0x0103
@@ -46,6 +52,7 @@ public enum ControlMessage: Sendable, Equatable {
         case .status: 0x0106
         case .marker: 0x0107
         case .guestHeartbeat: 0x0108
+        case .networkEvent: 0x0120
         }
     }
 
@@ -64,8 +71,10 @@ public enum ControlMessage: Sendable, Equatable {
             case .status(let value): return try Self.json(value)
             case .marker(let value): return try Self.json(value)
             case .guestHeartbeat(let value): return try Self.json(value)
+            case .setLink(let value): return try Self.json(value)
+            case .networkEvent(let value): return try Self.json(value)
             case .consoleInput(let bytes), .consoleOutput(let bytes): return bytes
-            case .start, .powerOff, .reset, .statusRequest, .resume, .configured: return []
+            case .start, .powerOff, .reset, .statusRequest, .resume, .configured, .announceNetwork: return []
             }
         } catch {
             throw VMXProtocolError(.malformed, "cannot encode \(self.type): \(error)")
@@ -105,6 +114,8 @@ public enum ControlMessage: Sendable, Equatable {
         case 0x0009: return try empty(.statusRequest, "statusRequest")
         case 0x000A: return .pause(try decodeJSON(PauseRequest.self, payload, name: "pause"))
         case 0x000B: return try empty(.resume, "resume")
+        case 0x0020: return try empty(.announceNetwork, "announceNetwork")
+        case 0x0021: return .setLink(try decodeJSON(LinkRequest.self, payload, name: "setLink"))
         case 0x0101: return .helloReply(try decodeJSON(HelloReply.self, payload, name: "helloReply"))
         case 0x0102: return try empty(.configured, "configured")
         case 0x0103: return .error(try decodeJSON(ErrorReply.self, payload, name: "error"))
@@ -113,6 +124,7 @@ public enum ControlMessage: Sendable, Equatable {
         case 0x0106: return .status(try decodeJSON(StatusReport.self, payload, name: "status"))
         case 0x0107: return .marker(try decodeJSON(MarkerReport.self, payload, name: "marker"))
         case 0x0108: return .guestHeartbeat(try decodeJSON(GuestHeartbeat.self, payload, name: "guestHeartbeat"))
+        case 0x0120: return .networkEvent(try decodeJSON(NetworkEventReport.self, payload, name: "networkEvent"))
         default: throw VMXProtocolError(.malformed, "unknown control message type 0x\(String(type, radix: 16))")
         }
     }

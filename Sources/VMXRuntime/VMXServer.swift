@@ -212,7 +212,13 @@ public final class VMXServer: Sendable {
         case .resume:
             state.withLock { _ = $0.pauseReasons.remove(.agentRequest) }
             applyPauseState(announce: true)
-        case .helloReply, .configured, .error, .stateChanged, .consoleOutput, .status, .marker, .guestHeartbeat:
+        case .announceNetwork:
+            guard let machine = state.withLock({ $0.machine }) else { return refuse(message, "the VM is not configured") }
+            machine.announceNetwork()
+        case .setLink(let request):
+            guard let machine = state.withLock({ $0.machine }) else { return refuse(message, "the VM is not configured") }
+            do { try machine.setNetworkLink(request.interface, connected: request.connected) } catch { refuse(message, "\(error)") }
+        case .helloReply, .configured, .error, .stateChanged, .consoleOutput, .status, .marker, .guestHeartbeat, .networkEvent:
             refuse(message, "message type 0x\(String(message.type, radix: 16)) is sent by a VMM, not to one")
         }
     }
@@ -229,7 +235,8 @@ public final class VMXServer: Sendable {
                              DiskCounters(reads: UInt64($0.reads), writes: UInt64($0.writes), flushes: UInt64($0.flushes),
                                           discards: UInt64($0.discards), bytesRead: $0.bytesRead, bytesWritten: $0.bytesWritten,
                                           rejected: UInt64($0.rejectedRequests))
-                         } ?? [])
+                         } ?? [],
+                         networkInterfaces: s.machine.map { NetworkInterfaces.counters($0.networkStatistics) })
         }
     }
 
@@ -278,10 +285,20 @@ public final class VMXServer: Sendable {
             }
             disks.append(disk)
         }
+        let nics: [NetworkInterfaceConfiguration]
+        do {
+            nics = try NetworkInterfaces.configurations(specification.networkInterfaces ?? [], descriptors: descriptors) { [outbox] event in
+                outbox.send(.networkEvent(NetworkInterfaces.report(event)))
+            }
+        } catch {
+            for disk in disks { disk.close() }
+            throw error
+        }
         let configuration = VirtualMachineConfiguration(
             vcpuCount: specification.vcpuCount, memorySize: specification.memoryBytes, disks: disks, bootSource: boot,
             console: AgentConsole(outbox: outbox), markerObserver: { [weak self] marker in self?.observe(marker) },
-            heartbeatObserver: { [weak self] count, time in self?.heartbeat(count: count, at: time) })
+            heartbeatObserver: { [weak self] count, time in self?.heartbeat(count: count, at: time) },
+            networkInterfaces: nics)
         let machine: VirtualMachine
         do { machine = try VirtualMachine(configuration: configuration) } catch {
             for disk in disks { disk.close() }

@@ -1,14 +1,21 @@
 @testable import Hypervisor
 import VMManagement
 
-/// Seeds: the .vmx of a Linux VM and of a test-guest VM as vmctl writes them, a .vmdk
+/// Seeds: the .vmx of a Linux VM and of a test-guest VM with two NICs as vmctl writes them, a .vmdk
 /// descriptor, a minimal bzImage setup header and a minimal one-segment ELF executable.
 enum VMFilesSeeds {
     static func make() -> [(name: String, bytes: [UInt8])] {
         let linux = VirtualMachineDefinition(name: "web", vcpuCount: 2, memoryBytes: 512 << 20, disks: ["web.vmdk", "data.vmdk"],
                                              boot: .linux(kernel: "web.bzImage", initrd: "web.initrd", commandLine: "console=ttyS0"))
+        // Two NICs: a generated and a static address (ethernetN.* keys).
+        let nics = [
+            NetworkInterfaceDefinition(portGroup: "VM Network", macAddress: MACAddress("00:50:56:01:02:03") ?? .broadcast),
+            NetworkInterfaceDefinition(portGroup: "backup", macAddress: MACAddress("02:fc:00:00:00:2a") ?? .broadcast,
+                                       addressType: .static, startConnected: false),
+        ]
         let guest = VirtualMachineDefinition(name: "probe", vcpuCount: 1, memoryBytes: 64 << 20, disks: ["probe.vmdk"],
-                                             boot: .testGuest(image: "probe.elf", workload: TestGuestWorkload.allCases[0], arguments: [1, 2]))
+                                             boot: .testGuest(image: "probe.elf", workload: TestGuestWorkload.allCases[0], arguments: [1, 2]),
+                                             networkInterfaces: nics)
         return [
             ("vmx-linux", [0] + Array(linux.vmx.text.utf8)),
             ("vmx-testguest", [0] + Array(guest.vmx.text.utf8)),

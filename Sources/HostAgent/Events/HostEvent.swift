@@ -13,6 +13,7 @@ public struct HostEvent: Codable, Sendable, Equatable {
         case vmCrashed, vmLockLost, vmAdopted
         case haConfigured, haHostFailed, haRestarted, haRestartFailed, haIsolated, vmMonitoringReset
         case hostMaintenanceEntered, hostMaintenanceExited
+        case networkConfigured, networkUnavailable, vmNetworkAnnounced, vmNetworkAddressChanged
     }
 
     /// How much it matters.

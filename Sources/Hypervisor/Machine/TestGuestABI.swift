@@ -90,6 +90,17 @@ public enum TestGuestWorkload: UInt32, Sendable, CaseIterable {
     /// Sends a tools heartbeat every args[0] pause iterations (default 2,000,000), and after
     /// args[1] heartbeats (0: never) stops and spins, as a hung guest.
     case heartbeat = 12
+    /// An IPv4 host on NIC 0 (`Tools/guest/net.c`): answers ARP and ICMP echo, echoes UDP on a port
+    /// and counts the stream it receives (sequence numbers). args[0] = own IPv4 as 0xAABBCCDD,
+    /// args[1] = echo port (default 7), args[2] = print statistics every N datagrams. Runs until
+    /// powered off; marker 0x40 once the NIC is up.
+    case netResponder = 13
+    /// Sends a UDP stream from NIC 0 (`{u64 sequence, u64 tsc}` then filler) and counts the
+    /// datagrams echoed back: args[0] = own IPv4, args[1] = destination IPv4, args[2] = its port,
+    /// args[3] = datagrams (0: forever), args[4] = payload bytes (16–1472), args[5] = pause
+    /// iterations between datagrams, args[6] = flags (1 forge the source MAC, 2 ping first, 4 power
+    /// off when done), args[7] = source port. Markers 0x41/0x42 around the stream.
+    case udpSend = 14
 }
 
 /// Exit statuses of the test guest.

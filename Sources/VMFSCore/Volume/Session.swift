@@ -25,6 +25,8 @@ final class Session: Sendable {
     let recovery: HostRecovery
     let statistics: ClusterIOStatistics
     let namespace: NamespaceCache
+    /// Persistent-reservation fencing of this membership, when the volume uses it.
+    let storageFence: StorageFence?
     /// What joining noticed and worked around (a damaged journal of a free slot), for the event log.
     let startupNotes: [String]
 
@@ -77,11 +79,24 @@ final class Session: Sendable {
         device = fenced
         let observations = HostObservations(volumeDeadIntervalMs: header.deadIntervalMs)
         self.observations = observations
-        let heartbeat = HeartbeatService(device: rawDevice, updater: RangeLockSectorUpdate(device: rawDevice, statistics: statistics),
+        storageFence = try Self.joinStorageFence(header: header, device: rawDevice, fence: fence)
+        let heartbeatBox = Mutex<HeartbeatService?>(nil)
+        let identity = options.host
+        let updaters: AtomicUpdateFactory.Updaters
+        do throws(VMFSError) {
+            updaters = try AtomicUpdateFactory.make(
+                header: header, raw: rawDevice, fenced: fenced, fence: fence, timing: timing, statistics: statistics,
+                proposer: { heartbeatBox.withLock { $0 }?.proposerSlot.map { ($0, identity.uuid) } })
+        } catch {
+            storageFence?.leave()
+            throw error
+        }
+        let heartbeat = HeartbeatService(device: rawDevice, updater: updaters.heartbeat,
                                          layout: header.layout, volumeID: header.volumeID, identity: options.host,
-                                         timing: timing, observations: observations, fence: fence)
+                                         timing: timing, observations: observations, fence: fence, storageFence: storageFence)
+        heartbeatBox.withLock { $0 = heartbeat }
         self.heartbeat = heartbeat
-        let lockUpdater = RangeLockSectorUpdate(device: fenced, statistics: statistics)
+        let lockUpdater = updaters.locks
 
         // Locks of a previous incarnation are released during its recovery, which needs a lock
         // manager before this host has a membership of its own.
@@ -96,9 +111,16 @@ final class Session: Sendable {
                 try recovery.recover(slot: index)
             }, interruption: options.interruption)
         self.locks = locks
-        let (membership, scan, notes, adopted) = try Self.join(heartbeat: heartbeat, locks: locks, device: fenced, header: header,
-                                                               identity: options.host, adoptFileLocks: options.adoptFileLocks,
-                                                               interruption: options.interruption)
+        let joinedSlot: (HeartbeatService.Membership, JournalReplay.Scan, [String], Set<Int>)
+        do throws(VMFSError) {
+            joinedSlot = try Self.join(heartbeat: heartbeat, locks: locks, device: fenced, header: header,
+                                       identity: options.host, adoptFileLocks: options.adoptFileLocks,
+                                       interruption: options.interruption)
+        } catch {
+            storageFence?.leave()
+            throw error
+        }
+        let (membership, scan, notes, adopted) = joinedSlot
         startupNotes = notes
         self.membership = membership
         joined.withLock { $0 = LockManager.Me(identity: options.host, slot: membership.slot, generation: membership.generation) }
@@ -212,6 +234,10 @@ final class Session: Sendable {
             }
         }
         let layout = header.layout
+        // The crashed incarnation's queued writes must fail at the target before its journal is replayed.
+        try heartbeat.storageFence?.preempt(slot.fencingKey)
+        heartbeat.setProvisional(slot.index)
+        defer { heartbeat.setProvisional(nil) }
         let issued = Clock.monotonicNanoseconds
         var replaying = heartbeat.ownedImage(index: slot.index, state: .replaying, generation: slot.generation &+ 1, basedOn: slot)
         replaying.replayer = heartbeat.identity.uuid
@@ -235,7 +261,7 @@ final class Session: Sendable {
         let issuedLive = Clock.monotonicNanoseconds
         let live = heartbeat.ownedImage(index: slot.index, state: .live, generation: replaying.generation &+ 1, basedOn: replaying)
         let replayingRaw = replaying.encoded(volumeID: header.volumeID, address: layout.heartbeatSlot(slot.index))
-        guard try heartbeat.write(slot: live, expected: replayingRaw) == .written else {
+        guard try heartbeat.write(slot: live, expected: replayingRaw, ownerUpdate: true) == .written else {
             throw VMFSError(.busy, "heartbeat slot \(slot.index) was taken over while this host replayed its journal")
         }
         let membership = HeartbeatService.Membership(slot: slot.index, generation: live.generation)
@@ -346,7 +372,19 @@ final class Session: Sendable {
         do { try heartbeat.stop(release: firstError == nil && fence.lostReason == nil) } catch {
             if firstError == nil { firstError = error }
         }
+        if firstError == nil { storageFence?.leave() }
         if let firstError { throw firstError }
+    }
+
+    /// Registers this membership's key at the LUN when the volume fences through persistent reservations.
+    static func joinStorageFence(header: VolumeHeader, device: any BlockDevice, fence: FenceState) throws(VMFSError) -> StorageFence? {
+        guard header.fencing == .persistentReservation else { return nil }
+        guard let storage = device as? any SCSIStorage else {
+            throw VMFSError(.unsupported, "the volume fences hosts with SCSI persistent reservations, which needs the LUN itself: "
+                            + "open it as iscsi://host/target-iqn/lun, not through \(device.path)",
+                            location: .init(device: device.path, structure: "volume header", offset: 377))
+        }
+        return try StorageFence.join(storage: storage, fence: fence)
     }
 
     /// Abandons the session without writing (the slot was lost, or the process is going down hard).

@@ -23,7 +23,7 @@ public final class Volume: Sendable {
 
     /// Mounts the volume on the image file or block device at `path`.
     public static func mount(path: String, options: MountOptions = MountOptions()) throws(VMFSError) -> Volume {
-        let device = try FileBlockDevice(path: path, readOnly: false, directIO: options.directIO)
+        let device = try DeviceOpener.open(path, readOnly: false, directIO: options.directIO)
         return try mount(device: device, options: options)
     }
 

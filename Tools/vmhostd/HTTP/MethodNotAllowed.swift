@@ -18,6 +18,9 @@ struct MethodNotAllowed<Context: RequestContext>: RouterMiddleware {
             ("/v1/vms/{vm}/reset", [.post]), ("/v1/vms/{vm}/stats", [.get]), ("/v1/vms/{vm}/console", [.get, .post]),
             ("/v1/ha", [.get, .put]), ("/v1/vms/{vm}/ha", [.put]), ("/v1/host/maintenance/enter", [.post]),
             ("/v1/host/maintenance/exit", [.post]), ("/v1/tasks", [.get]), ("/v1/tasks/{task}", [.get]), ("/v1/events", [.get]), ("/metrics", [.get]),
+            ("/v1/vms/{vm}/nics", [.get]), ("/v1/vms/{vm}/announce", [.post]), ("/v1/network/vswitches", [.get, .post]),
+            ("/v1/network/vswitches/{vswitch}", [.get, .delete]), ("/v1/network/portgroups", [.get, .post]),
+            ("/v1/network/portgroups/{portgroup}", [.get, .put, .delete]), ("/v1/network/check", [.post]),
         ]
     }
 
