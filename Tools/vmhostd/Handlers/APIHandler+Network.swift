@@ -95,6 +95,11 @@ extension APIHandler {
         guard body.portGroups.count <= 64 else {
             throw AgentError(.invalidArgument, "\(body.portGroups.count) port groups; at most 64 per check", field: "portGroups")
         }
+        // The spec's limits on each name (1 to 64 characters, counted as JSON Schema counts them).
+        for (index, name) in body.portGroups.enumerated() where name.isEmpty || name.unicodeScalars.count > 64 {
+            throw AgentError(.invalidArgument, "a port group name is 1 to 64 characters; this one has \(name.unicodeScalars.count)",
+                             field: "portGroups[\(index)]")
+        }
         let missing = try await blocking { [agent] in agent.network.missingPortGroups(body.portGroups) }
         return .ok(.init(body: .json(.init(missing: missing))))
     }
