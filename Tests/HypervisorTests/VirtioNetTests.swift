@@ -119,9 +119,9 @@ struct VirtioNetTests {
         }
         let frame = VirtioNetRig.frame(to: VirtioNetRig.mac, payload: (0..<1000).map { UInt8(truncatingIfNeeded: $0) })
         rig.sendToDevice(frame: frame)
-        #expect(rig.waitUsed(P.receiveQueue, 5))
+        try #require(rig.waitUsed(P.receiveQueue, 5))
         let used = try (0..<5).map { try rig.drivers[P.receiveQueue].usedElement(UInt16($0)) }
-        #expect(used.map(\.length) == [256, 256, 256, 256, UInt32(12 + frame.count - 4 * 256)])
+        try #require(used.map(\.length) == [256, 256, 256, 256, UInt32(12 + frame.count - 4 * 256)])
         let header = try rig.memory.read(at: VirtioNetRig.bufferBase, count: 12)
         #expect(header[10] == 5 && header[11] == 0)          // num_buffers
         var delivered: [UInt8] = []

@@ -55,7 +55,16 @@ extension VirtioNet {
                         pending = n
                     }
                     if held.isEmpty { held += takeReceiveBuffers(generation: generation) }
-                    guard deliver(UnsafeRawBufferPointer(rebasing: frame[0..<pending]), held: &held, completions: &completions) else {
+                    var delivered = deliver(UnsafeRawBufferPointer(rebasing: frame[0..<pending]), held: &held, completions: &completions)
+                    while !delivered {
+                        // A frame spread over mergeable buffers may need more chains than were
+                        // taken: take what the driver posted since (held buffers stay first).
+                        let more = takeReceiveBuffers(generation: generation)
+                        guard !more.isEmpty else { break }
+                        held += more
+                        delivered = deliver(UnsafeRawBufferPointer(rebasing: frame[0..<pending]), held: &held, completions: &completions)
+                    }
+                    guard delivered else {
                         break   // not enough buffers: keep the frame until the driver posts more
                     }
                     pending = 0
