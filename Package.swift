@@ -55,20 +55,24 @@ let package = Package(
         .target(name: "SystemSupport", dependencies: ["CVMFSLinux"], swiftSettings: strictSettings),
         .target(name: "VMFSCore", dependencies: ["CVMFSLinux", "CURing"], swiftSettings: strictSettings),
         // The agent ↔ VMM protocol: control frames, disk channel records (docs/VMX-PROTOCOL.md).
-        .target(name: "VMXProtocol", dependencies: ["CVMFSLinux", "SystemSupport"], swiftSettings: strictSettings),
+        .target(name: "VMXProtocol", dependencies: ["CVMFSLinux", "SystemSupport", "LiveMigration"], swiftSettings: strictSettings),
         // The VMM: KVM wrappers, devices, boot paths. Knows nothing of VMFS; disks come through a protocol.
         .target(name: "Hypervisor", dependencies: ["CKVM", "CVMFSLinux", "SystemSupport"], swiftSettings: strictSettings),
         // Runs one VM from the command line (benchmarks, manual checks); vmctl is the real tool.
         .executableTarget(
             name: "vm-run", dependencies: ["Hypervisor", argumentParser], path: "Tools/vm-run",
             swiftSettings: strictSettings),
+        // Live migration between VMMs: encrypted streams, pre-copy, auto-converge, post-copy (docs/MIGRATION.md).
+        .target(
+            name: "LiveMigration", dependencies: ["Hypervisor", "SystemSupport", "CVMFSLinux", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strictSettings),
         // The VMM side of a VM run by the host agent: disks over disk channels, console relay, lease.
-        .target(name: "VMXRuntime", dependencies: ["Hypervisor", "VMXProtocol", "SystemSupport", "CVMFSLinux"], swiftSettings: strictSettings),
+        .target(name: "VMXRuntime", dependencies: ["Hypervisor", "VMXProtocol", "SystemSupport", "CVMFSLinux", "LiveMigration"], swiftSettings: strictSettings),
         // VMs as files on a VMFS volume: .vmx/.vmdk, the VMFS-backed virtio-blk disk, running with locks.
         .target(name: "VMManagement", dependencies: ["VMFSCore", "Hypervisor"], swiftSettings: strictSettings),
         // The host agent's logic (vmhostd without its HTTP layer): volumes, VMs, VMMs, events, tasks.
         .target(
-            name: "HostAgent", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMXProtocol", "SystemSupport", "CVMFSLinux"],
+            name: "HostAgent", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMXProtocol", "SystemSupport", "CVMFSLinux", "LiveMigration"],
             swiftSettings: strictSettings),
         // The host agent API's types, client and server protocol, generated from openapi.yaml.
         .target(
@@ -160,6 +164,10 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "HypervisorTests", dependencies: ["Hypervisor", "SystemSupport", "vmctl"],
+            swiftSettings: strictSettings),
+        // Machine state save/restore and VMM-to-VMM migration in one process (needs /dev/kvm).
+        .testTarget(
+            name: "LiveMigrationTests", dependencies: ["LiveMigration", "Hypervisor", "SystemSupport", "VMFSTestSupport"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "VirtualMachineTests", dependencies: ["VMManagement", "VMFSCore", "VMFSTestSupport", "Hypervisor", "vmctl", "mkfs.vmfs", "vmfs"],

@@ -1,3 +1,4 @@
+public import LiveMigration
 internal import FoundationEssentials
 
 /// One message of the control protocol; the frame type numbers are in `docs/VMX-PROTOCOL.md`.
@@ -14,6 +15,11 @@ public enum ControlMessage: Sendable, Equatable {
     case statusRequest
     case pause(PauseRequest)
     case resume
+    case migrateOut(MigrateOutRequest)
+    case migrationHandoff(MigrationHandoff)
+    case migrationCancel
+    case configureIncoming(IncomingSpecification)
+    case migrateIn(MigrateInRequest)
     // VMM → agent.
     case helloReply(HelloReply)
     case configured
@@ -22,6 +28,9 @@ public enum ControlMessage: Sendable, Equatable {
     case consoleOutput([UInt8])
     case status(StatusReport)
     case marker(MarkerReport)
+    case migrationProgress(MigrationProgress)
+    case migrationReady(MigrationReadyReport)
+    case migrationEnded(MigrationEndReport)
 
     /// The frame type of this message.
     public var type: UInt16 {
@@ -37,6 +46,11 @@ public enum ControlMessage: Sendable, Equatable {
         case .statusRequest: 0x0009
         case .pause: 0x000A
         case .resume: 0x000B
+        case .migrateOut: 0x000C
+        case .migrationHandoff: 0x000D
+        case .migrationCancel: 0x000E
+        case .configureIncoming: 0x000F
+        case .migrateIn: 0x0010
         case .helloReply: 0x0101
         case .configured: 0x0102
         case .error: 0x0103
@@ -44,6 +58,9 @@ public enum ControlMessage: Sendable, Equatable {
         case .consoleOutput: 0x0105
         case .status: 0x0106
         case .marker: 0x0107
+        case .migrationProgress: 0x0108
+        case .migrationReady: 0x0109
+        case .migrationEnded: 0x010A
         }
     }
 
@@ -61,8 +78,15 @@ public enum ControlMessage: Sendable, Equatable {
             case .stateChanged(let value): return try Self.json(value)
             case .status(let value): return try Self.json(value)
             case .marker(let value): return try Self.json(value)
+            case .migrateOut(let value): return try Self.json(value)
+            case .migrationHandoff(let value): return try Self.json(value)
+            case .configureIncoming(let value): return try Self.json(value)
+            case .migrateIn(let value): return try Self.json(value)
+            case .migrationProgress(let value): return try Self.json(value)
+            case .migrationReady(let value): return try Self.json(value)
+            case .migrationEnded(let value): return try Self.json(value)
             case .consoleInput(let bytes), .consoleOutput(let bytes): return bytes
-            case .start, .powerOff, .reset, .statusRequest, .resume, .configured: return []
+            case .start, .powerOff, .reset, .statusRequest, .resume, .configured, .migrationCancel: return []
             }
         } catch {
             throw VMXProtocolError(.malformed, "cannot encode \(self.type): \(error)")
@@ -102,6 +126,11 @@ public enum ControlMessage: Sendable, Equatable {
         case 0x0009: return try empty(.statusRequest, "statusRequest")
         case 0x000A: return .pause(try decodeJSON(PauseRequest.self, payload, name: "pause"))
         case 0x000B: return try empty(.resume, "resume")
+        case 0x000C: return .migrateOut(try decodeJSON(MigrateOutRequest.self, payload, name: "migrateOut"))
+        case 0x000D: return .migrationHandoff(try decodeJSON(MigrationHandoff.self, payload, name: "migrationHandoff"))
+        case 0x000E: return try empty(.migrationCancel, "migrationCancel")
+        case 0x000F: return .configureIncoming(try decodeJSON(IncomingSpecification.self, payload, name: "configureIncoming"))
+        case 0x0010: return .migrateIn(try decodeJSON(MigrateInRequest.self, payload, name: "migrateIn"))
         case 0x0101: return .helloReply(try decodeJSON(HelloReply.self, payload, name: "helloReply"))
         case 0x0102: return try empty(.configured, "configured")
         case 0x0103: return .error(try decodeJSON(ErrorReply.self, payload, name: "error"))
@@ -109,6 +138,9 @@ public enum ControlMessage: Sendable, Equatable {
         case 0x0105: return .consoleOutput(Array(payload))
         case 0x0106: return .status(try decodeJSON(StatusReport.self, payload, name: "status"))
         case 0x0107: return .marker(try decodeJSON(MarkerReport.self, payload, name: "marker"))
+        case 0x0108: return .migrationProgress(try decodeJSON(MigrationProgress.self, payload, name: "migrationProgress"))
+        case 0x0109: return .migrationReady(try decodeJSON(MigrationReadyReport.self, payload, name: "migrationReady"))
+        case 0x010A: return .migrationEnded(try decodeJSON(MigrationEndReport.self, payload, name: "migrationEnded"))
         default: throw VMXProtocolError(.malformed, "unknown control message type 0x\(String(type, radix: 16))")
         }
     }

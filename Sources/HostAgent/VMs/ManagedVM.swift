@@ -243,7 +243,7 @@ public final class ManagedVM: Sendable {
                     s.runtime?.stopReport = change
                     s.guestStatus = change.guestStatus
                     return nil
-                case .unconfigured, .configured:
+                case .unconfigured, .configured, .incoming:
                     return nil
                 }
             }

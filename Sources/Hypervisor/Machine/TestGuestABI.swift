@@ -19,6 +19,13 @@ public enum TestGuestABI {
     /// A write blocks the writing vCPU in the VMM until the machine powers off (an idle vCPU at
     /// CPL3 cannot `hlt`; this keeps it from spinning).
     public static let parkPort: UInt16 = 0xFC
+    /// A 32-bit read returns the machine's restore count (``MachineState/restoreCount``): it
+    /// changes when the machine was migrated or resumed from a saved state, so a guest knows
+    /// when to verify its memory.
+    public static let epochPort: UInt16 = 0xF0
+    /// Byte offset in the parameter block of the guest TSC frequency in kHz (u64), which the VMM
+    /// fills in after creating the vCPUs (0 when unknown).
+    public static let tscKilohertzOffset: UInt64 = 104
     /// "TGPB".
     public static let parameterMagic: UInt32 = 0x4250_4754
     public static let parameterVersion: UInt32 = 1
@@ -33,7 +40,7 @@ public enum TestGuestABI {
 
     /// Parameter block layout (all little-endian):
     /// `u32 magic @0, u32 version @4, u32 vcpu_count @8, u32 workload @12, u64 memory_size @16,
-    /// u64 heap_start @24, u64 heap_end @32, u64 args[8] @40`.
+    /// u64 heap_start @24, u64 heap_end @32, u64 args[8] @40, u64 tsc_khz @104`.
     static func parameterBlock(vcpuCount: Int, workload: TestGuestWorkload, memorySize: UInt64,
                                heap: Range<UInt64>, arguments: [UInt64]) -> [UInt8] {
         var writer = ByteWriter(count: 4096)
@@ -84,6 +91,13 @@ public enum TestGuestWorkload: UInt32, Sendable, CaseIterable {
     case diskRandom = 10
     /// Every vCPU parks at once: a VM that runs and uses no CPU.
     case idle = 11
+    /// Memory that must survive migrations page for page (`Tools/guest/memory_generations.c`):
+    /// writers fill their pages with per-page generations and verify every page after each
+    /// change of the epoch port; with args[3] = 1 the last vCPU reports the largest gap it sees
+    /// in a 1 ms TSC loop. args[0] = bytes per writer, args[1] = bytes/s per writer (0: unpaced),
+    /// args[2] = passes (0: forever), args[4] = power off after this many verified migrations,
+    /// args[5] = seed.
+    case memoryGenerations = 12
 }
 
 /// Exit statuses of the test guest.
