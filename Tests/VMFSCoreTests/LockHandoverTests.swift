@@ -117,7 +117,9 @@ struct LockHandoverTests {
     @Test func onlyTheHolderCanPrepareAndAPendingHandoverIsNotCorruption() throws {
         let (device, a, b, c, handles) = try Self.setUp()
         defer { for volume in [c, b, a] { try? volume.unmount() } }
-        let readOnly = try b.open("vm.log", access: .readOnly)
+        // B holds a file of its own, but only for reading: a shared lock is not B's to hand over.
+        try b.create("b.iso", access: .readWrite).close()
+        let readOnly = try b.open("b.iso", access: .readOnly)
         #expect(throws: VMFSError.self) { _ = try b.prepareLockHandover([readOnly], to: try #require(c.lockIdentity)) }
         try readOnly.close()
         let handover = try a.prepareLockHandover(handles, to: try #require(b.lockIdentity))

@@ -195,6 +195,9 @@ public enum MachineStateCodec {
                 throw HypervisorError(.invalidSavedState, "section \(number) (type 0x\(String(typeValue, radix: 16))) at offset \(offset): length \(length) runs past the end")
             }
             let payload = bytes[start..<(start + length)]
+            guard bytes[(start + length)..<(start + padded)].allSatisfy({ $0 == 0 }) else {
+                throw HypervisorError(.invalidSavedState, "section \(number) (type 0x\(String(typeValue, radix: 16))) at offset \(offset): padding after the payload is not zero")
+            }
             offset = start + padded
             guard let type = Section(rawValue: typeValue) else {
                 guard minor > StateFormat.minorVersion else {
