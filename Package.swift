@@ -139,6 +139,11 @@ let package = Package(
             name: "vmfs-bench", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
             path: "Benchmarks/vmfs-bench", swiftSettings: strictSettings),
 
+        // Live-migration downtime, total time and bytes sent (Benchmarks/migration/bench-migration.sh); not a test.
+        .executableTarget(
+            name: "migration-bench", dependencies: ["Hypervisor", "LiveMigration", "SystemSupport", argumentParser],
+            path: "Benchmarks/migration", exclude: ["bench-migration.sh"], swiftSettings: strictSettings),
+
         // ---- Tests -----------------------------------------------------------------------
         // Running the built tools and host processes from tests; the attacker's field rewriter.
         .target(name: "VMFSTestSupport", dependencies: ["VMFSCore"], path: "Tests/TestSupport", swiftSettings: strictSettings),
