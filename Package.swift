@@ -160,7 +160,7 @@ let package = Package(
             exclude: ["Helpers"], swiftSettings: strictSettings),
         // The host agent's library with real vmx processes and real VMs.
         .testTarget(
-            name: "HostAgentTests", dependencies: ["HostAgent", "VMFSCore", "VMFSTestSupport", "vmx", "mkfs.vmfs", "vmfs"],
+            name: "HostAgentTests", dependencies: ["HostAgent", "VMFSCore", "VMFSTestSupport", "LiveMigration", "SystemSupport", "vmx", "mkfs.vmfs", "vmfs"],
             swiftSettings: strictSettings),
         // vmhostd processes as hosts in network namespaces (needs root, /dev/kvm, iproute2).
         .testTarget(

@@ -11,34 +11,17 @@ public struct StreamGrant: Codable, Sendable, Equatable {
 
     public init(index: Int, keys: StreamKeys, descriptor: Int) {
         self.index = index
-        sendKey = Self.hex(keys.send)
-        receiveKey = Self.hex(keys.receive)
+        sendKey = Hex.encode(keys.send)
+        receiveKey = Hex.encode(keys.receive)
         self.descriptor = descriptor
     }
 
     /// The keys, checked (64 hex digits each).
     public func keys() throws(VMXProtocolError) -> StreamKeys {
-        guard let send = Self.bytes(sendKey), let receive = Self.bytes(receiveKey), send.count == 32, receive.count == 32 else {
+        guard let send = Hex.decode(sendKey), let receive = Hex.decode(receiveKey), send.count == 32, receive.count == 32 else {
             throw VMXProtocolError(.malformed, "stream \(index): keys must be 64 hex digits each")
         }
         return StreamKeys(send: send, receive: receive)
-    }
-
-    static func hex(_ bytes: [UInt8]) -> String {
-        bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
-    }
-
-    static func bytes(_ text: String) -> [UInt8]? {
-        guard text.utf8.count % 2 == 0 else { return nil }
-        var result: [UInt8] = []
-        var index = text.startIndex
-        while index < text.endIndex {
-            let next = text.index(index, offsetBy: 2)
-            guard let byte = UInt8(text[index..<next], radix: 16) else { return nil }
-            result.append(byte)
-            index = next
-        }
-        return result
     }
 }
 

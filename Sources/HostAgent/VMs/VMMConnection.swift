@@ -49,7 +49,7 @@ final class VMMConnection: Sendable {
             switch received.message {
             case .helloReply, .configured, .error, .status:
                 state.withLock { $0.replies.append(received.message) }
-            case .stateChanged, .consoleOutput, .marker:
+            case .stateChanged, .consoleOutput, .marker, .migrationProgress, .migrationReady, .migrationEnded:
                 onMessage(received.message)
             default:
                 break  // requests are the agent's to send; a VMM sending one is ignored
