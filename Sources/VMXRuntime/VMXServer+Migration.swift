@@ -20,6 +20,8 @@ final class VMXMigration: Sendable {
         var ready = false
         var cancelled = false
         var started = false
+        /// Destination: every page is here (pre-copy at start, post-copy once the last page arrived).
+        var settled = false
     }
 
     let role: Role
@@ -29,6 +31,12 @@ final class VMXMigration: Sendable {
     init(role: Role, outbox: Outbox) {
         self.role = role
         self.outbox = outbox
+    }
+
+    /// Still under way: a source until it ends, a destination until it has every page.
+    var isActive: Bool {
+        guard case .destination = role else { return true }
+        return !state.withLock { $0.settled }
     }
 
     /// The agent decided what became of the VM's files (source).
@@ -103,6 +111,7 @@ final class VMXMigration: Sendable {
                                               wallNanoseconds: MonotonicClock.wallNanoseconds)))
         guard destination.isPostCopy else {
             destination.close()
+            state.withLock { $0.settled = true }
             return
         }
         do { try destination.startPostCopy() } catch {
@@ -112,6 +121,7 @@ final class VMXMigration: Sendable {
         try? NativeThread.detach(name: "vmx-postcopy") { [outbox] in
             let (complete, reason) = destination.waitForPostCopy()
             destination.close()
+            self.state.withLock { $0.settled = complete }
             outbox.send(.migrationEnded(MigrationEndReport(result: complete ? "postCopyComplete" : "postCopyLost", message: reason,
                                                            postCopy: true)))
         }
@@ -165,7 +175,7 @@ extension VMXServer {
     private func startSource(_ request: MigrateOutRequest, descriptors: [OwnedDescriptor]) throws(VMXProtocolError) {
         do { try request.options.validate() } catch { throw VMXProtocolError(.malformed, error.message) }
         let streams = try streams(request.streams, descriptors, stall: request.options.stallTimeoutMilliseconds)
-        let (machine, uuid, busy) = state.withLock { s in (s.machine, s.specification?.uuid, s.migration != nil) }
+        let (machine, uuid, busy) = state.withLock { s in (s.machine, s.specification?.uuid, s.migration?.isActive ?? false) }
         guard let machine, let uuid, !busy,
               state.withLock({ $0.runState == .running || $0.runState == .paused }) else {
             throw VMXProtocolError(.rejected, busy ? "a migration is already in progress" : "only a running VM can be migrated")

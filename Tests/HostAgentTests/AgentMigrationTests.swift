@@ -41,7 +41,23 @@ struct AgentMigrationTests {
             return try #require(finished(agents[from], task, seconds: 120))
         }
 
-        func log(_ name: String) throws -> String { String(decoding: try scratch.contents(of: "\(name).log"), as: UTF8.self) }
+        /// What the VMMs wrote to their stderr logs (diagnostics for a failed expectation).
+        func vmmLogs() -> String {
+            var text = ""
+            for host in ["esx01", "esx02"] {
+                let directory = scratch.directory.appendingPathComponent("\(host)/run/vms")
+                for file in (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [] where file.hasSuffix(".vmx.log") {
+                    text += "--- \(host) \(file)\n" + ((try? String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)) ?? "")
+                }
+            }
+            return text
+        }
+
+        /// The VM's log as it is on the volume (read without a lock: one of the agents holds it).
+        func log(_ name: String) throws -> String {
+            let device = try agents[0].datastore(named: "ds1").volume().device
+            return String(decoding: try VolumeInspector(device: device).contents(of: "\(name).log"), as: UTF8.self)
+        }
     }
 
     /// The memory-generations guest keeps writing a generation pattern into every page it owns
@@ -55,14 +71,15 @@ struct AgentMigrationTests {
         #expect(try eventually { try pair.log("mem").contains("memgen:") })
         for hop in 0..<3 {
             let task = try pair.migrate("mem", from: hop % 2)
-            #expect(task.state == .success, "migration \(hop + 1): \(task.error?.message ?? "")")
+            #expect(task.state == .success, "migration \(hop + 1): \(task.error?.message ?? "")\n\(pair.vmmLogs())")
             let status = try pair.agents[hop % 2].migrationStatus("mem")
             #expect(status.state == .completed && status.progress.transferredBytes > 0, "\(status)")
             #expect(try pair.agents[hop % 2].lookup("mem").power == .poweredOff)
         }
         // After the third migration the guest verified its pages once more and powered itself off with success.
         let last = pair.agents[1]
-        #expect(try eventually(seconds: 60) { try last.lookup("mem").power == .poweredOff })
+        // The power state changes before the exit is recorded and the log closed: wait for the event.
+        #expect(eventually(seconds: 60) { last.context.events.events(after: 0).contains { $0.kind == .vmGuestPoweredOff } })
         let log = try pair.log("mem")
         #expect(log.contains("3 migrations verified by every writer"), "\(log)")
         #expect(!log.contains("is wrong"), "\(log)")
@@ -82,7 +99,7 @@ struct AgentMigrationTests {
         var downtimes: [Double] = []
         for hop in 0..<20 {
             let task = try pair.migrate("seq", from: hop % 2)
-            #expect(task.state == .success, "migration \(hop + 1): \(task.error?.message ?? "")")
+            #expect(task.state == .success, "migration \(hop + 1): \(task.error?.message ?? "")\n\(pair.vmmLogs())")
             if let downtime = try pair.agents[hop % 2].migrationStatus("seq").downtimeMilliseconds { downtimes.append(downtime) }
         }
         #expect(downtimes.count == 20)

@@ -46,6 +46,9 @@ final class VMMigration: Sendable {
             case .migrationEnded(let ended):
                 s.ended = ended
                 if let progress = ended.progress, role == .source { s.status.progress = progress }
+            case .error(let reply) where [ControlMessage.migrateOut(MigrateOutRequest(options: MigrationOptions(), streams: [])).type,
+                                          ControlMessage.migrateIn(MigrateInRequest(streams: [])).type].contains(reply.inReplyTo):
+                s.ended = MigrationEndReport(result: "failed", code: reply.code, message: "the VMM refused: \(reply.message)")
             case .stateChanged(let change) where change.state == .running && change.reason == "migrated in":
                 s.resumedWall = change.wallNanoseconds ?? MonotonicClock.wallNanoseconds
             default:

@@ -268,7 +268,7 @@ public final class ManagedVM: Sendable {
             }
             if let (kind, text) = event { record(kind, text) }
             migration.withLock { $0 }?.observe(message)
-        case .migrationProgress, .migrationReady, .migrationEnded:
+        case .migrationProgress, .migrationReady, .migrationEnded, .error:
             migration.withLock { $0 }?.observe(message)
         default:
             break

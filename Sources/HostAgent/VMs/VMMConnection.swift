@@ -47,8 +47,11 @@ final class VMMConnection: Sendable {
             do { received = try channel.receive() } catch where error.code == .malformed { continue } catch { received = nil }
             guard let received else { break }
             switch received.message {
-            case .helloReply, .configured, .error, .status:
+            case .helloReply, .configured, .status:
                 state.withLock { $0.replies.append(received.message) }
+            case .error:
+                state.withLock { $0.replies.append(received.message) }
+                onMessage(received.message)  // a refused request nobody waits for (migrateOut) still ends its operation
             case .stateChanged, .consoleOutput, .marker, .migrationProgress, .migrationReady, .migrationEnded:
                 onMessage(received.message)
             default:
