@@ -12,8 +12,9 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 work="${1:-/tmp/bench-hostd}"
 cd "$root"
 Tools/scripts/build-guest.sh --test-guest-only >/dev/null
-swift build -c release --product vmhostd >/dev/null
-for product in vmx vmctl vmfs mkfs.vmfs; do swift build -c release --product "$product" >/dev/null; done
+for product in vmhostd vmx vmctl vmfs mkfs.vmfs; do
+    swift build -c release --product "$product" > /tmp/bench-hostd-build.log 2>&1 || { grep -E "error" /tmp/bench-hostd-build.log | head -20; exit 1; }
+done
 bin="$(swift build -c release --show-bin-path)"
 guest="$root/.cache/guest/testguest.elf"
 bench="python3 $root/Benchmarks/hostd/hostd_bench.py"

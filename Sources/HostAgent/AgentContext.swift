@@ -22,10 +22,12 @@ public final class AgentContext: Sendable {
         public var consoleLogCapacity: UInt64
         /// The local API socket, written into each volume's local host lock so commands find the agent.
         public var apiSocket: String?
+        /// Memory this host offers to HA placement and admission control (default: its RAM less 1 GiB).
+        public var haCapacityMemoryBytes: UInt64?
 
         public init(host: HostIdentity, vmxPath: String, runDirectory: String, stateDirectory: String,
                     orphanTimeoutMilliseconds: UInt64 = 32_000, diskWindowBytes: Int = 16 << 20,
-                    consoleLogCapacity: UInt64 = 16 << 20, apiSocket: String? = nil) {
+                    consoleLogCapacity: UInt64 = 16 << 20, apiSocket: String? = nil, haCapacityMemoryBytes: UInt64? = nil) {
             self.host = host
             self.vmxPath = vmxPath
             self.runDirectory = runDirectory
@@ -34,6 +36,7 @@ public final class AgentContext: Sendable {
             self.diskWindowBytes = diskWindowBytes
             self.consoleLogCapacity = consoleLogCapacity
             self.apiSocket = apiSocket
+            self.haCapacityMemoryBytes = haCapacityMemoryBytes
         }
 
         /// Where runtime records and VMM control sockets live.
@@ -42,6 +45,8 @@ public final class AgentContext: Sendable {
 
     public let settings: Settings
     public let events: EventLog
+    /// Told when a VM stopped (its new state and who stopped it: "guest", "agent"); HA listens.
+    private let powerObserver = Monitor<(@Sendable (ManagedVM, VMPowerState, String) -> Void)?>(nil)
     public let tasks: TaskManager
     public let pool: WorkerPool
 
@@ -50,5 +55,13 @@ public final class AgentContext: Sendable {
         self.events = events
         self.tasks = tasks
         self.pool = pool
+    }
+
+    func observePowerChanges(_ observer: @escaping @Sendable (ManagedVM, VMPowerState, String) -> Void) {
+        powerObserver.withLock { $0 = observer }
+    }
+
+    func powerChanged(_ vm: ManagedVM, _ state: VMPowerState, _ by: String) {
+        powerObserver.withLock { $0 }?(vm, state, by)
     }
 }

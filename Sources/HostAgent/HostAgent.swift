@@ -24,6 +24,7 @@ public final class HostAgent: Sendable {
 
     public let context: AgentContext
     public let datastores: [Datastore]
+    let ha: HAController
     private let vms = Monitor<[String: ManagedVM]>([:])
     private let running = Monitor(true)
     let mounts = Monitor<[String: AgentMount]>([:])
@@ -62,6 +63,9 @@ public final class HostAgent: Sendable {
             }
             return Datastore(configuration: datastore, options: mountOptions)
         }
+        let memory = Self.memoryInfo().total
+        ha = HAController(context: context, datastores: datastores,
+                          capacityMemoryBytes: settings.haCapacityMemoryBytes ?? memory.subtractingClamped(1 << 30))
         let inventory = try VMInventory.load(path: inventoryPath)
         var loaded: [String: ManagedVM] = [:]
         for entry in inventory.vms {
@@ -69,6 +73,11 @@ public final class HostAgent: Sendable {
             loaded[entry.uuid] = ManagedVM(uuid: entry.uuid, name: entry.name, datastore: datastore, context: context)
         }
         vms.withLock { $0 = loaded }
+        ha.attach(self)
+        context.observePowerChanges { [weak self] vm, state, by in
+            // A VM its guest powered off stays off; one that crashed is still wanted.
+            if state == .poweredOff && by == "guest" { self?.setDesiredRunning(vm, false) }
+        }
     }
 
     // MARK: Life cycle
@@ -85,6 +94,7 @@ public final class HostAgent: Sendable {
         context.events.record(HostEvent(kind: .agentStarted, message: "host agent started on \(settings.host.name)"))
         try? NativeThread.detach(name: "hostd-lease") { [self] in keepLeases() }
         try? NativeThread.detach(name: "hostd-attach") { [self] in retryUnreachableVolumes() }
+        ha.start()
     }
 
     private func attach(_ datastore: Datastore) {
@@ -150,6 +160,7 @@ public final class HostAgent: Sendable {
     /// with running VMs are handed over to the next agent, the others are left cleanly.
     public func shutdown(powerOffVMs: Bool) {
         running.withLock { $0 = false }
+        ha.stop()
         for mount in mounts.withLock({ Array($0.values) }) { mount.stop() }
         mounts.withLock { $0.removeAll() }
         context.events.record(HostEvent(kind: .agentStopping, message: powerOffVMs
@@ -242,8 +253,10 @@ public final class HostAgent: Sendable {
     /// Starts a task that powers the VM on.
     public func powerOn(_ reference: String) throws(AgentError) -> AgentTask {
         let vm = try lookup(reference)
-        return context.tasks.start(operation: "powerOn", target: vm.uuid) { (progress) throws(AgentError) -> String? in
+        try admit(vm)
+        return context.tasks.start(operation: "powerOn", target: vm.uuid) { [self] (progress) throws(AgentError) -> String? in
             try vm.powerOn(progress: progress)
+            setDesiredRunning(vm, true)
             return vm.uuid
         }
     }
@@ -251,7 +264,8 @@ public final class HostAgent: Sendable {
     /// Starts a task that powers the VM off (hard: the guest gets no shutdown request).
     public func powerOff(_ reference: String) throws(AgentError) -> AgentTask {
         let vm = try lookup(reference)
-        return context.tasks.start(operation: "powerOff", target: vm.uuid) { (_) throws(AgentError) -> String? in
+        return context.tasks.start(operation: "powerOff", target: vm.uuid) { [self] (_) throws(AgentError) -> String? in
+            setDesiredRunning(vm, false)
             try vm.powerOff()
             return vm.uuid
         }

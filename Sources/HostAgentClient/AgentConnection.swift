@@ -97,7 +97,9 @@ public final class AgentConnection: Sendable {
             if let token { middlewares.append(BearerToken(token: token)) }
         }
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-        client = Client(serverURL: serverURL, transport: AsyncHTTPClientTransport(configuration: .init(client: http, timeout: .seconds(600))),
+        // Times carry milliseconds (failover timelines, events): RFC 3339 with fractional seconds.
+        client = Client(serverURL: serverURL, configuration: .init(dateTranscoder: .iso8601WithFractionalSeconds),
+                        transport: AsyncHTTPClientTransport(configuration: .init(client: http, timeout: .seconds(600))),
                         middlewares: middlewares)
     }
 

@@ -28,6 +28,7 @@ public enum ControlMessage: Sendable, Equatable {
     case consoleOutput([UInt8])
     case status(StatusReport)
     case marker(MarkerReport)
+    case guestHeartbeat(GuestHeartbeat)
     case migrationProgress(MigrationProgress)
     case migrationReady(MigrationReadyReport)
     case migrationEnded(MigrationEndReport)
@@ -58,9 +59,10 @@ public enum ControlMessage: Sendable, Equatable {
         case .consoleOutput: 0x0105
         case .status: 0x0106
         case .marker: 0x0107
-        case .migrationProgress: 0x0108
-        case .migrationReady: 0x0109
-        case .migrationEnded: 0x010A
+        case .guestHeartbeat: 0x0108
+        case .migrationProgress: 0x0109
+        case .migrationReady: 0x010A
+        case .migrationEnded: 0x010B
         }
     }
 
@@ -78,6 +80,7 @@ public enum ControlMessage: Sendable, Equatable {
             case .stateChanged(let value): return try Self.json(value)
             case .status(let value): return try Self.json(value)
             case .marker(let value): return try Self.json(value)
+            case .guestHeartbeat(let value): return try Self.json(value)
             case .migrateOut(let value): return try Self.json(value)
             case .migrationHandoff(let value): return try Self.json(value)
             case .configureIncoming(let value): return try Self.json(value)
@@ -138,9 +141,10 @@ public enum ControlMessage: Sendable, Equatable {
         case 0x0105: return .consoleOutput(Array(payload))
         case 0x0106: return .status(try decodeJSON(StatusReport.self, payload, name: "status"))
         case 0x0107: return .marker(try decodeJSON(MarkerReport.self, payload, name: "marker"))
-        case 0x0108: return .migrationProgress(try decodeJSON(MigrationProgress.self, payload, name: "migrationProgress"))
-        case 0x0109: return .migrationReady(try decodeJSON(MigrationReadyReport.self, payload, name: "migrationReady"))
-        case 0x010A: return .migrationEnded(try decodeJSON(MigrationEndReport.self, payload, name: "migrationEnded"))
+        case 0x0108: return .guestHeartbeat(try decodeJSON(GuestHeartbeat.self, payload, name: "guestHeartbeat"))
+        case 0x0109: return .migrationProgress(try decodeJSON(MigrationProgress.self, payload, name: "migrationProgress"))
+        case 0x010A: return .migrationReady(try decodeJSON(MigrationReadyReport.self, payload, name: "migrationReady"))
+        case 0x010B: return .migrationEnded(try decodeJSON(MigrationEndReport.self, payload, name: "migrationEnded"))
         default: throw VMXProtocolError(.malformed, "unknown control message type 0x\(String(type, radix: 16))")
         }
     }

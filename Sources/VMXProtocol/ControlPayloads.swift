@@ -235,3 +235,15 @@ public struct MarkerReport: Codable, Sendable, Equatable {
         self.monotonicNanoseconds = monotonicNanoseconds
     }
 }
+
+/// `guestHeartbeat` (VMM → agent): the guest's tools channel is alive (sent at most every 100 ms).
+public struct GuestHeartbeat: Codable, Sendable, Equatable {
+    /// Heartbeats since the VM booted.
+    public var count: UInt64
+    public var monotonicNanoseconds: UInt64
+
+    public init(count: UInt64, monotonicNanoseconds: UInt64) {
+        self.count = count
+        self.monotonicNanoseconds = monotonicNanoseconds
+    }
+}

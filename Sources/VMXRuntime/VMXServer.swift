@@ -45,6 +45,7 @@ public final class VMXServer: Sendable {
     let state = Monitor(State())
     /// Serializes pausing and resuming the VM.
     private let transitions = Mutex(())
+    private let lastHeartbeatSent = Mutex<UInt64>(0)
     let outbox: Outbox
     private let listener: OwnedDescriptor
     public let socketPath: String
@@ -221,7 +222,7 @@ public final class VMXServer: Sendable {
         case .migrateOut, .migrationHandoff, .migrationCancel, .configureIncoming, .migrateIn:
             handleMigration(received)
         case .helloReply, .configured, .error, .stateChanged, .consoleOutput, .status, .marker, .migrationProgress, .migrationReady,
-             .migrationEnded:
+             .migrationEnded, .guestHeartbeat:
             refuse(message, "message type 0x\(String(message.type, radix: 16)) is sent by a VMM, not to one")
         }
     }
@@ -289,7 +290,8 @@ public final class VMXServer: Sendable {
         }
         let configuration = VirtualMachineConfiguration(
             vcpuCount: specification.vcpuCount, memorySize: specification.memoryBytes, disks: disks, bootSource: boot,
-            console: AgentConsole(outbox: outbox), markerObserver: { [weak self] marker in self?.observe(marker) })
+            console: AgentConsole(outbox: outbox), markerObserver: { [weak self] marker in self?.observe(marker) },
+            heartbeatObserver: { [weak self] count, time in self?.heartbeat(count: count, at: time) })
         let machine: VirtualMachine
         do { machine = try VirtualMachine(configuration: configuration) } catch {
             for disk in disks { disk.close() }
@@ -332,6 +334,16 @@ public final class VMXServer: Sendable {
                 throw VMXProtocolError(.malformed, "disk \(index): \(error)")
             }
         }
+    }
+
+    /// Forwards the guest's heartbeats to the agent, at most one every 100 ms.
+    private func heartbeat(count: UInt64, at time: UInt64) {
+        let send = lastHeartbeatSent.withLock { last -> Bool in
+            guard time >= last + 100_000_000 else { return false }
+            last = time
+            return true
+        }
+        if send { outbox.send(.guestHeartbeat(GuestHeartbeat(count: count, monotonicNanoseconds: time))) }
     }
 
     func observe(_ marker: GuestMarker) {

@@ -22,15 +22,16 @@ final class TestCluster: @unchecked Sendable {
     var hosts: [AgentHost] = []
 
     /// `hostCount` agents (machines 1…hostCount) and `clients` more machines after them.
+    /// `heartbeatMs`/`deadMs` are the volumes' heartbeat and dead intervals (T and D).
     init(hosts hostCount: Int, clients: Int = 1, volumes: [String] = ["ds1"], extraHost: [String] = [],
-         volumeSize: String = "8G") throws {
+         volumeSize: String = "8G", heartbeatMs: Int = 100, deadMs: Int = 800, ioTimeoutMs: Int = 300) throws {
         directory = URL(fileURLWithPath: "/tmp").appendingPathComponent("cluster-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var images: [String: String] = [:]
         for volume in volumes {
             let image = directory.appendingPathComponent("\(volume).img").path
-            let made = try runTool("mkfs.vmfs", ["--size", volumeSize, "--label", volume, "--heartbeat-interval", "100",
-                                                 "--dead-interval", "800", "--io-timeout", "300", image])
+            let made = try runTool("mkfs.vmfs", ["--size", volumeSize, "--label", volume, "--heartbeat-interval", "\(heartbeatMs)",
+                                                 "--dead-interval", "\(deadMs)", "--io-timeout", "\(ioTimeoutMs)", image])
             guard made.status == 0 else { throw LabError("mkfs failed: \(made.output)") }
             let put = try runTool("vmfs", ["put", "--host-id", "uploader", image, try testGuestImage(), "guest.elf"])
             guard put.status == 0 else { throw LabError("vmfs put failed: \(put.output)") }

@@ -16,7 +16,7 @@ typedef uint64_t u64;
 #define EXIT_PORT 0xf4
 #define MARKER_PORT 0xf8
 #define PARK_PORT 0xfc
-#define EPOCH_PORT 0xf0 /* 32-bit read: the machine's restore count (changes on migration) */
+#define EPOCH_PORT 0xe0 /* 32-bit read: the machine's restore count (changes on migration) */
 
 enum workload {
     WL_HELLO = 0,
@@ -31,7 +31,8 @@ enum workload {
     WL_DISK_SEQUENCE = 9,
     WL_DISK_RANDOM = 10,
     WL_IDLE = 11,
-    WL_MEMORY_GENERATIONS = 12,
+    WL_HEARTBEAT = 12,
+    WL_MEMORY_GENERATIONS = 13,
 };
 
 enum result {
@@ -166,6 +167,7 @@ int hostile_limits(struct vblk *d, const struct params *p);
 void hostile_helper(void);
 int disk_sequence(const struct params *p, struct vblk *disk);
 int disk_random(const struct params *p, struct vblk *disk);
+__attribute__((noreturn)) int heartbeat(const struct params *p);
 /* Never returns: per-page generations verified after every migration, and the gap probe. */
 __attribute__((noreturn)) void memory_generations(const struct params *p, u32 vcpu, u32 count);
 

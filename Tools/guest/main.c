@@ -202,6 +202,8 @@ int guest_main(u64 vcpu, struct params *p, u64 count) {
     case WL_DISK_WRITE_PATTERN: return disk_pattern(p, 1);
     case WL_DISK_VERIFY_PATTERN: return disk_pattern(p, 0);
     case WL_DISK_THROUGHPUT: return throughput(p);
+    case WL_HEARTBEAT:
+        heartbeat(p);
     case WL_DISK_RANDOM: {
         static struct vblk disk;
         int r = open_disk(&disk, 0);

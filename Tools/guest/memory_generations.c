@@ -8,7 +8,7 @@
  * so a page that is lost (zeros), stale (an older generation), torn (part old, part new) or
  * misplaced (another page's content) fails the check.
  *
- * Between pages a writer polls the migration epoch port (0xf0, the machine's restore count).
+ * Between pages a writer polls the migration epoch port (0xe0, the machine's restore count).
  * When it changed, the machine was restored elsewhere: the writer verifies every page it owns
  * against (generation, cursor) before writing on, prints the result on the UART, and powers the
  * machine off with R_VERIFY_MISMATCH on the first wrong page.

@@ -6,7 +6,7 @@
  *   sector 0:            boot record {u32 magic "BOOT", u32 version 1, u64 boots, u64 nonce, u64 first_seq, u64 check}
  *   sectors 1 .. ring:   record of sequence number s at sector 1 + s % ring:
  *                        {u32 magic "SEQR", u32 version 1, u64 boots, u64 nonce, u64 seq, u64 tsc, u64 epoch, u64 check}
- *                        epoch = the machine's restore count (port 0xf0) when the record was made: it grows with
+ *                        epoch = the machine's restore count (port 0xe0) when the record was made: it grows with
  *                        every migration, so a record an old host wrote after the handoff shows up as an older
  *                        epoch after a newer one along the sequence.
  * check = mix64 of the preceding words. Every boot increments `boots`, draws a fresh nonce from the

@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import VMFSCore
 import VMFSToolSupport
 import HostAgentAPI
@@ -90,7 +91,7 @@ struct Recover: AsyncParsableCommand {
                     let wait = UInt64((volume.timing?.deadIntervalMs ?? 16000) + (volume.timing?.renewIntervalMs ?? 3000))
                     let deadline = Date().addingTimeInterval(Double(waitMs ?? wait) / 1000)
                     while recovered.isEmpty && Date() < deadline {
-                        Thread.sleep(forTimeInterval: 0.05)
+                        usleep(50_000)
                         if try volume.recover(slot: slot) { recovered.append(slot) }
                     }
                 }

@@ -1,4 +1,5 @@
 import Glibc
+import SystemSupport
 import VMFSToolSupport
 
 /// The local file `vmfs get` writes: a new file created next to the destination with
@@ -13,15 +14,11 @@ final class LocalDestination {
     private var committed = false
 
     init(path: String) throws(ToolError) {
-        var existing = stat()
-        if lstat(path, &existing) == 0 {
-            let type = existing.st_mode & S_IFMT
-            guard type == S_IFREG || type == S_IFLNK else {
-                throw ToolError("\(path) exists and is \(type == S_IFDIR ? "a directory" : "a special file (FIFO, device or socket)"); "
-                                + "vmfs get writes regular files only")
-            }
-        } else if errno != ENOENT {
-            throw .systemCall("cannot check \(path)")
+        let existing: LocalFileStatus?
+        do { existing = try LocalFileStatus.ofLink(atPath: path) } catch { throw .systemCall("cannot check \(path)", errno: error.errno) }
+        if let existing, existing.kind != .regularFile, existing.kind != .symbolicLink {
+            throw ToolError("\(path) exists and is \(existing.kind == .directory ? "a directory" : "a special file (FIFO, device or socket)"); "
+                            + "vmfs get writes regular files only")
         }
         let slash = path.lastIndex(of: "/")
         let directory = slash.map { path[..<$0].isEmpty ? "/" : String(path[..<$0]) } ?? "."

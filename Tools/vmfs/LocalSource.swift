@@ -1,5 +1,6 @@
 import Glibc
 internal import CVMFSLinux
+import SystemSupport
 import VMFSCore
 import VMFSToolSupport
 
@@ -24,17 +25,18 @@ final class LocalSource: @unchecked Sendable {
         // O_NONBLOCK: opening a FIFO that has no writer returns at once instead of waiting forever.
         let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw .systemCall("cannot open \(path)") }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            let error = ToolError.systemCall("cannot stat \(path)")
+        let info: LocalFileStatus
+        do {
+            info = try LocalFileStatus.of(descriptor: fd, subject: path)
+        } catch {
             close(fd)
-            throw error
+            throw .systemCall("cannot stat \(path)", errno: error.errno)
         }
-        var size = UInt64(max(info.st_size, 0))
-        switch info.st_mode & S_IFMT {
-        case S_IFREG:
+        var size = info.size
+        switch info.kind {
+        case .regularFile:
             kind = .regularFile
-        case S_IFBLK:
+        case .blockDevice:
             kind = .blockDevice
             let result = cvmfs_block_device_size(fd, &size)
             guard result == 0 else {
@@ -43,24 +45,24 @@ final class LocalSource: @unchecked Sendable {
             }
         default:
             close(fd)
-            throw ToolError("\(path) is \(Self.describe(info.st_mode)); vmfs put copies regular files and block devices")
+            throw ToolError("\(path) is \(Self.describe(info.kind)); vmfs put copies regular files and block devices")
         }
         // Reads block from here on (a device or file that stalls is waited for, like cp does).
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         self.path = path
         descriptor = fd
         statedSize = size
-        attributes = CreateAttributes(mode: UInt32(info.st_mode) & 0o7777, uid: info.st_uid, gid: info.st_gid)
+        attributes = CreateAttributes(mode: info.permissions, uid: info.userID, gid: info.groupID)
     }
 
     deinit { close(descriptor) }
 
-    private static func describe(_ mode: mode_t) -> String {
-        switch mode & S_IFMT {
-        case S_IFDIR: "a directory"
-        case S_IFIFO: "a FIFO (its data has no end to wait for)"
-        case S_IFSOCK: "a socket"
-        case S_IFCHR: "a character device (a stream without a size, which may never end)"
+    private static func describe(_ kind: LocalFileStatus.Kind) -> String {
+        switch kind {
+        case .directory: "a directory"
+        case .fifo: "a FIFO (its data has no end to wait for)"
+        case .socket: "a socket"
+        case .characterDevice: "a character device (a stream without a size, which may never end)"
         default: "not a regular file"
         }
     }
@@ -83,9 +85,11 @@ final class LocalSource: @unchecked Sendable {
                 if data < 0 {
                     guard errno == ENXIO else { skipsHoles = false; continue }
                     // Only a hole follows: the file ends where stat says now.
-                    var info = stat()
-                    guard fstat(descriptor, &info) == 0 else { throw ToolError.systemCall("cannot stat \(path)") }
-                    return max(position, UInt64(max(info.st_size, 0)))
+                    let info: LocalFileStatus
+                    do { info = try LocalFileStatus.of(descriptor: descriptor, subject: path) } catch {
+                        throw ToolError.systemCall("cannot stat \(path)", errno: error.errno)
+                    }
+                    return max(position, info.size)
                 }
                 if UInt64(data) != position {
                     position = UInt64(data)

@@ -8,6 +8,7 @@ import Logging
 import Metrics
 import NIOPosix
 import OpenAPIHummingbird
+import OpenAPIRuntime
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -102,7 +103,9 @@ struct VMHostDaemon: AsyncParsableCommand {
         router.middlewares.add(MetricsMiddleware())
         if let tokens { router.middlewares.add(BearerAuthentication(tokens: tokens)) }
         router.middlewares.add(MethodNotAllowed())
-        try handler.registerHandlers(on: router, middlewares: [APIErrorMiddleware()])
+        // Times carry milliseconds (failover timelines, events): RFC 3339 with fractional seconds.
+        try handler.registerHandlers(on: router, configuration: .init(dateTranscoder: .iso8601WithFractionalSeconds),
+                                     middlewares: [APIErrorMiddleware()])
         return router
     }
 }

@@ -12,6 +12,8 @@ public struct HostEvent: Codable, Sendable, Equatable {
         case vmPoweredOn, vmPoweredOff, vmGuestPoweredOff, vmPaused, vmResumed, vmReset
         case vmCrashed, vmLockLost, vmAdopted
         case vmMigrationStarted, vmMigrated, vmMigratedIn, vmMigrationFailed, vmMigrationCancelled
+        case haConfigured, haHostFailed, haRestarted, haRestartFailed, haIsolated, vmMonitoringReset
+        case hostMaintenanceEntered, hostMaintenanceExited
     }
 
     /// How much it matters.

@@ -32,6 +32,9 @@ public struct VMDetailView: Sendable, Equatable {
     public var guestStatus: UInt32?
     public var markers: [(code: UInt32, vcpu: Int, monotonicNanoseconds: UInt64)]
     public var firstInstructionMonotonicNanoseconds: UInt64?
+    /// Tools heartbeats this run, and how long before this view the last one arrived.
+    public var toolsHeartbeats: UInt64 = 0
+    public var toolsHeartbeatAgeNanoseconds: UInt64?
 
     public static func == (lhs: VMDetailView, rhs: VMDetailView) -> Bool {
         lhs.summary == rhs.summary && lhs.files == rhs.files && lhs.boot == rhs.boot && lhs.guestStatus == rhs.guestStatus
@@ -123,7 +126,8 @@ extension ManagedVM {
                                                 vmmPID: s.runtime?.process.pid),
                          files: settings?.files ?? [], boot: boot, guestStatus: s.guestStatus,
                          markers: s.markers.suffix(64).map { ($0.code, $0.vcpu, $0.monotonicNanoseconds) },
-                         firstInstructionMonotonicNanoseconds: s.firstInstruction)
+                         firstInstructionMonotonicNanoseconds: s.firstInstruction, toolsHeartbeats: s.heartbeats,
+                         toolsHeartbeatAgeNanoseconds: s.lastHeartbeat.map { MonotonicClock.nanoseconds.subtractingClamped($0) })
         }
     }
 
@@ -136,6 +140,15 @@ extension ManagedVM {
                                 cpuNanoseconds: usage?.cpuNanoseconds ?? 0, residentBytes: usage?.residentBytes ?? 0,
                                 disks: disks.map(\.statistics))
     }
+
+    /// The guest's tools heartbeats this run: how many, and the monotonic time of the last.
+    public var guestHeartbeats: (count: UInt64, last: UInt64?) { state.withLock { ($0.heartbeats, $0.lastHeartbeat) } }
+
+    /// When the VM was powered on (monotonic), while it runs.
+    var poweredOnMonotonic: UInt64? { state.withLock { $0.power.isActive ? $0.poweredOnMonotonic : nil } }
+
+    /// Memory the VM needs (from its settings).
+    var memoryBytes: UInt64 { settings()?.definition.memoryBytes ?? 0 }
 
     /// The console log of the VM's last (or current) run.
     public var console: ConsoleLog? { state.withLock { $0.console } }

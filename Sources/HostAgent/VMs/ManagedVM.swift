@@ -44,6 +44,9 @@ public final class ManagedVM: Sendable {
         var markers: [MarkerReport] = []
         var operation: String?
         var guestStatus: UInt32?
+        /// The guest's tools heartbeats (VM monitoring): count and monotonic time of the last.
+        var heartbeats: UInt64 = 0
+        var lastHeartbeat: UInt64?
     }
 
     let state = Monitor(State())
@@ -95,6 +98,8 @@ public final class ManagedVM: Sendable {
                 s.firstInstruction = nil
                 s.markers = []
                 s.guestStatus = nil
+                s.heartbeats = 0
+                s.lastHeartbeat = nil
             }
             do throws(AgentError) {
                 try start(progress: progress)
@@ -245,6 +250,11 @@ public final class ManagedVM: Sendable {
                 s.markers.append(marker)
                 if s.markers.count > 1024 { s.markers.removeFirst(s.markers.count - 1024) }
             }
+        case .guestHeartbeat(let beat):
+            state.withLock { s in
+                s.heartbeats = beat.count
+                s.lastHeartbeat = beat.monotonicNanoseconds
+            }
         case .stateChanged(let change):
             let event: (HostEvent.Kind, String)? = state.withLock { s in
                 switch change.state {
@@ -320,6 +330,7 @@ public final class ManagedVM: Sendable {
         console?.note("\(name) \(power == .crashed ? "crashed" : "stopped"): \(reason)")
         console?.close()
         runtime.files.close()
+        context.powerChanged(self, power, runtime.stopReport?.guestStatus != nil && !runtime.expectingExit ? "guest" : "agent")
         switch power {
         case .crashed:
             record(.vmCrashed, "VM '\(name)' crashed: \(reason); its locks were released", severity: .error)
@@ -405,6 +416,18 @@ public final class ManagedVM: Sendable {
         runtime.process.kill()
         record(.vmLockLost, "VM '\(name)' was stopped: this host lost volume '\(datastore.name)' (\(reason)); it may run elsewhere now",
                severity: .error)
+    }
+
+    /// HA's isolation response: the host cannot write to the volume, so its VMs are stopped here
+    /// (the survivors restart them). The files stay as they are; the survivors recover the locks.
+    func isolated(reason: String) {
+        let runtime = state.withLock { s -> Runtime? in
+            guard let runtime = s.runtime, s.power.isActive else { return nil }
+            s.power = .lost
+            s.reason = reason
+            return runtime
+        }
+        runtime?.process.kill()
     }
 
     // MARK: Views

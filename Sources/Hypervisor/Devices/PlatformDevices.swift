@@ -37,6 +37,27 @@ final class GuestMarkerPort: Sendable {
     var recorded: [GuestMarker] { markers.withLock { $0 } }
 }
 
+/// The tools channel's heartbeat port: counts the guest's heartbeats and tells the observer.
+final class GuestHeartbeatPort: Sendable {
+    private let state = Mutex<(count: UInt64, last: UInt64)>((0, 0))
+    private let observer: (@Sendable (UInt64, UInt64) -> Void)?
+
+    init(observer: (@Sendable (UInt64, UInt64) -> Void)?) { self.observer = observer }
+
+    func beat() {
+        let now = cvmfs_monotonic_ns()
+        let count = state.withLock { s -> UInt64 in
+            s.count &+= 1
+            s.last = now
+            return s.count
+        }
+        observer?(count, now)
+    }
+
+    /// Heartbeats so far and the monotonic time of the last one.
+    var current: (count: UInt64, last: UInt64) { state.withLock { $0 } }
+}
+
 /// Ports a PC guest touches that need no behaviour: POST code 0x80, I/O delay 0xED, the fast-A20
 /// gate 0x92 (reads 0x02: A20 on). Writes are swallowed; reads return a fixed value.
 final class SilentPorts: PortIODevice {

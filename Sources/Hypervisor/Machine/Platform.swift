@@ -62,6 +62,7 @@ struct Platform {
             .init(range: TestGuestABI.epochPort...(TestGuestABI.epochPort + 3), device: epoch),
         ], fallback: pci)
         dispatcher = ExitDispatcher(portBus: portBus, mmioBus: MMIOBus(mappings: []), power: power,
-                                    markers: GuestMarkerPort(observer: configuration.markerObserver), control: control)
+                                    markers: GuestMarkerPort(observer: configuration.markerObserver), control: control,
+                                    heartbeat: GuestHeartbeatPort(observer: configuration.heartbeatObserver))
     }
 }

@@ -19,10 +19,13 @@ public enum TestGuestABI {
     /// A write blocks the writing vCPU in the VMM until the machine powers off (an idle vCPU at
     /// CPL3 cannot `hlt`; this keeps it from spinning).
     public static let parkPort: UInt16 = 0xFC
+    /// The tools channel: a 32-bit write is a guest heartbeat (VM monitoring), counted with the
+    /// host time it arrived. Real guests would send it from their tools daemon.
+    public static let toolsHeartbeatPort: UInt16 = 0xF0
     /// A 32-bit read returns the machine's restore count (``MachineState/restoreCount``): it
     /// changes when the machine was migrated or resumed from a saved state, so a guest knows
     /// when to verify its memory.
-    public static let epochPort: UInt16 = 0xF0
+    public static let epochPort: UInt16 = 0xE0
     /// Byte offset in the parameter block of the guest TSC frequency in kHz (u64), which the VMM
     /// fills in after creating the vCPUs (0 when unknown).
     public static let tscKilohertzOffset: UInt64 = 104
@@ -91,13 +94,16 @@ public enum TestGuestWorkload: UInt32, Sendable, CaseIterable {
     case diskRandom = 10
     /// Every vCPU parks at once: a VM that runs and uses no CPU.
     case idle = 11
+    /// Sends a tools heartbeat every args[0] pause iterations (default 2,000,000), and after
+    /// args[1] heartbeats (0: never) stops and spins, as a hung guest.
+    case heartbeat = 12
     /// Memory that must survive migrations page for page (`Tools/guest/memory_generations.c`):
     /// writers fill their pages with per-page generations and verify every page after each
     /// change of the epoch port; with args[3] = 1 the last vCPU reports the largest gap it sees
     /// in a 1 ms TSC loop. args[0] = bytes per writer, args[1] = bytes/s per writer (0: unpaced),
     /// args[2] = passes (0: forever), args[4] = power off after this many verified migrations,
     /// args[5] = seed.
-    case memoryGenerations = 12
+    case memoryGenerations = 13
 }
 
 /// Exit statuses of the test guest.

@@ -10,6 +10,7 @@ struct ExitDispatcher: Sendable {
     let power: PowerControl
     let markers: GuestMarkerPort
     let control: RunControl
+    let heartbeat: GuestHeartbeatPort
 
     /// Handles one port I/O exit (including `rep ins/outs`: `count` items of `size` bytes).
     func handlePortIO(vcpu: Int, port: UInt16, size: Int, count: Int, isWrite: Bool, data: UnsafeMutableRawPointer) {
@@ -22,7 +23,9 @@ struct ExitDispatcher: Sendable {
                 case 2: UInt32(slot.loadUnaligned(as: UInt16.self))
                 default: slot.loadUnaligned(as: UInt32.self)
                 }
-                if port == TestGuestABI.markerPort {
+                if port == TestGuestABI.toolsHeartbeatPort {
+                    heartbeat.beat()
+                } else if port == TestGuestABI.markerPort {
                     markers.record(code: value, vcpu: vcpu)
                 } else if port == TestGuestABI.parkPort {
                     control.outsideGuest { power.waitWhileRunning() }

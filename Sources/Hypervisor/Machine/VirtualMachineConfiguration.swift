@@ -60,11 +60,14 @@ public struct VirtualMachineConfiguration: Sendable {
     public var hidesCMPXCHG16B: Bool?
     /// Called on the vCPU thread for every test-guest marker as it arrives (keep it short).
     public var markerObserver: (@Sendable (GuestMarker) -> Void)?
+    /// Called on the vCPU thread for every tools heartbeat (count, monotonic ns); keep it short.
+    public var heartbeatObserver: (@Sendable (UInt64, UInt64) -> Void)?
 
     public init(vcpuCount: Int = 1, memorySize: UInt64 = 128 << 20, disks: [any DiskBackend] = [],
                 bootSource: BootSource, console: any ConsoleSink = StandardOutputConsole(),
                 mergeableMemory: Bool = false, logDirtyPages: Bool = false, hidesCMPXCHG16B: Bool? = nil,
-                markerObserver: (@Sendable (GuestMarker) -> Void)? = nil) {
+                markerObserver: (@Sendable (GuestMarker) -> Void)? = nil,
+                heartbeatObserver: (@Sendable (UInt64, UInt64) -> Void)? = nil) {
         self.vcpuCount = vcpuCount
         self.memorySize = memorySize
         self.disks = disks
@@ -74,6 +77,7 @@ public struct VirtualMachineConfiguration: Sendable {
         self.logDirtyPages = logDirtyPages
         self.hidesCMPXCHG16B = hidesCMPXCHG16B
         self.markerObserver = markerObserver
+        self.heartbeatObserver = heartbeatObserver
     }
 
     /// Most disks one VM may have (PCI slots 1–23 minus the host bridge; one IOAPIC pin each, 16–23 shared).

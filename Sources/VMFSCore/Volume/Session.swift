@@ -356,7 +356,7 @@ final class Session: Sendable {
     }
 
     /// Recovers every slot that looks dead, on a background thread.
-    private func recoverDeadHosts() {
+    func recoverDeadHosts() {
         guard options.automaticRecovery, !options.readOnly, !isClosed else { return }
         let dead = observations.slotsNeedingRecovery(own: membership.slot)
         for slot in dead {

@@ -308,6 +308,16 @@ public final class Volume: Sendable {
         (try? current().recovery.completed.map { ($0.slot, $0.owner, $0.durationNanoseconds, $0.replay.transactions) }) ?? []
     }
 
+    /// Starts, on background threads, the recovery of every host that looks dead now — what
+    /// the heartbeat does after each renewal, for a caller that has just seen a host die between
+    /// two renewals (HA detects failures every 100 ms; at VMware's H = 3 s the next renewal
+    /// could be 3 s away). Does nothing when automatic recovery is off or the volume is read-only.
+    public func recoverDeadHostsInBackground() throws(VMFSError) {
+        let session = try current()
+        try session.heartbeat.refresh()
+        session.recoverDeadHosts()
+    }
+
     /// Hosts as this host sees them now.
     public func hosts() throws(VMFSError) -> [HostInfo] {
         let session = try current()

@@ -47,13 +47,18 @@ struct HostdConfiguration: Sendable {
             var device: String
             var mount: String?
         }
+        struct HA: Decodable {
+            var memory_capacity_mib: Int?
+        }
         var host: Host?
         var api: API?
         var volume: [Volume]?
+        var ha: HA?
     }
 
     private static let knownKeys: [String: Set<String>] = [
-        "": ["host", "api", "volume"],
+        "": ["host", "api", "volume", "ha"],
+        "ha": ["memory_capacity_mib"],
         "host": ["id", "state_directory", "run_directory", "vmx", "orphan_timeout_ms", "power_off_vms_on_stop", "disk_window_mib"],
         "api": ["unix_socket", "listen", "certificate", "private_key", "tokens"],
         "volume": ["name", "device", "mount"],
@@ -75,6 +80,7 @@ struct HostdConfiguration: Sendable {
         try checkKeys(table, section: "", source: source)
         if let host = table["host"]?.table { try checkKeys(host, section: "host", source: source) }
         if let api = table["api"]?.table { try checkKeys(api, section: "api", source: source) }
+        if let ha = table["ha"]?.table { try checkKeys(ha, section: "ha", source: source) }
         if let volumes = table["volume"]?.array {
             for value in volumes {
                 guard let volume = value.table else { throw Error(description: "\(source): [[volume]] entries must be tables") }
@@ -98,10 +104,13 @@ struct HostdConfiguration: Sendable {
             throw Error(description: "\(source): host.disk_window_mib is \(window); it must be 1 – 256")
         }
         let unixSocket = file.api?.unix_socket ?? "\(runDirectory)/hostd.sock"
+        if let capacity = file.ha?.memory_capacity_mib, !(0...(1 << 24)).contains(capacity) {
+            throw Error(description: "\(source): ha.memory_capacity_mib is \(capacity); it must be 0 – 16777216")
+        }
         let settings = AgentContext.Settings(
             host: identity, vmxPath: file.host?.vmx ?? "\(executableDirectory)/vmx", runDirectory: runDirectory,
             stateDirectory: stateDirectory, orphanTimeoutMilliseconds: UInt64(orphanTimeout), diskWindowBytes: window << 20,
-            apiSocket: unixSocket)
+            apiSocket: unixSocket, haCapacityMemoryBytes: file.ha?.memory_capacity_mib.map { UInt64($0) << 20 })
         var datastores: [Datastore.Configuration] = []
         var mounts: [String: String] = [:]
         for (index, volume) in (file.volume ?? []).enumerated() {

@@ -16,7 +16,8 @@ struct MethodNotAllowed<Context: RequestContext>: RouterMiddleware {
             ("/v1/volumes/{volume}/files/{file}/rename", [.post]), ("/v1/vms", [.get, .post]), ("/v1/vms/register", [.post]),
             ("/v1/vms/{vm}", [.get, .delete]), ("/v1/vms/{vm}/power-on", [.post]), ("/v1/vms/{vm}/power-off", [.post]),
             ("/v1/vms/{vm}/reset", [.post]), ("/v1/vms/{vm}/stats", [.get]), ("/v1/vms/{vm}/console", [.get, .post]),
-            ("/v1/tasks", [.get]), ("/v1/tasks/{task}", [.get]), ("/v1/events", [.get]), ("/metrics", [.get]),
+            ("/v1/ha", [.get, .put]), ("/v1/vms/{vm}/ha", [.put]), ("/v1/host/maintenance/enter", [.post]),
+            ("/v1/host/maintenance/exit", [.post]), ("/v1/tasks", [.get]), ("/v1/tasks/{task}", [.get]), ("/v1/events", [.get]), ("/metrics", [.get]),
         ]
     }
 

@@ -38,7 +38,9 @@ enum Conversions {
         return Components.Schemas.VMDetail(
             summary: summary(vm.summary), files: vm.files, boot: boot, guestStatus: vm.guestStatus.map(Int64.init),
             markers: vm.markers.map { .init(code: Int64($0.code), vcpu: $0.vcpu, monotonicNanoseconds: Int64(clamping: $0.monotonicNanoseconds)) },
-            firstInstructionNanoseconds: vm.firstInstructionMonotonicNanoseconds.map { Int64(clamping: $0) })
+            firstInstructionNanoseconds: vm.firstInstructionMonotonicNanoseconds.map { Int64(clamping: $0) },
+            toolsHeartbeats: Int64(clamping: vm.toolsHeartbeats),
+            toolsHeartbeatAgeMilliseconds: vm.toolsHeartbeatAgeNanoseconds.map { Int64(clamping: $0 / 1_000_000) })
     }
 
     static func disk(_ counters: DiskServer.Counters) -> Components.Schemas.DiskStatistics {
