@@ -96,7 +96,7 @@ let package = Package(
         .executableTarget(
             name: "vmhostd",
             dependencies: [
-                "HostAgent", "HostAgentAPI", "VMFSCore", "VMFSFuse", "SystemSupport", argumentParser, openAPIRuntime,
+                "HostAgent", "HostAgentAPI", "HostAgentClient", "LiveMigration", "VMFSCore", "VMFSFuse", "SystemSupport", argumentParser, openAPIRuntime,
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),

@@ -17,7 +17,10 @@ struct MethodNotAllowed<Context: RequestContext>: RouterMiddleware {
             ("/v1/vms/{vm}", [.get, .delete]), ("/v1/vms/{vm}/power-on", [.post]), ("/v1/vms/{vm}/power-off", [.post]),
             ("/v1/vms/{vm}/reset", [.post]), ("/v1/vms/{vm}/stats", [.get]), ("/v1/vms/{vm}/console", [.get, .post]),
             ("/v1/ha", [.get, .put]), ("/v1/vms/{vm}/ha", [.put]), ("/v1/host/maintenance/enter", [.post]),
-            ("/v1/host/maintenance/exit", [.post]), ("/v1/tasks", [.get]), ("/v1/tasks/{task}", [.get]), ("/v1/events", [.get]), ("/metrics", [.get]),
+            ("/v1/host/maintenance/exit", [.post]),
+            ("/v1/vms/{vm}/migrate", [.post]), ("/v1/vms/{vm}/migration", [.get]), ("/v1/vms/{vm}/migration/cancel", [.post]),
+            ("/v1/migrations/incoming", [.post]), ("/v1/migrations/incoming/{migration}/commit", [.post]),
+            ("/v1/migrations/incoming/{migration}/abort", [.post]), ("/v1/tasks", [.get]), ("/v1/tasks/{task}", [.get]), ("/v1/events", [.get]), ("/metrics", [.get]),
         ]
     }
 
