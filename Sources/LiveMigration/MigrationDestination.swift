@@ -23,7 +23,13 @@ public final class MigrationDestination: Sendable {
         var completedStreams = 0
         var dataPages: UInt64 = 0
         var zeroPages: UInt64 = 0
+        /// When the last message arrived on any stream (monotonic ns).
+        var lastActivity = MonotonicClock.nanoseconds
     }
+
+    /// Until the state arrives, silence on every stream for this long means the source or the
+    /// link is gone (a cut link sends no reset): the destination gives up.
+    let idleTimeoutNanoseconds: UInt64
 
     private let state: Monitor<State>
 
@@ -31,7 +37,9 @@ public final class MigrationDestination: Sendable {
     ///   - machine: Built with ``VirtualMachine/restorable(configuration:memory:)``; its memory
     ///     receives the pages.
     ///   - vmUUID: The VM this destination expects (the source's hello must name it).
-    public init(machine: VirtualMachine, streams: [MigrationStream], vmUUID: String, handshakeTimeoutMilliseconds: Int32 = 30_000) {
+    public init(machine: VirtualMachine, streams: [MigrationStream], vmUUID: String, handshakeTimeoutMilliseconds: Int32 = 30_000,
+                idleTimeoutMilliseconds: UInt64 = 10_000) {
+        idleTimeoutNanoseconds = idleTimeoutMilliseconds * 1_000_000
         self.machine = machine
         self.streams = streams
         self.vmUUID = vmUUID
@@ -67,9 +75,19 @@ public final class MigrationDestination: Sendable {
                 throw MigrationError(.connection, "cannot start a receiving thread: \(error)")
             }
         }
-        let outcome = state.wait(for: { $0.failure != nil || $0.state != nil }) { s -> Result<([UInt8], [PageRange]), MigrationError> in
-            if let failure = s.failure { return .failure(failure) }
-            return .success((s.state ?? [], s.needed))
+        var outcome: Result<([UInt8], [PageRange]), MigrationError>?
+        while outcome == nil {
+            let idle = idleTimeoutNanoseconds
+            outcome = state.wait(until: MonotonicClock.nanoseconds + 500_000_000, for: { $0.failure != nil || $0.state != nil }) { s in
+                if let failure = s.failure { return .failure(failure) }
+                return .success((s.state ?? [], s.needed))
+            } ?? nil
+            if outcome == nil, MonotonicClock.nanoseconds - state.withLock({ $0.lastActivity }) > idle {
+                let error = MigrationError(.timedOut, "nothing arrived from the source for \(idle / 1_000_000_000) s: the source or the link is gone")
+                fail(error)
+                close()
+                outcome = .failure(error)
+            }
         }
         guard let outcome else { throw MigrationError(.connection, "the migration ended early") }
         let (bytes, needed): ([UInt8], [PageRange])
@@ -132,6 +150,7 @@ public final class MigrationDestination: Sendable {
                 }
                 return
             }
+            state.withLock { $0.lastActivity = MonotonicClock.nanoseconds }
             do throws(MigrationError) {
                 try apply(message, from: stream)
             } catch {

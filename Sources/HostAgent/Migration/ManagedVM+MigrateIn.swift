@@ -121,6 +121,24 @@ extension ManagedVM {
         }
     }
 
+    /// Destination: the VMM gave up receiving (a stream stalled or the source aborted) before the handoff.
+    func incomingMessage(_ message: ControlMessage) {
+        guard case .migrationEnded(let ended) = message, ended.result == "failed",
+              let migration = migration.withLock({ $0 }), migration.role == .destination else { return }
+        try? NativeThread.detach(name: "hostd-mig-fail") { [weak self] in
+            self?.failIncoming(migration, ended.message ?? "the VMM stopped receiving")
+        }
+    }
+
+    /// Destination: the incoming VMM's control connection closed (it died) before the handoff.
+    func incomingConnectionClosed(_ channel: ControlChannel) {
+        guard let migration = migration.withLock({ $0 }), migration.role == .destination,
+              migration.state.withLock({ $0.incoming?.connection.channel === channel }) else { return }
+        try? NativeThread.detach(name: "hostd-mig-fail") { [weak self] in
+            self?.failIncoming(migration, "the receiving VMM went away")
+        }
+    }
+
     /// The incoming migration failed before the handoff (streams, VMM): the VMM goes away.
     func failIncoming(_ migration: VMMigration, _ reason: String) {
         guard self.migration.withLock({ $0 === migration }), migration.state.withLock({ $0.incoming }) != nil else { return }

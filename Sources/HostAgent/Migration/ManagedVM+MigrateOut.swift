@@ -49,12 +49,15 @@ extension ManagedVM {
                 return try switchOver(runtime: runtime, connection: connection, volume: volume, migration: migration, ready: ready,
                                       offer: offer, peer: peer)
             } catch {
-                try? peer.abortIncoming(migrationID: id, reason: error.message)
                 let cancelled = migration.state.withLock { $0.cancelled }
                 migration.finish(cancelled ? .cancelled : .failed, message: error.message)
                 record(cancelled ? .vmMigrationCancelled : .vmMigrationFailed,
                        "VM '\(name)' stays on this host: its migration to \(offer.destinationHost) \(cancelled ? "was cancelled" : "failed"): \(error.message)",
                        severity: cancelled ? .info : .warning)
+                // Best effort, and not waited for: the destination may be unreachable (it also gives up by itself).
+                try? NativeThread.detach(name: "hostd-mig-abort") { [message = error.message] in
+                    try? peer.abortIncoming(migrationID: id, reason: message)
+                }
                 throw error
             }
         }

@@ -236,6 +236,7 @@ public final class ManagedVM: Sendable {
         state.withLock { s in
             if s.runtime?.connection?.channel === channel { s.runtime?.connection = nil }
         }
+        incomingConnectionClosed(channel)
     }
 
     private func handle(_ message: ControlMessage) {
@@ -280,6 +281,7 @@ public final class ManagedVM: Sendable {
             migration.withLock { $0 }?.observe(message)
         case .migrationProgress, .migrationReady, .migrationEnded, .error:
             migration.withLock { $0 }?.observe(message)
+            incomingMessage(message)
         default:
             break
         }
