@@ -21,6 +21,7 @@ struct MigrationBench: ParsableCommand {
     @Option(help: "Downtime budget, ms.") var budgetMs: UInt64 = 50
     @Option(name: .customLong("link-mbps"), help: "Link cap in MB/s (0: none).") var linkMBps: UInt64 = 0
     @Flag(help: "No post-copy (fail rather than switch).") var noPostCopy = false
+    @Option(name: .customLong("settle-ms"), help: "Pause between migrations, so the guest's writer is back at its rate.") var settleMs: UInt32 = 1000
 
     func run() throws {
         let workingSet = (workingSetMiB ?? memoryMiB / 4) << 20
@@ -49,6 +50,7 @@ struct MigrationBench: ParsableCommand {
         var guestGaps: [Double] = []
         var totals: [Double] = []
         for number in 1...migrations {
+            if number > 1 { usleep(settleMs * 1000) }
             let nextConsole = CapturingConsole()
             let target = try VirtualMachine.restorable(configuration: configuration(nextConsole))
             let (sending, receiving) = try LoopbackStreams.make(streams)

@@ -22,7 +22,7 @@ extension APIHandler {
                 trusted = path
             }
             let peer = try HTTPMigrationPeer(destination: request.destination, token: request.token, trustedCertificate: trusted,
-                                             insecure: request.insecure ?? false)
+                                             insecure: request.insecure ?? false, ownsCertificate: trusted != nil)
             return try agent.migrate(reference, to: peer, options: options)
         }
         return .accepted(.init(body: .json(Conversions.task(task))))

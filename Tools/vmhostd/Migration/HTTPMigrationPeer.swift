@@ -13,11 +13,14 @@ import VMFSCore
 final class HTTPMigrationPeer: MigrationPeer {
     let connection: AgentConnection
     let streamHost: String
+    /// A certificate file written for this migration only, removed with the peer.
+    let temporaryCertificate: String?
 
     /// - Parameters:
     ///   - destination: `https://HOST[:PORT]`; HOST must be an IPv4 address (the streams go there).
     ///   - trustedCertificate: A PEM file to trust, or nil.
-    init(destination: String, token: String, trustedCertificate: String?, insecure: Bool) throws(AgentError) {
+    init(destination: String, token: String, trustedCertificate: String?, insecure: Bool, ownsCertificate: Bool = false) throws(AgentError) {
+        temporaryCertificate = ownsCertificate ? trustedCertificate : nil
         let endpoint: AgentEndpoint
         do { endpoint = try AgentEndpoint.parse(destination, token: token, trustedCertificate: trustedCertificate, insecure: insecure) } catch {
             throw AgentError(.invalidArgument, error.description, field: "destination")
@@ -35,6 +38,7 @@ final class HTTPMigrationPeer: MigrationPeer {
     }
 
     deinit {
+        if let temporaryCertificate { unlink(temporaryCertificate) }
         let connection = connection
         Task { await connection.shutdown() }
     }
