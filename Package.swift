@@ -68,11 +68,15 @@ let package = Package(
             swiftSettings: strictSettings),
         // The VMM side of a VM run by the host agent: disks over disk channels, console relay, lease.
         .target(name: "VMXRuntime", dependencies: ["Hypervisor", "VMXProtocol", "SystemSupport", "CVMFSLinux", "LiveMigration"], swiftSettings: strictSettings),
+        // Virtual switches on a host: bridges, TAP ports, nftables policy, tc shaping, VLAN uplinks (docs/NETWORKING.md).
+        .target(
+            name: "HostNetworking", dependencies: ["Hypervisor", "SystemSupport", "CVMFSLinux", .product(name: "TOMLKit", package: "TOMLKit")],
+            swiftSettings: strictSettings),
         // VMs as files on a VMFS volume: .vmx/.vmdk, the VMFS-backed virtio-blk disk, running with locks.
         .target(name: "VMManagement", dependencies: ["VMFSCore", "Hypervisor"], swiftSettings: strictSettings),
         // The host agent's logic (vmhostd without its HTTP layer): volumes, VMs, VMMs, events, tasks.
         .target(
-            name: "HostAgent", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMXProtocol", "SystemSupport", "CVMFSLinux", "LiveMigration"],
+            name: "HostAgent", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMXProtocol", "SystemSupport", "CVMFSLinux", "HostNetworking", "LiveMigration"],
             swiftSettings: strictSettings),
         // The host agent API's types, client and server protocol, generated from openapi.yaml.
         .target(
@@ -96,7 +100,7 @@ let package = Package(
         .executableTarget(
             name: "vmhostd",
             dependencies: [
-                "HostAgent", "HostAgentAPI", "HostAgentClient", "LiveMigration", "VMFSCore", "VMFSFuse", "SystemSupport", argumentParser, openAPIRuntime,
+                "HostAgent", "HostAgentAPI", "HostAgentClient", "LiveMigration", "VMFSCore", "VMFSFuse", "SystemSupport", "HostNetworking", argumentParser, openAPIRuntime,
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
@@ -127,7 +131,7 @@ let package = Package(
             path: "Tools/vmfs", swiftSettings: strictSettings),
         .executableTarget(
             name: "vmctl", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMFSToolSupport", "HostAgentAPI", "HostAgentClient",
-                                          argumentParser, openAPIRuntime],
+                                          "HostNetworking", argumentParser, openAPIRuntime],
             path: "Tools/vmctl", swiftSettings: strictSettings),
         // A host process for tests and benchmarks: runs scripted workloads against a volume.
         .executableTarget(
@@ -173,6 +177,10 @@ let package = Package(
         // Machine state save/restore and VMM-to-VMM migration in one process (needs /dev/kvm).
         .testTarget(
             name: "LiveMigrationTests", dependencies: ["LiveMigration", "Hypervisor", "SystemSupport", "VMFSTestSupport"],
+            swiftSettings: strictSettings),
+        // Virtual switches in network namespaces, without VMs: configuration, rules, shaping, uplinks.
+        .testTarget(
+            name: "HostNetworkingTests", dependencies: ["HostNetworking", "Hypervisor", "VMFSTestSupport", "SystemSupport", "CVMFSLinux"],
             swiftSettings: strictSettings),
         .testTarget(
             name: "VirtualMachineTests", dependencies: ["VMManagement", "VMFSCore", "VMFSTestSupport", "Hypervisor", "vmctl", "mkfs.vmfs", "vmfs"],

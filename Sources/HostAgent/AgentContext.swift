@@ -1,5 +1,6 @@
 public import SystemSupport
 public import VMFSCore
+public import HostNetworking
 
 /// What every part of the agent shares: settings, the event log, the task manager, the worker
 /// pool for disk requests.
@@ -49,12 +50,15 @@ public final class AgentContext: Sendable {
     private let powerObserver = Monitor<(@Sendable (ManagedVM, VMPowerState, String) -> Void)?>(nil)
     public let tasks: TaskManager
     public let pool: WorkerPool
+    /// This host's virtual switches and port groups, and the VMs' ports on them.
+    public let network: AgentNetwork
 
-    public init(settings: Settings, events: EventLog, tasks: TaskManager, pool: WorkerPool) {
+    public init(settings: Settings, events: EventLog, tasks: TaskManager, pool: WorkerPool, network: AgentNetwork) {
         self.settings = settings
         self.events = events
         self.tasks = tasks
         self.pool = pool
+        self.network = network
     }
 
     func observePowerChanges(_ observer: @escaping @Sendable (ManagedVM, VMPowerState, String) -> Void) {

@@ -1,5 +1,6 @@
 public import VMFSCore
 public import SystemSupport
+public import HostNetworking
 internal import VMManagement
 internal import FoundationEssentials
 #if canImport(Glibc)
@@ -15,10 +16,13 @@ public final class HostAgent: Sendable {
     public struct Configuration: Sendable {
         public var settings: AgentContext.Settings
         public var datastores: [Datastore.Configuration]
+        /// Virtual switches and port groups from the configuration file.
+        public var network: NetworkConfiguration
 
-        public init(settings: AgentContext.Settings, datastores: [Datastore.Configuration]) {
+        public init(settings: AgentContext.Settings, datastores: [Datastore.Configuration], network: NetworkConfiguration = NetworkConfiguration()) {
             self.settings = settings
             self.datastores = datastores
+            self.network = network
         }
     }
 
@@ -50,7 +54,8 @@ public final class HostAgent: Sendable {
             throw AgentError(.failed, "cannot start the disk worker threads: \(error)")
         }
         context = AgentContext(settings: settings, events: EventLog(path: "\(settings.stateDirectory)/events.jsonl"),
-                               tasks: TaskManager(), pool: pool)
+                               tasks: TaskManager(), pool: pool,
+                               network: try AgentNetwork(configuration: configuration.network, stateDirectory: settings.stateDirectory))
         var options = MountOptions(host: settings.host)
         options.adoptFileLocks = true
         // A file closed through a FUSE mount is released asynchronously: opens wait a moment for it.
@@ -87,6 +92,7 @@ public final class HostAgent: Sendable {
         for datastore in datastores {
             attach(datastore)
         }
+        startNetwork()
         adoptRunningVMs()
         for datastore in datastores {
             try? datastore.volume().finishAdoption()
@@ -168,6 +174,7 @@ public final class HostAgent: Sendable {
         if powerOffVMs {
             for vm in allVMs where vm.power.isActive { try? vm.powerOff() }
         }
+        context.network.host.shutdown(removingPorts: false)
         for datastore in datastores {
             let busy = allVMs.contains { $0.datastore === datastore && $0.power.isActive }
             guard let volume = try? datastore.volume() else { continue }

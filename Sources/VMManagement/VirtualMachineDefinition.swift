@@ -5,8 +5,8 @@ public import Hypervisor
 /// Keys: `displayName`, `numvcpus`, `memSize` (MiB), `diskN.present`/`diskN.fileName` (the
 /// descriptor `.vmdk`), `boot.type` (`linux` or `testguest`), `boot.kernel`, `boot.initrd`,
 /// `boot.cmdline`, `testguest.image`, `testguest.workload`, `testguest.args` (comma separated),
-/// `log.sizeLimit` (bytes the console log `NAME.log` may reach; see ``VolumeLogConsole``).
-/// File names are names on the same volume.
+/// `log.sizeLimit` (bytes the console log `NAME.log` may reach; see ``VolumeLogConsole``), and
+/// `ethernetN.*` for NICs (see ``NetworkInterfaceDefinition``). File names are names on the same volume.
 public struct VirtualMachineDefinition: Sendable, Equatable {
     /// How the VM boots.
     public enum Boot: Sendable, Equatable {
@@ -25,6 +25,8 @@ public struct VirtualMachineDefinition: Sendable, Equatable {
     public var boot: Boot
     /// The size the console log may reach before its oldest part is dropped (`log.sizeLimit`).
     public var logSizeLimit: UInt64
+    /// NICs, in order (`ethernet0`, …).
+    public var networkInterfaces: [NetworkInterfaceDefinition]
 
     /// The console log limit when the `.vmx` sets none.
     public static let defaultLogSizeLimit: UInt64 = 8 << 20
@@ -32,7 +34,7 @@ public struct VirtualMachineDefinition: Sendable, Equatable {
     public static let logSizeLimits: ClosedRange<UInt64> = (64 << 10)...(1 << 30)
 
     public init(name: String, uuid: String? = nil, vcpuCount: Int, memoryBytes: UInt64, disks: [String], boot: Boot,
-                logSizeLimit: UInt64 = defaultLogSizeLimit) {
+                logSizeLimit: UInt64 = defaultLogSizeLimit, networkInterfaces: [NetworkInterfaceDefinition] = []) {
         self.name = name
         self.uuid = uuid
         self.vcpuCount = vcpuCount
@@ -40,6 +42,7 @@ public struct VirtualMachineDefinition: Sendable, Equatable {
         self.disks = disks
         self.boot = boot
         self.logSizeLimit = logSizeLimit
+        self.networkInterfaces = networkInterfaces
     }
 
     /// `text` as a lower-case canonical UUID (`8-4-4-4-12` hex digits; VMware's spaced form is
@@ -86,6 +89,7 @@ public struct VirtualMachineDefinition: Sendable, Equatable {
             file["testguest.args"] = arguments.map(String.init).joined(separator: ",")
         }
         if logSizeLimit != Self.defaultLogSizeLimit { file["log.sizeLimit"] = "\(logSizeLimit)" }
+        for (index, nic) in networkInterfaces.enumerated() { nic.write(into: &file, index: index) }
         return file
     }
 
@@ -119,6 +123,7 @@ public struct VirtualMachineDefinition: Sendable, Equatable {
         self.disks = disks
         logSizeLimit = file["log.sizeLimit"] == nil ? Self.defaultLogSizeLimit
             : try fields.number("log.sizeLimit", in: Self.logSizeLimits, unit: " bytes")
+        networkInterfaces = try NetworkInterfaceDefinition.read(from: fields)
         switch try fields.required("boot.type").lowercased() {
         case "linux":
             boot = .linux(kernel: try fields.required("boot.kernel"), initrd: file["boot.initrd"],

@@ -14,8 +14,12 @@ extension VirtualMachineStore {
     /// - Throws: ``VMError/Code/busy`` naming the host that runs it already.
     /// - Parameter started: Called with the machine once it is built, before it runs (to stop it
     ///   from a signal handler, for example).
+    /// - Parameter networkInterfaces: Makes the host ports of the VM's NICs (`vmctl run` connects
+    ///   them to the virtual switches); required when the `.vmx` has NICs.
     public func run(_ name: String, console: (any ConsoleSink)? = StandardOutputConsole(),
-                    timeLimit: Double? = nil, started: (@Sendable (VirtualMachine) -> Void)? = nil) throws(VMError) -> PowerOffReason {
+                    timeLimit: Double? = nil, started: (@Sendable (VirtualMachine) -> Void)? = nil,
+                    networkInterfaces: ((VirtualMachineDefinition) throws(VMError) -> [NetworkInterfaceConfiguration])? = nil)
+        throws(VMError) -> PowerOffReason {
         let vmxName = "\(name).vmx"
         guard (try? volume.status(of: vmxName)) != nil else { throw VMError(.notFound, "no VM named '\(name)' (no \(vmxName))") }
         let vmx: VMFSCore.FileHandle
@@ -45,6 +49,14 @@ extension VirtualMachineStore {
             }
             disks.append(VMFSDiskBackend(handle: handle, identifier: String("\(name)-\(disks.count)".prefix(20))))
         }
+        var nics: [NetworkInterfaceConfiguration] = []
+        if !definition.networkInterfaces.isEmpty {
+            guard let networkInterfaces else {
+                throw VMError(.invalidArgument, "VM '\(name)' has \(definition.networkInterfaces.count) NIC(s): give the virtual switches it uses "
+                              + "(vmctl run --network-config FILE) or run it through the host agent")
+            }
+            nics = try networkInterfaces(definition)
+        }
         let log = try wrap { () throws(VMFSError) in try volume.open("\(name).log", access: .readWrite) }
         handles.append(log)
         let sink = VolumeLogConsole(handle: log, next: console, sizeLimit: definition.logSizeLimit)
@@ -59,7 +71,7 @@ extension VirtualMachineStore {
                 defer { images.remove() }
                 configuration = VirtualMachineConfiguration(
                     vcpuCount: definition.vcpuCount, memorySize: definition.memoryBytes, disks: disks,
-                    bootSource: try bootSource(of: definition, in: images), console: sink)
+                    bootSource: try bootSource(of: definition, in: images), console: sink, networkInterfaces: nics)
                 machine = try VirtualMachine(configuration: configuration)
             }
             started?(machine)

@@ -31,9 +31,11 @@ public final class VirtualMachineStore: Sendable {
         public var boot: BootImages
         /// The size the console log may reach (`log.sizeLimit`).
         public var logSizeLimit: UInt64
+        /// The port group of each NIC (addresses are generated).
+        public var networks: [String]
 
         public init(name: String, vcpuCount: Int, memoryBytes: UInt64, diskSizes: [UInt64], thick: Bool = false, boot: BootImages,
-                    logSizeLimit: UInt64 = VirtualMachineDefinition.defaultLogSizeLimit) {
+                    logSizeLimit: UInt64 = VirtualMachineDefinition.defaultLogSizeLimit, networks: [String] = []) {
             self.name = name
             self.vcpuCount = vcpuCount
             self.memoryBytes = memoryBytes
@@ -41,6 +43,7 @@ public final class VirtualMachineStore: Sendable {
             self.thick = thick
             self.boot = boot
             self.logSizeLimit = logSizeLimit
+            self.networks = networks
         }
     }
 
@@ -117,8 +120,10 @@ public final class VirtualMachineStore: Sendable {
             boot = .testGuest(image: "\(name).guest", workload: workload, arguments: arguments)
         }
         let sources = try images.map { (path, _) throws(VMError) in try LocalBootImage(path: path, memoryBytes: request.memoryBytes) }
+        let nics = try Self.generateNetworkInterfaces(portGroups: request.networks,
+                                                      avoiding: request.networks.isEmpty ? [] : macAddressesInUse())
         let definition = VirtualMachineDefinition(name: name, vcpuCount: request.vcpuCount, memoryBytes: request.memoryBytes,
-                                                  disks: disks, boot: boot, logSizeLimit: request.logSizeLimit)
+                                                  disks: disks, boot: boot, logSizeLimit: request.logSizeLimit, networkInterfaces: nics)
         let files = ["\(name).vmx", "\(name).log"] + disks + extents + images.map(\.1)
         for file in files where (try? volume.status(of: file)) != nil {
             throw VMError(.alreadyExists, "'\(file)' already exists on the volume: VM '\(name)' exists or collides")

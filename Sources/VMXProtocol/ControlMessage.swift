@@ -20,6 +20,9 @@ public enum ControlMessage: Sendable, Equatable {
     case migrationCancel
     case configureIncoming(IncomingSpecification)
     case migrateIn(MigrateInRequest)
+    /// Announce every NIC's address on the host network now (the VM resumed on this host).
+    case announceNetwork
+    case setLink(LinkRequest)
     // VMM → agent.
     case helloReply(HelloReply)
     case configured
@@ -32,6 +35,7 @@ public enum ControlMessage: Sendable, Equatable {
     case migrationProgress(MigrationProgress)
     case migrationReady(MigrationReadyReport)
     case migrationEnded(MigrationEndReport)
+    case networkEvent(NetworkEventReport)
 
     /// The frame type of this message.
     public var type: UInt16 {
@@ -52,6 +56,8 @@ public enum ControlMessage: Sendable, Equatable {
         case .migrationCancel: 0x000E
         case .configureIncoming: 0x000F
         case .migrateIn: 0x0010
+        case .announceNetwork: 0x0020
+        case .setLink: 0x0021
         case .helloReply: 0x0101
         case .configured: 0x0102
         case .error: 0x0103
@@ -63,6 +69,7 @@ public enum ControlMessage: Sendable, Equatable {
         case .migrationProgress: 0x0109
         case .migrationReady: 0x010A
         case .migrationEnded: 0x010B
+        case .networkEvent: 0x0120
         }
     }
 
@@ -88,8 +95,10 @@ public enum ControlMessage: Sendable, Equatable {
             case .migrationProgress(let value): return try Self.json(value)
             case .migrationReady(let value): return try Self.json(value)
             case .migrationEnded(let value): return try Self.json(value)
+            case .setLink(let value): return try Self.json(value)
+            case .networkEvent(let value): return try Self.json(value)
             case .consoleInput(let bytes), .consoleOutput(let bytes): return bytes
-            case .start, .powerOff, .reset, .statusRequest, .resume, .configured, .migrationCancel: return []
+            case .start, .powerOff, .reset, .statusRequest, .resume, .configured, .announceNetwork, .migrationCancel: return []
             }
         } catch {
             throw VMXProtocolError(.malformed, "cannot encode \(self.type): \(error)")
@@ -134,6 +143,8 @@ public enum ControlMessage: Sendable, Equatable {
         case 0x000E: return try empty(.migrationCancel, "migrationCancel")
         case 0x000F: return .configureIncoming(try decodeJSON(IncomingSpecification.self, payload, name: "configureIncoming"))
         case 0x0010: return .migrateIn(try decodeJSON(MigrateInRequest.self, payload, name: "migrateIn"))
+        case 0x0020: return try empty(.announceNetwork, "announceNetwork")
+        case 0x0021: return .setLink(try decodeJSON(LinkRequest.self, payload, name: "setLink"))
         case 0x0101: return .helloReply(try decodeJSON(HelloReply.self, payload, name: "helloReply"))
         case 0x0102: return try empty(.configured, "configured")
         case 0x0103: return .error(try decodeJSON(ErrorReply.self, payload, name: "error"))
@@ -145,6 +156,7 @@ public enum ControlMessage: Sendable, Equatable {
         case 0x0109: return .migrationProgress(try decodeJSON(MigrationProgress.self, payload, name: "migrationProgress"))
         case 0x010A: return .migrationReady(try decodeJSON(MigrationReadyReport.self, payload, name: "migrationReady"))
         case 0x010B: return .migrationEnded(try decodeJSON(MigrationEndReport.self, payload, name: "migrationEnded"))
+        case 0x0120: return .networkEvent(try decodeJSON(NetworkEventReport.self, payload, name: "networkEvent"))
         default: throw VMXProtocolError(.malformed, "unknown control message type 0x\(String(type, radix: 16))")
         }
     }

@@ -109,9 +109,12 @@ public struct VMSpecification: Codable, Sendable, Equatable {
     public var orphanTimeoutMilliseconds: UInt64
     /// The first lease: the VM may run until this `CLOCK_MONOTONIC` time.
     public var leaseValidUntilMonotonicNanoseconds: UInt64
+    /// NICs, each with its TAP descriptor (absent: none).
+    public var networkInterfaces: [NetworkInterfaceSpecification]?
 
     public init(uuid: String, name: String, vcpuCount: Int, memoryBytes: UInt64, boot: BootSpecification,
-                disks: [DiskSpecification], orphanTimeoutMilliseconds: UInt64, leaseValidUntilMonotonicNanoseconds: UInt64) {
+                disks: [DiskSpecification], orphanTimeoutMilliseconds: UInt64, leaseValidUntilMonotonicNanoseconds: UInt64,
+                networkInterfaces: [NetworkInterfaceSpecification]? = nil) {
         self.uuid = uuid
         self.name = name
         self.vcpuCount = vcpuCount
@@ -120,6 +123,7 @@ public struct VMSpecification: Codable, Sendable, Equatable {
         self.disks = disks
         self.orphanTimeoutMilliseconds = orphanTimeoutMilliseconds
         self.leaseValidUntilMonotonicNanoseconds = leaseValidUntilMonotonicNanoseconds
+        self.networkInterfaces = networkInterfaces
     }
 }
 
@@ -211,15 +215,19 @@ public struct StatusReport: Codable, Sendable, Equatable {
     public var firstInstructionMonotonicNanoseconds: UInt64?
     public var startedMonotonicNanoseconds: UInt64?
     public var disks: [DiskCounters]
+    /// Per-NIC counters (absent: the VM has none).
+    public var networkInterfaces: [NetworkCounters]?
 
     public init(state: VMXRunState, vmUUID: String?, leaseValidUntilMonotonicNanoseconds: UInt64,
-                firstInstructionMonotonicNanoseconds: UInt64?, startedMonotonicNanoseconds: UInt64?, disks: [DiskCounters]) {
+                firstInstructionMonotonicNanoseconds: UInt64?, startedMonotonicNanoseconds: UInt64?, disks: [DiskCounters],
+                networkInterfaces: [NetworkCounters]? = nil) {
         self.state = state
         self.vmUUID = vmUUID
         self.leaseValidUntilMonotonicNanoseconds = leaseValidUntilMonotonicNanoseconds
         self.firstInstructionMonotonicNanoseconds = firstInstructionMonotonicNanoseconds
         self.startedMonotonicNanoseconds = startedMonotonicNanoseconds
         self.disks = disks
+        self.networkInterfaces = networkInterfaces
     }
 }
 

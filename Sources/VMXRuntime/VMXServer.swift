@@ -219,10 +219,16 @@ public final class VMXServer: Sendable {
         case .resume:
             state.withLock { _ = $0.pauseReasons.remove(.agentRequest) }
             applyPauseState(announce: true)
+        case .announceNetwork:
+            guard let machine = state.withLock({ $0.machine }) else { return refuse(message, "the VM is not configured") }
+            machine.announceNetwork()
+        case .setLink(let request):
+            guard let machine = state.withLock({ $0.machine }) else { return refuse(message, "the VM is not configured") }
+            do { try machine.setNetworkLink(request.interface, connected: request.connected) } catch { refuse(message, "\(error)") }
         case .migrateOut, .migrationHandoff, .migrationCancel, .configureIncoming, .migrateIn:
             handleMigration(received)
         case .helloReply, .configured, .error, .stateChanged, .consoleOutput, .status, .marker, .migrationProgress, .migrationReady,
-             .migrationEnded, .guestHeartbeat:
+             .migrationEnded, .guestHeartbeat, .networkEvent:
             refuse(message, "message type 0x\(String(message.type, radix: 16)) is sent by a VMM, not to one")
         }
     }
@@ -239,7 +245,8 @@ public final class VMXServer: Sendable {
                              DiskCounters(reads: UInt64($0.reads), writes: UInt64($0.writes), flushes: UInt64($0.flushes),
                                           discards: UInt64($0.discards), bytesRead: $0.bytesRead, bytesWritten: $0.bytesWritten,
                                           rejected: UInt64($0.rejectedRequests))
-                         } ?? [])
+                         } ?? [],
+                         networkInterfaces: s.machine.map { NetworkInterfaces.counters($0.networkStatistics) })
         }
     }
 
@@ -288,10 +295,20 @@ public final class VMXServer: Sendable {
             }
             disks.append(disk)
         }
+        let nics: [NetworkInterfaceConfiguration]
+        do {
+            nics = try NetworkInterfaces.configurations(specification.networkInterfaces ?? [], descriptors: descriptors) { [outbox] event in
+                outbox.send(.networkEvent(NetworkInterfaces.report(event)))
+            }
+        } catch {
+            for disk in disks { disk.close() }
+            throw error
+        }
         let configuration = VirtualMachineConfiguration(
             vcpuCount: specification.vcpuCount, memorySize: specification.memoryBytes, disks: disks, bootSource: boot,
             console: AgentConsole(outbox: outbox), markerObserver: { [weak self] marker in self?.observe(marker) },
-            heartbeatObserver: { [weak self] count, time in self?.heartbeat(count: count, at: time) })
+            heartbeatObserver: { [weak self] count, time in self?.heartbeat(count: count, at: time) },
+            networkInterfaces: nics)
         let machine: VirtualMachine
         do { machine = try VirtualMachine(configuration: configuration) } catch {
             for disk in disks { disk.close() }

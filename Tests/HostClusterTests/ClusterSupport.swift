@@ -22,9 +22,11 @@ final class TestCluster: @unchecked Sendable {
     var hosts: [AgentHost] = []
 
     /// `hostCount` agents (machines 1…hostCount) and `clients` more machines after them.
-    /// `heartbeatMs`/`deadMs` are the volumes' heartbeat and dead intervals (T and D).
+    /// `heartbeatMs`/`deadMs` are the volumes' heartbeat and dead intervals (T and D). With
+    /// `network`, every host gets an uplink veth into the lab's bridge and these
+    /// `[[vswitch]]`/`[[portgroup]]` tables in its hostd.toml.
     init(hosts hostCount: Int, clients: Int = 1, volumes: [String] = ["ds1"], extraHost: [String] = [],
-         volumeSize: String = "8G", heartbeatMs: Int = 100, deadMs: Int = 800, ioTimeoutMs: Int = 300) throws {
+         volumeSize: String = "8G", heartbeatMs: Int = 100, deadMs: Int = 800, ioTimeoutMs: Int = 300, network: [String] = []) throws {
         directory = URL(fileURLWithPath: "/tmp").appendingPathComponent("cluster-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var images: [String: String] = [:]
@@ -40,8 +42,10 @@ final class TestCluster: @unchecked Sendable {
         self.images = images
         lab = try NetworkLab(namespaces: hostCount + clients)
         for index in 1...hostCount {
+            if !network.isEmpty { try lab.addUplink(index) }
             hosts.append(try AgentHost(name: "esx\(index)-\(lab.id)", index: index, lab: lab, base: directory,
-                                       volumes: volumes.compactMap { name in images[name].map { (name, $0) } }, extraHost: extraHost))
+                                       volumes: volumes.compactMap { name in images[name].map { (name, $0) } }, extraHost: extraHost,
+                                       extraTables: network))
         }
     }
 

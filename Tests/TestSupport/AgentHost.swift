@@ -26,7 +26,9 @@ public final class AgentHost: @unchecked Sendable {
     /// - Parameters:
     ///   - volumes: (datastore name, image path) pairs.
     ///   - extra: More TOML lines for the `[host]` table (e.g. `orphan_timeout_ms = 3000`).
-    public init(name: String, index: Int, lab: NetworkLab, base: URL, volumes: [(String, String)], extraHost: [String] = []) throws {
+    ///   - extraTables: More TOML after the volumes (e.g. `[[vswitch]]` and `[[portgroup]]` tables).
+    public init(name: String, index: Int, lab: NetworkLab, base: URL, volumes: [(String, String)], extraHost: [String] = [],
+                extraTables: [String] = []) throws {
         self.name = name
         self.index = index
         self.lab = lab
@@ -41,6 +43,7 @@ public final class AgentHost: @unchecked Sendable {
         for (datastore, image) in volumes {
             lines += ["[[volume]]", "name = \"\(datastore)\"", "device = \"\(image)\""]
         }
+        lines += extraTables
         try (lines.joined(separator: "\n") + "\n").write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 

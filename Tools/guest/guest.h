@@ -32,7 +32,9 @@ enum workload {
     WL_DISK_RANDOM = 10,
     WL_IDLE = 11,
     WL_HEARTBEAT = 12,
-    WL_MEMORY_GENERATIONS = 13,
+    WL_NET_RESPONDER = 13,
+    WL_UDP_SEND = 14,
+    WL_MEMORY_GENERATIONS = 15,
 };
 
 enum result {
@@ -88,6 +90,8 @@ u32 pci_read32(int slot, int reg);
 void pci_write32(int slot, int reg, u32 value);
 /* Lists bus 0 and returns the I/O base of the n-th virtio-blk (0 if none). */
 u16 pci_find_virtio_blk(int index, int verbose);
+/* The I/O base of the n-th virtio-net (0 if none). */
+u16 pci_find_virtio_net(int index);
 
 /* ---- virtio_blk.c --------------------------------------------------------------------------- */
 struct vring_desc { u64 addr; u32 len; u16 flags; u16 next; };
@@ -159,7 +163,38 @@ long vblk_submit_chain(struct vblk *d, u16 head);
 /* Spins waiting for a used entry before a request times out (0: wait forever). */
 extern u64 vblk_poll_limit;
 
+/* ---- virtio_net.c --------------------------------------------------------------------------- */
+#define VIRTIO_NET_F_MAC (1u << 5)
+#define VIRTIO_NET_F_STATUS (1u << 16)
+#define VNET_HEADER 10u   /* struct virtio_net_hdr (no mergeable buffers) */
+#define VNET_BUFFER 2048u /* one descriptor per buffer: header + frame */
+
+struct vnet {
+    u16 io;
+    u16 rx_size, tx_size;
+    struct vring_desc *rx_desc, *tx_desc;
+    struct vring_avail *rx_avail, *tx_avail;
+    volatile struct vring_used *rx_used, *tx_used;
+    u16 rx_avail_idx, rx_used_idx, tx_avail_idx;
+    u8 *rx_buffers, *tx_buffers;
+    u32 features;
+    u32 tx_unnotified;
+    u8 mac[6];
+    u64 rx_packets, tx_packets;
+};
+
+/* Resets the device, negotiates `wanted_features` (of those offered), posts every receive buffer. */
+int vnet_init(struct vnet *d, u16 io, u32 wanted_features);
+int vnet_link_up(struct vnet *d);
+/* Queues one frame (without header); notifies the device every 32 frames or when `flush`. */
+int vnet_send(struct vnet *d, const void *frame, u32 length, int flush);
+void vnet_flush(struct vnet *d);
+/* Hands up to `limit` received frames to `handler` and gives their buffers back; returns how many. */
+int vnet_receive(struct vnet *d, void (*handler)(void *context, u8 *frame, u32 length), void *context, int limit);
+
 /* ---- workloads ------------------------------------------------------------------------------ */
+int net_responder(const struct params *p);
+int udp_send(const struct params *p);
 int hostile_tests(struct vblk *d);
 /* Limits of the device and the VMM (hostile_limits.c): the bootstrap vCPU runs the checks, vCPU 1
  * plays a second driver thread when asked (hostile_helper never returns). */

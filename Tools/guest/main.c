@@ -224,6 +224,8 @@ int guest_main(u64 vcpu, struct params *p, u64 count) {
         int r = open_disk(&disk, 0);
         return r ? r : hostile_limits(&disk, p);
     }
+    case WL_NET_RESPONDER: return net_responder(p);
+    case WL_UDP_SEND: return udp_send(p);
     default:
         gprintf("error: unknown workload %u\n", p->workload);
         return R_BAD_PARAMETERS;

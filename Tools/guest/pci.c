@@ -31,3 +31,17 @@ u16 pci_find_virtio_blk(int index, int verbose) {
     }
     return result;
 }
+
+u16 pci_find_virtio_net(int index) {
+    int found = 0;
+    for (int slot = 0; slot < 32; slot++) {
+        u32 id = pci_read32(slot, 0);
+        if (id != 0x10001af4u || (pci_read32(slot, 0x2c) >> 16) != 1) continue; /* virtio, subsystem net */
+        if (found++ != index) continue;
+        u32 bar0 = pci_read32(slot, 0x10);
+        if (!(bar0 & 1)) return 0;
+        pci_write32(slot, 0x04, pci_read32(slot, 0x04) | 0x5);
+        return (u16)(bar0 & ~3u);
+    }
+    return 0;
+}

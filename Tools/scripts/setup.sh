@@ -12,6 +12,7 @@ packages=(
     util-linux e2fsprogs xfsprogs btrfs-progs  # losetup, signatures mkfs.vmfs must refuse to overwrite
     busybox-static cpio xz-utils # guest initramfs for the Linux boot-path check
     iproute2 curl               # host agents in network namespaces (ip netns, nsenter) and their API in tests
+    nftables                    # virtual switches: security policy as bridge-family rules (docs/NETWORKING.md)
 )
 
 missing=()

@@ -62,6 +62,8 @@ struct Create: AsyncParsableCommand {
     @Option(help: "Comma-separated workload arguments.") var args = ""
     @Option(name: .customLong("log-limit"), help: "Size the console log NAME.log may reach (64K–1G); then its older half is dropped.")
     var logLimit = "8M"
+    @Option(name: .customLong("network"), help: "A NIC on this port group (its MAC address is generated once, now); repeat for more NICs.")
+    var networks: [String] = []
 
     func run() async throws {
         guard let memoryBytes = parseSize(memory) else { throw ValidationError("--memory '\(memory)' is not a size") }
@@ -95,7 +97,7 @@ struct Create: AsyncParsableCommand {
             do {
                 let definition = try VirtualMachineStore(volume: volume).create(
                     .init(name: name, vcpuCount: vcpus, memoryBytes: memoryBytes, diskSizes: sizes, thick: thick, boot: boot,
-                          logSizeLimit: logBytes))
+                          logSizeLimit: logBytes, networks: networks))
                 print("created VM '\(definition.name)': \(definition.vcpuCount) vCPU(s), \(formatSize(definition.memoryBytes)), "
                       + "disks \(definition.disks.joined(separator: ", "))")
                 try volume.unmount()
@@ -124,7 +126,7 @@ struct Create: AsyncParsableCommand {
             }
             let task = try await client.createVM(body: .json(.init(
                 volume: datastore, name: name, vcpus: vcpus, memoryBytes: Int64(clamping: memoryBytes),
-                diskBytes: sizes.map { Int64(clamping: $0) }, thick: thick, boot: bootRequest))).accepted.body.json
+                diskBytes: sizes.map { Int64(clamping: $0) }, thick: thick, boot: bootRequest, networks: networks))).accepted.body.json
             let done = try await wait(for: task, client: client, what: "creating VM '\(name)'")
             print("created VM '\(name)' (\(done.result ?? "")) on \(datastore) through the host agent: \(vcpus) vCPU(s), \(formatSize(memoryBytes))")
         }
@@ -140,6 +142,9 @@ struct Run: AsyncParsableCommand {
     @Option(name: .customLong("time-limit"), help: "Stop the VM after this many seconds.") var timeLimit: Double?
     @Flag(help: "Do not copy the console to standard output (the .log still gets it).") var quiet = false
     @Flag(help: ArgumentHelp("Print guest markers and VMM memory after the run (benchmarks).", visibility: .hidden)) var report = false
+    @Option(name: .customLong("network-config"),
+            help: "Without an agent: the virtual switches and port groups ([[vswitch]], [[portgroup]] tables) the VM's NICs use. Default: \(LocalNetwork.defaultConfiguration) when it exists.")
+    var networkConfig: String?
     @Argument var name: String
 
     func run() async throws {
@@ -198,13 +203,16 @@ struct Run: AsyncParsableCommand {
         let signals = SignalSources([SIGINT, SIGTERM])
         defer { signals.cancel() }
         let machineBox = MachineBox()
+        let network = LocalNetwork(configurationPath: networkConfig)
+        defer { network.close() }
         do {
             reason = try VirtualMachineStore(volume: volume).run(
                 name, console: quiet ? nil : StandardOutputConsole(), timeLimit: timeLimit,
                 started: { machine in
                     machineBox.machine = machine
                     signals.handle { machine.requestStop() }
-                })
+                },
+                networkInterfaces: { (definition) throws(VMError) in try network.connect(definition) })
         } catch {
             try? volume.unmount()
             throw fail(error)

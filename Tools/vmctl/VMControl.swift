@@ -18,5 +18,6 @@ struct VMControl: AsyncParsableCommand {
             always use an agent.
             """,
         subcommands: [Create.self, Run.self, List.self, Show.self, Remove.self, PowerOn.self, PowerOff.self, Reset.self,
-                      Console.self, Stats.self, Events.self, Register.self, Unregister.self, HA.self, Maintenance.self, Migrate.self])
+                      Console.self, Stats.self, Events.self, Register.self, Unregister.self, HA.self, Maintenance.self,
+                      VirtualSwitchCommand.self, PortGroupCommand.self, NICs.self, Announce.self, Migrate.self])
 }

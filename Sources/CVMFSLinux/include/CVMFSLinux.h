@@ -68,5 +68,6 @@ int cvmfs_random_bytes(void *buffer, size_t count);
 uint32_t cvmfs_crc32c(uint32_t crc, const void *data, size_t length);
 
 #include "cvmfs_process.h"
+#include "cvmfs_net.h"
 
 #endif

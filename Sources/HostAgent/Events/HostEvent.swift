@@ -14,6 +14,7 @@ public struct HostEvent: Codable, Sendable, Equatable {
         case vmMigrationStarted, vmMigrated, vmMigratedIn, vmMigrationFailed, vmMigrationCancelled
         case haConfigured, haHostFailed, haRestarted, haRestartFailed, haIsolated, vmMonitoringReset
         case hostMaintenanceEntered, hostMaintenanceExited
+        case networkConfigured, networkUnavailable, vmNetworkAnnounced, vmNetworkAddressChanged
     }
 
     /// How much it matters.

@@ -41,9 +41,11 @@ extension ManagedVM {
             do throws(AgentError) {
                 try makeDiskServers(files, into: &disks)
                 let console = ConsoleLog(handle: files.log, fileCapacity: context.settings.consoleLogCapacity)
+                let ports = adoptNetwork(files.definition)
                 state.withLock { s in
                     s.console = console
-                    s.runtime = Runtime(files: files, process: process, connection: nil, disks: disks, socketPath: record.socketPath)
+                    s.runtime = Runtime(files: files, process: process, connection: nil, disks: disks, socketPath: record.socketPath,
+                                        ports: ports)
                     s.poweredOnWall = record.poweredOnNanoseconds
                     let age = UInt64(max(0, MonotonicClock.wallNanoseconds - record.poweredOnNanoseconds))
                     s.poweredOnMonotonic = MonotonicClock.nanoseconds - min(age, MonotonicClock.nanoseconds)

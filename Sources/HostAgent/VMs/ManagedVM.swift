@@ -1,5 +1,6 @@
 public import VMFSCore
 public import SystemSupport
+internal import HostNetworking
 internal import Hypervisor
 internal import VMManagement
 internal import VMXProtocol
@@ -31,6 +32,8 @@ public final class ManagedVM: Sendable {
         /// The VMM said it stopped (guest power-off or requested power-off): its exit is clean.
         var stopReport: StateChange?
         var expectingExit = false
+        /// The host ports (TAPs) of the VM's NICs.
+        var ports: [String] = []
     }
 
     struct State: Sendable {
@@ -123,8 +126,10 @@ public final class ManagedVM: Sendable {
         cachedSettings.withLock { $0 = nil }
         var disks: [DiskServer] = []
         var process: VMMProcess?
+        var ports: [ConnectedPort] = []
         do throws(AgentError) {
             let images = try BootImages.load(definition: files.definition, volume: volume, client: client)
+            ports = try connectNetwork(files.definition)
             let console = ConsoleLog(handle: files.log, fileCapacity: context.settings.consoleLogCapacity)
             console.note("\(name) powered on by host \(context.settings.host.name) at \(formatWallTime(MonotonicClock.wallNanoseconds))")
             try makeDiskServers(files, into: &disks)
@@ -137,17 +142,25 @@ public final class ManagedVM: Sendable {
             let channel = try VMMConnection.connect(socketPath: socketPath, timeoutNanoseconds: 10_000_000_000)
             state.withLock { s in
                 s.console = console
-                s.runtime = Runtime(files: files, process: process, connection: nil, disks: disks, socketPath: socketPath)
+                s.runtime = Runtime(files: files, process: process, connection: nil, disks: disks, socketPath: socketPath,
+                                    ports: ports.map(\.status.name))
             }
             let connection = try connect(channel)
             _ = try connection.request(.hello(HelloRequest(agent: "vmhostd", host: context.settings.host.name)),
                                        timeoutNanoseconds: 5_000_000_000) { if case .helloReply = $0 { true } else { false } }
             let lease = volume.writeDeadline ?? 0
-            let (specification, descriptors) = specification(files.definition, images: images, disks: disks, lease: lease)
+            var (specification, descriptors) = specification(files.definition, images: images, disks: disks, lease: lease)
+            let (nics, portDescriptors) = networkSpecifications(files.definition, ports: ports, first: descriptors.count)
+            if !nics.isEmpty {
+                specification.networkInterfaces = nics
+                descriptors += portDescriptors
+            }
             _ = try connection.request(.configure(specification), descriptors: descriptors, timeoutNanoseconds: 60_000_000_000) {
                 if case .configured = $0 { true } else { false }
             }
             for disk in disks { disk.peerSocket.socket.close() }
+            for port in ports { close(port.descriptor) }
+            ports = ports.map { ConnectedPort(status: $0.status, descriptor: -1) }
             for disk in disks {
                 do { try disk.start() } catch { throw AgentError(.failed, "cannot serve the disks: \(error)") }
             }
@@ -164,9 +177,13 @@ public final class ManagedVM: Sendable {
             }
             try connection.send(.start)
             record(.vmPoweredOn, "VM '\(name)' powered on (VMM pid \(process.pid))")
+            // Switches learn where the VM is now at once (an HA restart is a power-on elsewhere).
+            if !ports.isEmpty { try? announceNetwork() }
         } catch {
             process?.kill()
             for disk in disks { disk.stop() }
+            for port in ports where port.descriptor >= 0 { close(port.descriptor) }
+            disconnectNetwork(ports.map(\.status.name))
             files.close()
             state.withLock { $0.runtime = nil }
             throw error
@@ -243,6 +260,8 @@ public final class ManagedVM: Sendable {
         switch message {
         case .consoleOutput(let bytes):
             state.withLock { $0.console }?.append(bytes)
+        case .networkEvent(let report):
+            networkEvent(report)
         case .marker(let marker):
             state.withLock { s in
                 if marker.code == TestGuestABI.entryMarker && marker.vcpu == 0 && s.firstInstruction == nil {
@@ -325,6 +344,7 @@ public final class ManagedVM: Sendable {
         }
         guard let (runtime, previous, console) = outcome else { return }
         for disk in runtime.disks { disk.stop() }
+        disconnectNetwork(runtime.ports)
         runtime.connection?.channel.socket.close()
         RuntimeRecord.remove(directory: context.settings.vmRunDirectory, uuid: uuid)
         unlink(runtime.socketPath)

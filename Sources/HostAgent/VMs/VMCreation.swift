@@ -19,8 +19,11 @@ public struct VMCreateRequest: Sendable, Equatable {
     public var diskBytes: [UInt64]
     public var thick: Bool
     public var boot: Boot
+    /// The port group of each NIC (their addresses are generated).
+    public var networks: [String]
 
-    public init(datastore: String, name: String, vcpuCount: Int, memoryBytes: UInt64, diskBytes: [UInt64], thick: Bool = false, boot: Boot) {
+    public init(datastore: String, name: String, vcpuCount: Int, memoryBytes: UInt64, diskBytes: [UInt64], thick: Bool = false, boot: Boot,
+                networks: [String] = []) {
         self.datastore = datastore
         self.name = name
         self.vcpuCount = vcpuCount
@@ -28,6 +31,7 @@ public struct VMCreateRequest: Sendable, Equatable {
         self.diskBytes = diskBytes
         self.thick = thick
         self.boot = boot
+        self.networks = networks
     }
 }
 
@@ -93,8 +97,15 @@ enum VMCreation {
             disks.append("\(base).vmdk")
             extents.append("\(base)-flat.vmdk")
         }
+        let nics: [NetworkInterfaceDefinition]
+        do {
+            nics = try VirtualMachineStore.generateNetworkInterfaces(
+                portGroups: request.networks, avoiding: request.networks.isEmpty ? [] : VirtualMachineStore(volume: volume).macAddressesInUse())
+        } catch {
+            throw AgentError(.invalidArgument, error.message, field: "networks")
+        }
         let definition = VirtualMachineDefinition(name: name, uuid: UUID().uuidString.lowercased(), vcpuCount: request.vcpuCount,
-                                                  memoryBytes: request.memoryBytes, disks: disks, boot: boot)
+                                                  memoryBytes: request.memoryBytes, disks: disks, boot: boot, networkInterfaces: nics)
         for file in ["\(name).vmx", "\(name).log"] + disks + extents where (try? volume.status(of: file)) != nil {
             throw AgentError(.alreadyExists, "'\(file)' already exists on the volume: VM '\(name)' exists or collides", field: "name")
         }

@@ -52,7 +52,7 @@ final class VMMConnection: Sendable {
             case .error:
                 state.withLock { $0.replies.append(received.message) }
                 onMessage(received.message)  // a refused request nobody waits for (migrateOut) still ends its operation
-            case .stateChanged, .consoleOutput, .marker, .migrationProgress, .migrationReady, .migrationEnded, .guestHeartbeat:
+            case .stateChanged, .consoleOutput, .marker, .migrationProgress, .migrationReady, .migrationEnded, .guestHeartbeat, .networkEvent:
                 onMessage(received.message)
             default:
                 break  // requests are the agent's to send; a VMM sending one is ignored

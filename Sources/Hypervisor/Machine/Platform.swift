@@ -1,6 +1,7 @@
 internal import SystemSupport
 /// The devices of a PC-like machine and the buses that reach them: COM1, i8042, CMOS, silent
-/// legacy ports, the test-exit port, PCI conf1 with a host bridge and one virtio-blk per disk.
+/// legacy ports, the test-exit port, PCI conf1 with a host bridge, one virtio-blk per disk and one
+/// virtio-net per NIC.
 struct Platform {
     /// I/O port base of the first virtio-pci device's BAR0; each device gets 0x100 ports.
     static let pciIOBase: UInt16 = 0xC000
@@ -12,6 +13,8 @@ struct Platform {
     let cmos: CMOSClock
     let pci: PCIRootBus
     let blockDevices: [VirtioPCILegacyDevice]
+    /// One virtio-net device per NIC, in configuration order (slots after the disks).
+    let networkDevices: [VirtioNet]
     /// The threads that run device requests.
     let io: WorkerPool
     /// INTx wiring of the PCI devices, for the MP table.
@@ -43,6 +46,18 @@ struct Platform {
             routes.append(PCIInterruptRoute(slot: slot, pin: 1, ioapicPin: pin))
         }
         self.blockDevices = blockDevices
+        var networkDevices: [VirtioNet] = []
+        for (index, nic) in configuration.networkInterfaces.enumerated() {
+            let position = configuration.disks.count + index
+            let pin = Self.pciFirstInterruptPin + position % 8
+            let model = try VirtioNet(index: index, configuration: nic, memory: memory)
+            pciDevices[position + 1] = VirtioPCILegacyDevice(
+                model: model, memory: memory, ioBase: Self.pciIOBase + UInt16(position) * UInt16(VirtioPCILegacyDevice.barSize),
+                interruptLine: UInt8(pin), interrupt: KVMInterruptLine(machine: machine, gsi: UInt32(pin)), io: io)
+            networkDevices.append(model)
+            routes.append(PCIInterruptRoute(slot: position + 1, pin: 1, ioapicPin: pin))
+        }
+        self.networkDevices = networkDevices
         interruptRoutes = routes
         let pci = PCIRootBus(devices: pciDevices)
         let keyboard = I8042Controller(power: power)

@@ -97,13 +97,24 @@ public enum TestGuestWorkload: UInt32, Sendable, CaseIterable {
     /// Sends a tools heartbeat every args[0] pause iterations (default 2,000,000), and after
     /// args[1] heartbeats (0: never) stops and spins, as a hung guest.
     case heartbeat = 12
+    /// An IPv4 host on NIC 0 (`Tools/guest/net.c`): answers ARP and ICMP echo, echoes UDP on a port
+    /// and counts the stream it receives (sequence numbers). args[0] = own IPv4 as 0xAABBCCDD,
+    /// args[1] = echo port (default 7), args[2] = print statistics every N datagrams. Runs until
+    /// powered off; marker 0x40 once the NIC is up.
+    case netResponder = 13
+    /// Sends a UDP stream from NIC 0 (`{u64 sequence, u64 tsc}` then filler) and counts the
+    /// datagrams echoed back: args[0] = own IPv4, args[1] = destination IPv4, args[2] = its port,
+    /// args[3] = datagrams (0: forever), args[4] = payload bytes (16–1472), args[5] = pause
+    /// iterations between datagrams, args[6] = flags (1 forge the source MAC, 2 ping first, 4 power
+    /// off when done), args[7] = source port. Markers 0x41/0x42 around the stream.
+    case udpSend = 14
     /// Memory that must survive migrations page for page (`Tools/guest/memory_generations.c`):
     /// writers fill their pages with per-page generations and verify every page after each
     /// change of the epoch port; with args[3] = 1 the last vCPU reports the largest gap it sees
     /// in a 1 ms TSC loop. args[0] = bytes per writer, args[1] = bytes/s per writer (0: unpaced),
     /// args[2] = passes (0: forever), args[4] = power off after this many verified migrations,
     /// args[5] = seed.
-    case memoryGenerations = 13
+    case memoryGenerations = 15
 }
 
 /// Exit statuses of the test guest.

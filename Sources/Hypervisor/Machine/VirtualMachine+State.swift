@@ -25,6 +25,9 @@ extension VirtualMachine {
             guard !awaitingRestore.load(ordering: .acquiring) else {
                 throw HypervisorError(.invalidState, "the machine has no state yet: it waits to be restored")
             }
+            guard networkDevices.isEmpty else {
+                throw HypervisorError(.invalidState, "a machine with network interfaces cannot be saved yet: state format \(MachineStateCodec.version) has no virtio-net section")
+            }
             let msrIndices = try msrsToSave()
             let tables = cpuidTables.withLock { $0 }
             var states: [VCPUState] = []

@@ -33,6 +33,8 @@ public final class VirtualMachine: Sendable {
     let serial: Serial16550
     let platform: Platform
     let blockDevices: [VirtioPCILegacyDevice]
+    let networkDevices: [VirtioNet]
+    var networkInterfaceDevices: [VirtioNet] { networkDevices }
     private let io: WorkerPool
     private let started = Atomic<Bool>(false)
     private let running = Mutex<[VCPUThread]>([])
@@ -154,6 +156,7 @@ public final class VirtualMachine: Sendable {
         self.serial = platform.serial
         self.platform = platform
         self.blockDevices = platform.blockDevices
+        self.networkDevices = platform.networkDevices
         self.io = platform.io
         self.epoch = epoch
         self.cpuidTables = Mutex(tables)
@@ -180,6 +183,7 @@ public final class VirtualMachine: Sendable {
         guard configuration.disks.count <= VirtualMachineConfiguration.maximumDiskCount else {
             throw HypervisorError(.invalidConfiguration, "\(configuration.disks.count) disks; at most \(VirtualMachineConfiguration.maximumDiskCount) are supported")
         }
+        try Self.validateNetworkInterfaces(configuration)
         for (index, disk) in configuration.disks.enumerated() {
             guard disk.byteCount > 0 else {
                 throw HypervisorError(.invalidConfiguration, "disk \(index) (\(disk.identifier)) has size 0")
@@ -207,6 +211,7 @@ public final class VirtualMachine: Sendable {
         guard handlerResult == 0 else { throw .systemCall("sigaction for the vCPU kick signal", errno: -handlerResult) }
         let deadline = timeLimit.map { cvmfs_monotonic_ns() + UInt64(max(0, $0) * 1e9) }
         do {
+            for device in networkDevices { try device.start() }
             for vcpu in vcpus {
                 let thread = try VCPUThread(vcpu: vcpu, dispatcher: dispatcher)
                 running.withLock { $0.append(thread) }
@@ -219,6 +224,7 @@ public final class VirtualMachine: Sendable {
         }
         throttle.stop()
         stopThreads()
+        for device in networkDevices { device.stop() }
         io.shutdown()
         serial.flush()
         return power.powerOffReason ?? .stopRequested
@@ -251,6 +257,8 @@ public final class VirtualMachine: Sendable {
         guard control.pause(vcpus: kicks, deadline: deadline) || !started else {
             throw HypervisorError(.timedOut, "vCPUs did not leave the guest within \(timeoutNanoseconds / 1_000_000) ms")
         }
+        // The NICs write nothing into guest memory while paused (a frame being copied finishes first).
+        for device in networkDevices { device.setPaused(true) }
     }
 
     /// Each vCPU with a way to kick its thread out of `KVM_RUN`, and whether every thread runs.
@@ -281,7 +289,10 @@ public final class VirtualMachine: Sendable {
     public func sendConsoleInput(_ bytes: [UInt8]) -> Int { serial.receive(bytes) }
 
     /// Lets a paused VM's vCPUs enter the guest again.
-    public func resume() { control.resume() }
+    public func resume() {
+        for device in networkDevices { device.setPaused(false) }
+        control.resume()
+    }
 
     /// Asks a running VM to stop; ``run(timeLimit:)`` then returns ``PowerOffReason/stopRequested``.
     /// Safe to call from any thread, before or during ``run(timeLimit:)``.

@@ -62,12 +62,15 @@ public struct VirtualMachineConfiguration: Sendable {
     public var markerObserver: (@Sendable (GuestMarker) -> Void)?
     /// Called on the vCPU thread for every tools heartbeat (count, monotonic ns); keep it short.
     public var heartbeatObserver: (@Sendable (UInt64, UInt64) -> Void)?
+    /// virtio-net NICs, in PCI slot order after the disks.
+    public var networkInterfaces: [NetworkInterfaceConfiguration]
 
     public init(vcpuCount: Int = 1, memorySize: UInt64 = 128 << 20, disks: [any DiskBackend] = [],
                 bootSource: BootSource, console: any ConsoleSink = StandardOutputConsole(),
                 mergeableMemory: Bool = false, logDirtyPages: Bool = false, hidesCMPXCHG16B: Bool? = nil,
                 markerObserver: (@Sendable (GuestMarker) -> Void)? = nil,
-                heartbeatObserver: (@Sendable (UInt64, UInt64) -> Void)? = nil) {
+                heartbeatObserver: (@Sendable (UInt64, UInt64) -> Void)? = nil,
+                networkInterfaces: [NetworkInterfaceConfiguration] = []) {
         self.vcpuCount = vcpuCount
         self.memorySize = memorySize
         self.disks = disks
@@ -78,10 +81,13 @@ public struct VirtualMachineConfiguration: Sendable {
         self.hidesCMPXCHG16B = hidesCMPXCHG16B
         self.markerObserver = markerObserver
         self.heartbeatObserver = heartbeatObserver
+        self.networkInterfaces = networkInterfaces
     }
 
     /// Most disks one VM may have (PCI slots 1–23 minus the host bridge; one IOAPIC pin each, 16–23 shared).
     public static let maximumDiskCount = 16
+    /// Most NICs one VM may have (PCI slots after the disks).
+    public static let maximumNetworkInterfaceCount = 8
     /// Smallest guest RAM accepted.
     public static let minimumMemorySize: UInt64 = 16 << 20
     /// Largest guest RAM accepted: what the boot page tables map, less the MMIO hole (63 GiB).

@@ -23,7 +23,11 @@ enum VirtioPCILegacyRegister {
 /// the device lock and raises the level-triggered line until the guest reads ISR. A device reset
 /// waits until every request in flight has completed, so nothing is written into a ring the
 /// driver has given up.
-final class VirtioPCILegacyDevice: PCIFunction {
+///
+/// A device may serve some queues itself (virtio-net's receive queue waits for frames): a notify of
+/// such a queue only wakes the device, which takes and returns chains through
+/// ``VirtioQueueTransport``; a reset first asks the device to ``VirtioDeviceModel/quiesce()``.
+final class VirtioPCILegacyDevice: PCIFunction, VirtioQueueTransport {
     /// Size of I/O BAR0.
     static let barSize: UInt32 = 0x100
 
@@ -72,6 +76,7 @@ final class VirtioPCILegacyDevice: PCIFunction {
         space.assignBar(0, address: UInt32(ioBase))
         space.enable(command: 0x1)
         state = Monitor(State(configuration: space, queues: model.queueSizes.map { _ in QueueState() }))
+        model.attach(self)
     }
 
     /// Waits until no request is in flight (before saving state); false if `deadline` passed first.
@@ -110,26 +115,90 @@ final class VirtioPCILegacyDevice: PCIFunction {
         var raise = false
         var lower = false
         var submissions: [Submission] = []
+        var notified: Int?
+        var statusChange: (status: UInt8, features: UInt32)?
         let offset = state.withLock { $0.configuration.ioOffset(of: port, inBar: 0) }
         guard let offset else { return false }
-        if offset == VirtioPCILegacyRegister.status && UInt8(truncatingIfNeeded: value) == 0 {
-            // Reset: let requests in flight finish writing into the rings first.
+        typealias R = VirtioPCILegacyRegister
+        if offset == R.status && UInt8(truncatingIfNeeded: value) == 0 {
+            // Reset: the device's own queue work stops, requests in flight finish writing into the
+            // rings, then the state goes.
+            model.quiesce()
             _ = state.wait(for: { $0.inFlight == 0 }) { s in
                 reset(&s)
                 lower = true
             }
+            statusChange = (0, 0)
+        } else if offset >= R.deviceConfiguration {
+            let bytes = (0..<min(size, 4)).map { UInt8(truncatingIfNeeded: value >> (8 * UInt32($0))) }
+            model.writeConfiguration(offset: Int(offset - R.deviceConfiguration), bytes: bytes)
         } else {
             state.withLock { s in
+                if offset == R.queueNotify, model.servesQueueItself(Int(UInt16(truncatingIfNeeded: value))) {
+                    notified = Int(UInt16(truncatingIfNeeded: value))
+                    return
+                }
                 writeRegister(&s, offset: offset, size: size, value: value, raise: &raise, lower: &lower,
                               submissions: &submissions)
+                if offset == R.status { statusChange = (s.status, s.guestFeatures) }
             }
         }
         if lower { interrupt.setLevel(false) }
         if raise { interrupt.setLevel(true) }
+        if let notified { model.queueNotified(notified) }
+        if let statusChange { model.driverStatusChanged(statusChange.status, negotiatedFeatures: statusChange.features) }
         for submission in submissions {
             io.submit { [self] in execute(submission) }
         }
         return true
+    }
+
+    // MARK: Queues the device serves itself
+
+    func takeAvailable(queue index: Int, limit: Int) -> [AvailableChain] {
+        var raise = false
+        let chains = state.withLock { s -> [AvailableChain] in
+            guard s.status & VirtioStatus.driverOK != 0, s.status & VirtioStatus.needsReset == 0,
+                  s.queues.indices.contains(index), var queue = s.queues[index].queue else { return [] }
+            defer { s.queues[index].queue = queue }
+            var taken: [AvailableChain] = []
+            while taken.count < limit {
+                let next: AvailableChain?
+                do throws(VirtqueueViolation) { next = try queue.nextAvailable(memory: memory) } catch {
+                    markBroken(&s, error, raise: &raise)
+                    break
+                }
+                guard let next else { break }
+                taken.append(next)
+            }
+            return taken
+        }
+        if raise { interrupt.setLevel(true) }
+        return chains
+    }
+
+    func complete(queue index: Int, _ used: [(head: UInt16, written: UInt32)]) {
+        guard !used.isEmpty else { return }
+        var raise = false
+        state.withLock { s in
+            guard s.queues.indices.contains(index), var queue = s.queues[index].queue else { return }
+            for entry in used { queue.complete(head: entry.head, writtenLength: entry.written, memory: memory) }
+            s.queues[index].queue = queue
+            if queue.driverWantsInterrupt(memory: memory) {
+                s.isr |= 0x1
+                raise = true
+            }
+        }
+        if raise { interrupt.setLevel(true) }
+    }
+
+    func signalConfigurationChange() {
+        let raise = state.withLock { s -> Bool in
+            guard s.status & VirtioStatus.driverOK != 0 else { return false }
+            s.isr |= 0x2
+            return true
+        }
+        if raise { interrupt.setLevel(true) }
     }
 
     private func readRegister(_ s: inout State, offset: UInt16, size: Int, lowerInterrupt: inout Bool) -> UInt32 {
@@ -186,7 +255,7 @@ final class VirtioPCILegacyDevice: PCIFunction {
             // handled by the caller once requests in flight have completed).
             s.status = UInt8(truncatingIfNeeded: value) | (s.status & VirtioStatus.needsReset)
         default:
-            break  // read-only registers and device configuration (block config is read-only)
+            break  // read-only registers (device configuration writes go to the model)
         }
     }
 

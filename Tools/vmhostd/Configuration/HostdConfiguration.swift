@@ -1,6 +1,7 @@
 import Foundation
 import TOMLKit
 import HostAgent
+import HostNetworking
 import VMFSCore
 
 /// `/etc/vmfs/hostd.toml`: the agent's identity, directories, API listeners and volumes.
@@ -57,7 +58,7 @@ struct HostdConfiguration: Sendable {
     }
 
     private static let knownKeys: [String: Set<String>] = [
-        "": ["host", "api", "volume", "ha"],
+        "": ["host", "api", "volume", "ha", "vswitch", "portgroup"],
         "ha": ["memory_capacity_mib"],
         "host": ["id", "state_directory", "run_directory", "vmx", "orphan_timeout_ms", "power_off_vms_on_stop", "disk_window_mib"],
         "api": ["unix_socket", "listen", "certificate", "private_key", "tokens"],
@@ -86,6 +87,11 @@ struct HostdConfiguration: Sendable {
                 guard let volume = value.table else { throw Error(description: "\(source): [[volume]] entries must be tables") }
                 try checkKeys(volume, section: "volume", source: source)
             }
+        }
+        // The virtual switches and port groups ([[vswitch]], [[portgroup]]; docs/NETWORKING.md).
+        let network: NetworkConfiguration
+        do { network = try NetworkConfiguration(toml: table, source: source) } catch {
+            throw Error(description: error.message)
         }
         let file: File
         do { file = try TOMLDecoder().decode(File.self, from: table) } catch {
@@ -139,7 +145,7 @@ struct HostdConfiguration: Sendable {
             throw Error(description: "\(source): api.listen is set but api.tokens is empty: nobody could use the TCP listener")
         }
         return HostdConfiguration(
-            agent: HostAgent.Configuration(settings: settings, datastores: datastores),
+            agent: HostAgent.Configuration(settings: settings, datastores: datastores, network: network),
             unixSocket: unixSocket, listen: listener,
             certificatePath: file.api?.certificate, privateKeyPath: file.api?.private_key, tokens: tokens,
             powerOffVMsOnStop: file.host?.power_off_vms_on_stop ?? false, mounts: mounts)

@@ -20,7 +20,11 @@ struct MethodNotAllowed<Context: RequestContext>: RouterMiddleware {
             ("/v1/host/maintenance/exit", [.post]),
             ("/v1/vms/{vm}/migrate", [.post]), ("/v1/vms/{vm}/migration", [.get]), ("/v1/vms/{vm}/migration/cancel", [.post]),
             ("/v1/migrations/incoming", [.post]), ("/v1/migrations/incoming/{migration}/commit", [.post]),
-            ("/v1/migrations/incoming/{migration}/abort", [.post]), ("/v1/tasks", [.get]), ("/v1/tasks/{task}", [.get]), ("/v1/events", [.get]), ("/metrics", [.get]),
+            ("/v1/migrations/incoming/{migration}/abort", [.post]),
+            ("/v1/tasks", [.get]), ("/v1/tasks/{task}", [.get]), ("/v1/events", [.get]), ("/metrics", [.get]),
+            ("/v1/vms/{vm}/nics", [.get]), ("/v1/vms/{vm}/announce", [.post]), ("/v1/network/vswitches", [.get, .post]),
+            ("/v1/network/vswitches/{vswitch}", [.get, .delete]), ("/v1/network/portgroups", [.get, .post]),
+            ("/v1/network/portgroups/{portgroup}", [.get, .put, .delete]), ("/v1/network/check", [.post]),
         ]
     }
 

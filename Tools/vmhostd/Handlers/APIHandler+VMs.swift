@@ -38,7 +38,7 @@ extension APIHandler {
         let memoryBytes = try Validation.nonNegative(request.memoryBytes, field: "memoryBytes") ?? 0
         let create = VMCreateRequest(datastore: request.volume, name: request.name, vcpuCount: request.vcpus,
                                      memoryBytes: memoryBytes, diskBytes: diskBytes,
-                                     thick: request.thick ?? false, boot: boot)
+                                     thick: request.thick ?? false, boot: boot, networks: request.networks ?? [])
         let task = try await blocking { [agent] () throws(AgentError) in try agent.create(create) }
         return .accepted(.init(body: .json(Conversions.task(task))))
     }
