@@ -49,11 +49,13 @@ let package = Package(
         .systemLibrary(name: "CURing", pkgConfig: "liburing", providers: [.apt(["liburing-dev"])]),
         .systemLibrary(name: "CFuse", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
         .target(name: "CKVM", cSettings: [.define("_GNU_SOURCE")]),
+        // libiscsi (Debian libiscsi-dev) behind a thread-safe session with its own event loop.
+        .target(name: "CISCSI", cSettings: [.define("_GNU_SOURCE")], linkerSettings: [.linkedLibrary("iscsi")]),
 
         // ---- Libraries -------------------------------------------------------------------
         // Threads and time shared by the libraries and daemons (monitor, monotonic clock).
         .target(name: "SystemSupport", dependencies: ["CVMFSLinux"], swiftSettings: strictSettings),
-        .target(name: "VMFSCore", dependencies: ["CVMFSLinux", "CURing"], swiftSettings: strictSettings),
+        .target(name: "VMFSCore", dependencies: ["CVMFSLinux", "CURing", "CISCSI"], swiftSettings: strictSettings),
         // The agent ↔ VMM protocol: control frames, disk channel records (docs/VMX-PROTOCOL.md).
         .target(name: "VMXProtocol", dependencies: ["CVMFSLinux", "SystemSupport", "LiveMigration"], swiftSettings: strictSettings),
         // The VMM: KVM wrappers, devices, boot paths. Knows nothing of VMFS; disks come through a protocol.
@@ -164,7 +166,8 @@ let package = Package(
             exclude: ["Helpers"], swiftSettings: strictSettings),
         // The host agent's library with real vmx processes and real VMs.
         .testTarget(
-            name: "HostAgentTests", dependencies: ["HostAgent", "VMFSCore", "VMFSTestSupport", "LiveMigration", "SystemSupport", "vmx", "mkfs.vmfs", "vmfs"],
+            name: "HostAgentTests", dependencies: ["HostAgent", "VMXProtocol", "VMXRuntime", "SystemSupport", "VMFSCore", "VMFSTestSupport", "LiveMigration",
+                                                   "vmx", "mkfs.vmfs", "vmfs"],
             swiftSettings: strictSettings),
         // vmhostd processes as hosts in network namespaces (needs root, /dev/kvm, iproute2).
         .testTarget(

@@ -7,6 +7,7 @@
 #  3. power-on latency through the API: request -> first guest instruction;
 #  4. vmhostd resident memory with 0 and 50 running (idle) VMs.
 # Usage: Benchmarks/hostd/bench-hostd.sh [WORKDIR]   (default /tmp/bench-hostd; needs root, /dev/kvm, fio)
+#        BENCH_DISK_ONLY=1 runs part 1 alone.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work="${1:-/tmp/bench-hostd}"
@@ -44,7 +45,7 @@ create() { # NAME VOLUME WORKLOAD ARGS DISK_BYTES
 }
 set_workload() { # NAME VOLUME WORKLOAD ARGS(comma separated)
     api GET "/v1/volumes/$2/files/$1.vmx" | sed "s/^testguest.workload = .*/testguest.workload = \"$3\"/; s/^testguest.args = .*/testguest.args = \"$4\"/" > "$work/$1.vmx"
-    curl -sf --unix-socket "$socket" -X PUT --data-binary @"$work/$1.vmx" "http://agent/v1/volumes/$2/files/$1.vmx?replace=true" >/dev/null
+    curl -sf --unix-socket "$socket" -X PUT -H 'Content-Type: application/octet-stream' --data-binary @"$work/$1.vmx" "http://agent/v1/volumes/$2/files/$1.vmx?replace=true" >/dev/null
 }
 mbps() { python3 -c "print(f'{$1 / ($2 / 1e9) / 1e6:.0f}')"; }
 iops() { python3 -c "print(f'{$1 / ($2 / 1e9):.0f}')"; }
@@ -77,6 +78,7 @@ printf "%-34s %9s MB/s %7s MB/s %8s\n" "sequential read 1 MiB, QD8" "$r_sr" "$g_
 printf "%-34s %8s IOPS %7s IOPS %8s\n" "random read 4 KiB, QD16" "$raw_rand_read" "$g_rr" "$(python3 -c "print(f'{$g_rr/$raw_rand_read:.2f}')")"
 printf "%-34s %8s IOPS %7s IOPS %8s\n" "random write 4 KiB, QD16" "$raw_rand_write" "$g_rw" "$(python3 -c "print(f'{$g_rw/$raw_rand_write:.2f}')")"
 
+[[ ${BENCH_DISK_ONLY:-0} == 1 ]] && exit 0
 echo "== 2/4. 200 registered VMs across 4 volumes; agent memory =="
 echo "vmhostd resident with 1 VM registered, none running: $($bench "$socket" rss) MiB"
 for v in "${volumes[@]}"; do

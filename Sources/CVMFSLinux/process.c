@@ -113,6 +113,10 @@ ssize_t cvmfs_receive_with_fds(int socket, void *buffer, size_t length, int *fds
         struct cmsghdr align;
     } control;
     ssize_t n;
+    /* A peer that closed with frames of ours unread makes Linux report ECONNRESET once, before
+     * the frames it sent us before closing (SOCK_SEQPACKET checks the socket error first): read
+     * past one reset, so that those frames, then end of stream, still arrive. */
+    int reset_seen = 0;
     for (;;) {
         memset(&message, 0, sizeof message);
         message.msg_iov = &iov;
@@ -121,6 +125,10 @@ ssize_t cvmfs_receive_with_fds(int socket, void *buffer, size_t length, int *fds
         message.msg_controllen = sizeof control.buffer;
         n = recvmsg(socket, &message, MSG_CMSG_CLOEXEC);
         if (n >= 0) break;
+        if (errno == ECONNRESET && !reset_seen) {
+            reset_seen = 1;
+            continue;
+        }
         if (errno != EINTR) return -errno;
     }
     if (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) *truncated = 1;

@@ -157,3 +157,14 @@ void cvmfs_set_thread_name(const char *name) {
     buffer[15] = 0;
     pthread_setname_np(pthread_self(), buffer);
 }
+
+int cvmfs_thread_is_detached(void) {
+    pthread_attr_t attributes;
+    int result = pthread_getattr_np(pthread_self(), &attributes);
+    if (result != 0) return -result;
+    int state = 0;
+    result = pthread_attr_getdetachstate(&attributes, &state);
+    pthread_attr_destroy(&attributes);
+    if (result != 0) return -result;
+    return state == PTHREAD_CREATE_DETACHED;
+}

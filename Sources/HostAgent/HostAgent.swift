@@ -176,9 +176,10 @@ public final class HostAgent: Sendable {
         }
         context.network.host.shutdown(removingPorts: false)
         for datastore in datastores {
-            let busy = allVMs.contains { $0.datastore === datastore && $0.power.isActive }
+            let busy = allVMs.filter { $0.datastore === datastore && $0.power.isActive }
             guard let volume = try? datastore.volume() else { continue }
-            if busy { try? volume.handOver() } else { datastore.detach() }
+            for vm in busy { vm.stopServingDisks() }
+            if busy.isEmpty { datastore.detach() } else { try? volume.handOver() }
         }
     }
 

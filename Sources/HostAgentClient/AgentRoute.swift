@@ -16,7 +16,7 @@ public struct AgentRoute: Sendable, Equatable {
     /// The route for the volume on `device` as host `host`, or nil when no agent of this machine
     /// holds it (the command then uses the volume itself).
     public static func forVolume(device path: String, host: HostIdentity) -> AgentRoute? {
-        guard let device = try? FileBlockDevice(path: path, readOnly: true, directIO: false),
+        guard let device = try? DeviceOpener.open(path, readOnly: true, directIO: false),
               let text = Volume.localHolderNote(device: device, host: host),
               let note = try? JSONDecoder().decode(Note.self, from: Data(text.utf8)) else { return nil }
         return AgentRoute(endpoint: .unixSocket(note.agentSocket), datastore: note.datastore)

@@ -5,9 +5,20 @@ internal import Glibc
 /// A mutex with a condition variable, for threads that wait for shared state to change.
 ///
 /// `Synchronization.Mutex` has no condition variable; this wraps the pthread pair, with waits on
-/// the monotonic clock. The state is reachable only inside ``withLock(_:)`` and
-/// ``wait(until:for:_:)``, and every change wakes every waiter.
+/// the monotonic clock. The state is reachable only inside ``withLock(waking:_:)`` and
+/// ``wait(until:for:waking:_:)``; by default every change wakes every waiter.
 public final class Monitor<State>: @unchecked Sendable {
+    /// Whom a change wakes.
+    public enum Waking: Sendable {
+        /// Every waiter: waiters wait for different things.
+        case all
+        /// One waiter: every waiter waits for the same thing and one can consume the change
+        /// (a work queue). Waking all of them would only put all but one back to sleep.
+        case one
+        /// Nobody: the change makes no waiter's predicate true.
+        case none
+    }
+
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var state: State
@@ -30,26 +41,35 @@ public final class Monitor<State>: @unchecked Sendable {
         condition.deallocate()
     }
 
-    /// Runs `body` with exclusive access to the state, then wakes every waiter.
+    /// Runs `body` with exclusive access to the state, then wakes `waking` waiters (all by default).
     @discardableResult
-    public func withLock<T, E: Error>(_ body: (inout State) throws(E) -> T) throws(E) -> T {
+    public func withLock<T, E: Error>(waking: Waking = .all, _ body: (inout State) throws(E) -> T) throws(E) -> T {
         pthread_mutex_lock(mutex)
         defer {
-            pthread_cond_broadcast(condition)
+            wake(waking)
             pthread_mutex_unlock(mutex)
         }
         return try body(&state)
     }
 
-    /// Waits until `predicate` holds or `deadline` passes, then runs `body` under the lock.
+    private func wake(_ waking: Waking) {
+        switch waking {
+        case .all: pthread_cond_broadcast(condition)
+        case .one: pthread_cond_signal(condition)
+        case .none: break
+        }
+    }
+
+    /// Waits until `predicate` holds or `deadline` passes, then runs `body` under the lock and
+    /// wakes `waking` waiters (all by default).
     ///
     /// - Parameter deadline: A `CLOCK_MONOTONIC` deadline in nanoseconds; `nil` waits forever.
     /// - Returns: `nil` when the deadline passed before the predicate held.
-    public func wait<T>(until deadline: UInt64? = nil, for predicate: (State) -> Bool,
+    public func wait<T>(until deadline: UInt64? = nil, for predicate: (State) -> Bool, waking: Waking = .all,
                         _ body: (inout State) -> T) -> T? {
         pthread_mutex_lock(mutex)
         defer {
-            pthread_cond_broadcast(condition)
+            wake(waking)
             pthread_mutex_unlock(mutex)
         }
         while !predicate(state) {

@@ -44,7 +44,9 @@ public final class WorkerPool: Sendable {
 
     /// Queues `work`; it runs on one of the pool's threads.
     public func submit(_ work: @escaping @Sendable () -> Void) {
-        state.withLock { $0.queue.append(work) }
+        // One item wakes one idle worker (a busy one finds it when it comes back). Waking all of
+        // them put every idle thread (16 in the agent, 8 in a VMM) through a wake-up per request.
+        state.withLock(waking: .one) { $0.queue.append(work) }
     }
 
     /// Runs what is queued, then stops and joins every thread. Later submissions are dropped.
@@ -71,7 +73,8 @@ public final class WorkerPool: Sendable {
         func run() {
             cvmfs_set_thread_name(name)
             while true {
-                let work = state.wait(for: { $0.head < $0.queue.count || $0.stopping }) { s -> (@Sendable () -> Void)? in
+                // Taking an item makes nothing true for the other workers: wake nobody.
+                let work = state.wait(for: { $0.head < $0.queue.count || $0.stopping }, waking: .none) { s -> (@Sendable () -> Void)? in
                     guard s.head < s.queue.count else { return nil }
                     let item = s.queue[s.head]
                     s.head += 1

@@ -46,14 +46,17 @@ public struct VMDKDescriptor: Sendable, Equatable {
 
     /// Parses a descriptor; only single-extent flat disks starting at offset 0 are accepted.
     ///
+    /// The extent line is `ACCESS SECTORS FLAT NAME [OFFSET]`; NAME is quoted (and may then hold
+    /// spaces) or a single word, and never holds a double quote, which ``text`` could not write.
+    ///
     /// - Throws: ``VMError/Code/malformedConfiguration`` naming the file, the field and the value
     ///   when the extent line is missing, repeated, or has a sector count outside
-    ///   1…``maximumSectors`` or an offset other than 0.
+    ///   1…``maximumSectors``, an empty, unterminated or quote-holding file name, or an offset other than 0.
     public init(parsing text: String, fileName: String) throws(VMError) {
         var extent: (UInt64, String)?
         for line in text.split(separator: "\n") {
-            let parts = line.split(separator: " ", maxSplits: 4).map(String.init)
-            guard parts.count >= 4, parts[0] == "RW" || parts[0] == "RDONLY", parts[2] == "FLAT" else { continue }
+            let parts = line.split(separator: " ", maxSplits: 3).map(String.init)
+            guard parts.count == 4, parts[0] == "RW" || parts[0] == "RDONLY", parts[2] == "FLAT" else { continue }
             guard extent == nil else {
                 throw VMError(.malformedConfiguration, "\(fileName): only one flat extent is supported")
             }
@@ -61,14 +64,36 @@ public struct VMDKDescriptor: Sendable, Equatable {
                 throw VMError(.malformedConfiguration, "\(fileName): the extent's sector count \"\(parts[1].prefix(40))\" is not a number "
                               + "in 1…\(Self.maximumSectors)")
             }
-            if parts.count == 5, parts[4].trimmedOfWhitespace != "0" {
-                throw VMError(.malformedConfiguration, "\(fileName): the extent's offset \"\(parts[4].prefix(40))\" is not 0; "
+            let (name, offset) = try Self.extentName(parts[3], fileName: fileName)
+            if !offset.isEmpty, offset != "0" {
+                throw VMError(.malformedConfiguration, "\(fileName): the extent's offset \"\(offset.prefix(40))\" is not 0; "
                               + "only extents that start at the beginning of their file are supported")
             }
-            let name = parts[3].hasPrefix("\"") ? String(parts[3].dropFirst().prefix { $0 != "\"" }) : parts[3]
             extent = (sectors, name)
         }
         guard let extent else { throw VMError(.malformedConfiguration, "\(fileName): no FLAT extent line") }
         self.init(byteCount: extent.0 * 512, extentFileName: extent.1)
+    }
+
+    /// Splits the rest of an extent line after `FLAT ` into the file name and what follows it.
+    private static func extentName(_ rest: String, fileName: String) throws(VMError) -> (name: String, offset: String) {
+        let name: Substring
+        let after: Substring
+        if rest.hasPrefix("\"") {
+            let quoted = rest.dropFirst()
+            guard let close = quoted.firstIndex(of: "\"") else {
+                throw VMError(.malformedConfiguration, "\(fileName): the extent's file name \(rest.prefix(40)) has no closing quote")
+            }
+            name = quoted[..<close]
+            after = quoted[quoted.index(after: close)...]
+        } else {
+            name = rest.prefix { $0 != " " }
+            after = rest.dropFirst(name.count)
+        }
+        let trimmed = name.trimmedOfWhitespace
+        guard !trimmed.isEmpty, !trimmed.contains("\"") else {
+            throw VMError(.malformedConfiguration, "\(fileName): the extent's file name \"\(name.prefix(40))\" is empty or holds a double quote")
+        }
+        return (trimmed, after.trimmedOfWhitespace)
     }
 }

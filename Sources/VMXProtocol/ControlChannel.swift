@@ -61,6 +61,11 @@ public final class ControlChannel: Sendable {
         }
         if result < 0 {
             let code = Int32(-result)
+            if code == EBADF && !descriptors.isEmpty {
+                // sendmsg fails so when a descriptor to pass is not open (the channel's own is).
+                throw VMXProtocolError(.system, "cannot pass \(descriptors.count) descriptors with message 0x\(String(message.type, radix: 16)): "
+                                       + "one of them is not open", cause: SystemError("sendmsg", errno: code))
+            }
             if code == EPIPE || code == ECONNRESET || code == ENOTCONN || code == EBADF {
                 throw VMXProtocolError(.closed, "the peer closed the control connection", cause: SystemError("sendmsg", errno: code))
             }
@@ -84,6 +89,8 @@ public final class ControlChannel: Sendable {
         var fdCount: Int32 = 0
         var truncated: Int32 = 0
         let capacity = buffer.count
+        // A reset reported before the frames the peer sent before closing is read past in
+        // cvmfs_receive_with_fds, once; a reset seen here is the end of the stream.
         let received = buffer.withUnsafeMutableBytes { raw in
             fds.withUnsafeMutableBufferPointer { fdBuffer in
                 cvmfs_receive_with_fds(socket.rawValue, raw.baseAddress, capacity, fdBuffer.baseAddress,

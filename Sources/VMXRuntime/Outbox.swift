@@ -13,6 +13,8 @@ final class Outbox: Sendable {
         var channel: ControlChannel?
         var console: [UInt8] = []
         var messages: [ControlMessage] = []
+        /// A batch taken from the queues is being sent (the queues look empty meanwhile).
+        var sending = false
         var closed = false
     }
 
@@ -39,10 +41,12 @@ final class Outbox: Sendable {
         }
     }
 
-    /// Sends what is queued (waiting up to `timeoutNanoseconds`), then stops the thread.
+    /// Sends what is queued, including a batch being sent now (waiting up to
+    /// `timeoutNanoseconds`), then stops the thread. The VMM's last message (its stop report)
+    /// is sent before it exits: a process exiting in the middle of a batch loses it.
     func close(timeoutNanoseconds: UInt64) {
         _ = state.wait(until: MonotonicClock.nanoseconds + timeoutNanoseconds,
-                       for: { $0.channel == nil || ($0.console.isEmpty && $0.messages.isEmpty) }) { _ in true }
+                       for: { $0.channel == nil || ($0.console.isEmpty && $0.messages.isEmpty && !$0.sending) }) { _ in true }
         state.withLock { $0.closed = true }
     }
 
@@ -61,14 +65,20 @@ final class Outbox: Sendable {
                 batch += s.messages
                 s.console.removeAll()
                 s.messages.removeAll()
+                s.sending = true
                 return (channel, batch)
             }
             guard let (channel, batch) = next ?? nil else { return }
+            var failed = false
             for message in batch {
                 do { try channel.send(message) } catch {
-                    state.withLock { s in if s.channel === channel { s.channel = nil } }
+                    failed = true
                     break
                 }
+            }
+            state.withLock { s in
+                s.sending = false
+                if failed && s.channel === channel { s.channel = nil }
             }
         }
     }

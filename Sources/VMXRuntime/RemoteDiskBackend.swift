@@ -28,12 +28,30 @@ public final class RemoteDiskBackend: DiskBackend, Sendable {
         case waiting
         case completed(DiskCompletion)
         case channelLost
+        case shutDown
+    }
+
+    /// One request in flight, waited for by the thread that sent it alone: a completion wakes
+    /// that thread, not every thread with a request in flight.
+    private final class Pending: Sendable {
+        let outcome = Monitor(Outcome.waiting)
+
+        /// Settles the request unless it already has an outcome.
+        func settle(_ outcome: Outcome) {
+            self.outcome.withLock { current in
+                if case .waiting = current { current = outcome }
+            }
+        }
+
+        func wait() -> Outcome {
+            outcome.wait(for: { if case .waiting = $0 { false } else { true } }, waking: .none) { $0 } ?? .shutDown
+        }
     }
 
     private struct State {
         var channel: Channel?
         var generation = 0
-        var outcomes: [UInt64: Outcome] = [:]
+        var pending: [UInt64: Pending] = [:]
         var nextTag: UInt64 = 1
         var closed = false
     }
@@ -72,11 +90,12 @@ public final class RemoteDiskBackend: DiskBackend, Sendable {
 
     /// Fails every waiting and later request; the VM is going away.
     public func close() {
-        let socket = state.withLock { s -> RecordSocket? in
+        let (socket, pending) = state.withLock { s -> (RecordSocket?, [Pending]) in
             s.closed = true
-            return s.channel?.socket
+            return (s.channel?.socket, Array(s.pending.values))
         }
         socket?.shutdown()
+        for request in pending { request.settle(.shutDown) }
     }
 
     /// True while a channel is attached.
@@ -88,15 +107,16 @@ public final class RemoteDiskBackend: DiskBackend, Sendable {
             do { record = try socket.receive(maximum: DiskCompletion.size) } catch { record = nil }
             guard let record else { break }
             guard let completion = DiskCompletion.decode(record[...]) else { continue }
-            state.withLock { s in
-                if case .waiting? = s.outcomes[completion.tag] { s.outcomes[completion.tag] = .completed(completion) }
-            }
+            // A completion for a tag nobody waits for (a request already settled, or a hostile
+            // or confused peer) is dropped.
+            state.withLock(waking: .none) { $0.pending[completion.tag] }?.settle(.completed(completion))
         }
-        state.withLock { s in
-            guard s.channel?.generation == generation else { return }
+        let lost = state.withLock { s -> [Pending] in
+            guard s.channel?.generation == generation else { return [] }
             s.channel = nil
-            for (tag, outcome) in s.outcomes { if case .waiting = outcome { s.outcomes[tag] = .channelLost } }
+            return Array(s.pending.values)
         }
+        for request in lost { request.settle(.channelLost) }
     }
 
     /// Sends one request and waits for its completion, retrying on a new channel when the
@@ -107,22 +127,23 @@ public final class RemoteDiskBackend: DiskBackend, Sendable {
         let needsSlot = copyIn != nil || copyOut != nil
         while true {
             let taken = state.wait(for: { $0.closed || ($0.channel.map { !needsSlot || !$0.freeSlots.isEmpty } ?? false) }) {
-                s -> (Channel, Int?, UInt64)? in
+                s -> (Channel, Int?, UInt64, Pending)? in
                 guard !s.closed, var channel = s.channel else { return nil }
                 let slot = needsSlot ? channel.freeSlots.removeLast() : nil
                 s.channel = channel
                 let tag = s.nextTag
                 s.nextTag &+= 1
-                s.outcomes[tag] = .waiting
-                return (channel, slot, tag)
+                let pending = Pending()
+                s.pending[tag] = pending
+                return (channel, slot, tag, pending)
             }
-            guard let (channel, slot, tag) = taken ?? nil else {
+            guard let (channel, slot, tag, pending) = taken ?? nil else {
                 throw DiskError(.io, "disk \(identifier): the VM is shutting down")
             }
             let windowOffset = UInt64(slot ?? 0) * slotBytes
             defer {
                 state.withLock { s in
-                    s.outcomes[tag] = nil
+                    s.pending[tag] = nil
                     if let slot, s.channel?.generation == channel.generation { s.channel?.freeSlots.append(slot) }
                 }
             }
@@ -133,13 +154,8 @@ public final class RemoteDiskBackend: DiskBackend, Sendable {
             } catch {
                 // The receiver thread sees the broken channel too; wait for it to say so.
             }
-            let outcome = state.wait(for: { s in
-                if s.closed { return true }
-                if case .waiting? = s.outcomes[tag] { return false }
-                return true
-            }) { s in s.closed ? nil : s.outcomes[tag] } ?? nil
-            switch outcome {
-            case .completed(let completion)?:
+            switch pending.wait() {
+            case .completed(let completion):
                 switch completion.status {
                 case .ok:
                     if let copyOut, let pointer = channel.window.pointer(at: windowOffset, count: length) { copyOut(pointer) }
@@ -153,9 +169,9 @@ public final class RemoteDiskBackend: DiskBackend, Sendable {
                 case .ioError, .invalid:
                     throw DiskError(.io, "disk \(identifier): \(operation) at \(offset) failed (\(completion.status))", errno: completion.errno)
                 }
-            case .channelLost?, .waiting?:
+            case .channelLost, .waiting:
                 continue  // sent again on the next channel
-            case nil:
+            case .shutDown:
                 throw DiskError(.io, "disk \(identifier): the VM is shutting down")
             }
         }

@@ -18,7 +18,9 @@ enum Attributes {
         st.st_uid = uid_t(file.uid)
         st.st_gid = gid_t(file.gid)
         st.st_size = off_t(clamping: file.size)
-        st.st_blocks = blkcnt_t(clamping: file.allocatedBytes / 512 + (file.allocatedBytes % 512 == 0 ? 0 : 1))
+        // An inline file's bytes live in its descriptor: count them, so that `du` sees them.
+        let used = file.isInline ? file.size : file.allocatedBytes
+        st.st_blocks = blkcnt_t(clamping: (used / 512) + (used % 512 == 0 ? 0 : 1))
         st.st_blksize = blksize_t(blockSize)
         st.st_atim = timespec(nanoseconds: file.accessTime)
         st.st_mtim = timespec(nanoseconds: file.modificationTime)
@@ -26,17 +28,31 @@ enum Attributes {
         return st
     }
 
+    /// The answer to a time change of a file that no longer exists (the kernel writing back an
+    /// inode whose file was removed): a regular file without links, with the requested times.
+    static func vanished(inode: fuse_ino_t, requested: Glibc.stat) -> Glibc.stat {
+        var st = Glibc.stat()
+        st.st_ino = ino_t(InodeTable.slot(of: inode).map { $0 + 2 } ?? 0)
+        st.st_mode = Glibc.S_IFREG
+        st.st_nlink = 0
+        st.st_atim = requested.st_atim
+        st.st_mtim = requested.st_mtim
+        st.st_ctim = requested.st_ctim
+        return st
+    }
+
     /// The attributes of the root directory, the only directory.
-    static func rootStat(createdAt nanoseconds: Int64, blockSize: UInt32) -> Glibc.stat {
+    static func rootStat(_ directory: DirectoryAttributes, blockSize: UInt32) -> Glibc.stat {
         var st = Glibc.stat()
         st.st_ino = ino_t(InodeTable.root)
-        st.st_mode = Glibc.S_IFDIR | 0o755
+        st.st_mode = Glibc.S_IFDIR | mode_t(directory.mode & 0o7777)
         st.st_nlink = 2
+        st.st_uid = uid_t(directory.uid)
+        st.st_gid = gid_t(directory.gid)
         st.st_blksize = blksize_t(blockSize)
-        let time = timespec(nanoseconds: nanoseconds)
-        st.st_atim = time
-        st.st_mtim = time
-        st.st_ctim = time
+        st.st_atim = timespec(nanoseconds: directory.accessTime)
+        st.st_mtim = timespec(nanoseconds: directory.modificationTime)
+        st.st_ctim = timespec(nanoseconds: directory.changeTime)
         return st
     }
 

@@ -14,21 +14,35 @@ final class BufferPool: @unchecked Sendable {
     /// Size of each thread's buffer: the largest READ or WRITE request.
     let bufferSize: Int
     private static let alignment = 4096
-    /// The calling thread's idle buffer (absent while in use, so nested use gets its own).
-    private var key = pthread_key_t()
+    /// The calling thread's idle buffer (absent while in use, so nested use gets its own); nil
+    /// when the process has no thread-specific key left (then every request allocates).
+    private let key: pthread_key_t?
 
     init(bufferSize: Int) {
         self.bufferSize = (bufferSize + Self.alignment - 1) / Self.alignment * Self.alignment
-        pthread_key_create(&key) { memory in free(memory) }
+        var created = pthread_key_t()
+        key = pthread_key_create(&created) { memory in free(memory) } == 0 ? created : nil
     }
 
-    // The pool lives as long as the daemon: the key is never deleted (threads may still hold
-    // buffers that its destructor frees at thread exit).
+    /// Gives the key back (a process has only `PTHREAD_KEYS_MAX`, 1024, and a process that mounts
+    /// many times, such as the fuzzer, would run out). Threads that exited freed their buffers
+    /// through the key's destructor; the calling thread's is freed here. A buffer still held by a
+    /// thread that outlives the pool would leak: the daemon's session threads end before it.
+    deinit {
+        guard let key else { return }
+        if let idle = pthread_getspecific(key) { free(idle) }
+        pthread_key_delete(key)
+    }
 
     /// Runs `body` with an aligned buffer of exactly `count` bytes.
     func withBuffer<R, E: Error>(count: Int, _ body: (UnsafeMutableRawBufferPointer) throws(E) -> R) throws(E) -> R {
         if count > bufferSize {
             let memory = Self.allocate(count)
+            defer { free(memory) }
+            return try body(UnsafeMutableRawBufferPointer(start: memory, count: count))
+        }
+        guard let key else {
+            let memory = Self.allocate(bufferSize)
             defer { free(memory) }
             return try body(UnsafeMutableRawBufferPointer(start: memory, count: count))
         }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 internal import Glibc
 #endif
+internal import VMFSCore
 
 /// A command line that cannot be used; the message says why.
 struct UsageError: Error, CustomStringConvertible {
@@ -216,11 +217,12 @@ struct CommandLineParser {
         if timing.contains(where: { $0 != nil }) && timing.contains(where: { $0 == nil }) {
             throw UsageError("heartbeat_ms, dead_ms and io_timeout_ms must be given together")
         }
-        configuration.device = Self.absolute(operands[0], in: workingDirectory)
+        // An iSCSI URL is not a path; the mount table shows it without its password.
+        configuration.device = ISCSIAddress.isISCSI(operands[0]) ? operands[0] : Self.absolute(operands[0], in: workingDirectory)
         configuration.mountpoint = Self.normalized(Self.absolute(operands[1], in: workingDirectory))
         if let maxRead { configuration.maxTransfer = min(configuration.maxTransfer, maxRead) }
         configuration.fuseOptions.append("max_read=\(configuration.maxTransfer)")
-        if !sawFsname { configuration.fuseOptions.append("fsname=\(Self.escaped(configuration.device))") }
+        if !sawFsname { configuration.fuseOptions.append("fsname=\(Self.escaped(DeviceOpener.displayName(configuration.device)))") }
         if !sawSubtype { configuration.fuseOptions.append("subtype=vmfs") }
         if !configuration.fuseOptions.contains("default_permissions") {
             configuration.fuseOptions.append("default_permissions")

@@ -37,17 +37,22 @@ extension FileSystem {
                 snapshot.files.withLock { $0 = listing }
             }
             let listing = snapshot.files.withLock { $0 }
+            let root = try rootAttributes()
             var buffer = [CChar](repeating: 0, count: max(size, 0))
             var used = 0
             var index = max(Int(offset), 0)
+            // One reply, also for a zero size (an empty array may still have a base address).
             buffer.withUnsafeMutableBufferPointer { out in
-                guard let base = out.baseAddress else { return }
+                guard let base = out.baseAddress, !out.isEmpty else {
+                    request.reply(buffer: nil, count: 0)
+                    return
+                }
                 while index < listing.count + 2 {
                     let name: String
                     var entry = fuse_entry_param()
                     if index < 2 {
                         name = index == 0 ? "." : ".."
-                        entry.attr = rootAttributes
+                        entry.attr = root
                     } else {
                         let file = listing[index - 2]
                         name = file.name
@@ -66,7 +71,6 @@ extension FileSystem {
                 }
                 request.reply(buffer: base, count: used)
             }
-            if buffer.isEmpty { request.reply(buffer: nil, count: 0) }
         }
     }
 }

@@ -14,8 +14,20 @@ extension FileSystem {
     func open(_ request: Request, inode: fuse_ino_t, info: UnsafeMutablePointer<fuse_file_info>?) {
         request.answer("open") { () throws(VMFSError) in
             guard let info else { throw VMFSError(.invalidArgument, "open without file info") }
-            let (slot, generation) = try inodes.file(inode)
-            let open = try openFile(inode: inode, slot: slot, generation: generation, flags: info.pointee.flags)
+            let open: (handle: OpenHandle, keepCache: Bool)
+            do throws(VMFSError) {
+                let (slot, generation) = try inodes.file(inode)
+                open = try openFile(inode: inode, slot: slot, generation: generation, flags: info.pointee.flags, caller: request.caller.pid)
+            } catch where error.code == .notFound || (error.code == .staleHandle && error.location?.structure != Request.expectedStructure) {
+                // The file the kernel looked up was removed (or is being removed, or its slot
+                // was reused) before this OPEN. Not ENOENT: that would be wrong for O_CREAT,
+                // which OPEN does not show. ESTALE makes the kernel look the name up again and
+                // retry once (or create the file), and the retry's lookup locks the file the
+                // name names by then, so that it cannot change again before the OPEN.
+                try expectRetry(caller: request.caller.pid, writable: info.pointee.flags & O_ACCMODE != O_RDONLY)
+                throw VMFSError(.staleHandle, "the file was removed after the kernel looked it up: \(error.message)",
+                                location: .init(structure: Request.expectedStructure))
+            }
             try finishOpen(request, open.handle, info: info, keepCache: open.keepCache, create: false)
         }
     }
@@ -28,16 +40,20 @@ extension FileSystem {
     /// - Throws: `staleHandle` when the kernel's inode `inode` no longer matches the file
     ///   (another host changed it after the lookup, see ``InodeTable``): the kernel then looks
     ///   the name up again and opens the new inode.
-    func openFile(inode: fuse_ino_t, slot: Int, generation: UInt32, flags: Int32) throws(VMFSError) -> (handle: OpenHandle, keepCache: Bool) {
+    func openFile(inode: fuse_ino_t, slot: Int, generation: UInt32, flags: Int32,
+                  caller: Int32) throws(VMFSError) -> (handle: OpenHandle, keepCache: Bool) {
         let writable = flags & O_ACCMODE != O_RDONLY
         if writable && configuration.readOnly { throw VMFSError(.readOnly, "the volume is mounted read-only") }
         return try slots.withOpenCloseLock(slot) { () throws(VMFSError) -> (OpenHandle, Bool) in
             let lockWasHeld = slots.counts(slot).handles > 0
+            let told = inodes.told(slot: slot)
             let handle = try volume.open(slot: slot, generation: generation, access: writable ? .readWrite : .readOnly)
-            // Counted from here on, so no lookup hands out another instance meanwhile.
+            // Counted from here on, so no lookup hands out another instance meanwhile. Such a
+            // lookup takes the file for held and records its current attributes as the kernel's,
+            // so the check below compares with what the kernel was told before.
             slots.opened(slot, writable: writable)
             let current = inodes.isCurrent(inode)
-            let unchanged = inodes.matches(handle.heldStatus)
+            let unchanged = inodes.matches(handle.heldStatus, told: told)
             if !current || (!lockWasHeld && !unchanged) {
                 if lockWasHeld {
                     // Another handle keeps the lock and the current instance is right: the
@@ -51,6 +67,7 @@ extension FileSystem {
                         try? replaced.handle.close()
                     }
                 }
+                try expectRetry(caller: caller, writable: writable)
                 throw VMFSError(.staleHandle, "file slot \(slot) changed on another host since the kernel looked it up; "
                                 + "the kernel looks it up again", location: .init(structure: Request.expectedStructure))
             }
@@ -61,12 +78,24 @@ extension FileSystem {
                 try? handle.close()
                 throw error
             }
+            graces.retryDone(pid: caller)
             // A handle kept for a refused OPEN is taken over by this one.
             if let kept = graces.take(slot: slot) {
                 slots.closed(slot, writable: kept.writable)
                 try? kept.handle.close()
             }
             return (OpenHandle(handle: handle, inode: inode, writable: writable), lockWasHeld)
+        }
+    }
+
+    /// Before an OPEN is refused as stale: the kernel retries it once from the same process,
+    /// after a lookup that locks what the name names by then (``lookup``). When this refusal is
+    /// of the retry itself (another host changed or removed that file before the lookup could
+    /// lock it), answers `EBUSY` instead: a second `ESTALE` would reach the caller, while a file
+    /// busy on another host is an answer it knows.
+    func expectRetry(caller: Int32, writable: Bool) throws(VMFSError) {
+        guard graces.expectRetry(pid: caller, writable: writable) else {
+            throw VMFSError(.busy, "the file kept changing on another host while the kernel retried an open")
         }
     }
 

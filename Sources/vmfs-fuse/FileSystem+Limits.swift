@@ -25,9 +25,11 @@ extension FileSystem {
             guard destination.writable else { throw VMFSError(.permissionDenied, "the destination is not open for writing") }
             guard offsetIn >= 0, offsetOut >= 0 else { throw VMFSError(.invalidArgument, "negative copy offset") }
             let limit = volume.header.layout.maxFileSize
-            let (end, overflow) = UInt64(offsetOut).addingReportingOverflow(UInt64(length))
+            // The kernel's length is a `size_t`, imported as `Int`: read it back unsigned.
+            let count = UInt64(UInt(bitPattern: length))
+            let (end, overflow) = UInt64(offsetOut).addingReportingOverflow(count)
             guard !overflow, end <= limit else {
-                throw VMFSError(.fileTooLarge, "copying \(length) bytes to offset \(offsetOut) ends past the maximum file size "
+                throw VMFSError(.fileTooLarge, "copying \(count) bytes to offset \(offsetOut) ends past the maximum file size "
                                 + "of \(limit) bytes")
             }
             request.reply(error: EOPNOTSUPP)

@@ -11,8 +11,44 @@ extension FileSystem {
         request.answer("lookup") { () throws(VMFSError) in
             try Self.requireRoot(parent)
             let name = try Self.name(raw)
-            request.reply(entry: entry(for: try volume.status(of: name)))
+            let pid = request.caller.pid
+            writeBacks.lookedUp(by: pid)
+            // A retry's revalidation may find no file, and the lookup that follows a file
+            // created meanwhile: the pending retry stays for that one.
+            let file = try volume.status(of: name)
+            if let writable = graces.retryLookup(pid: pid) {
+                request.reply(entry: retryEntry(for: file, writable: writable))
+                return
+            }
+            request.reply(entry: entry(for: file))
         }
+    }
+
+    /// The lookup of a process whose OPEN this daemon refused as stale (another host had
+    /// changed or removed the file), which the kernel retries: the file the name names now is
+    /// opened for the access the OPEN wanted and kept (``GraceHandles``), so that no host can
+    /// change it before the retried OPEN arrives, and the kernel gets an inode with its current
+    /// attributes. Without this, a second change between the retry's lookup and its OPEN would
+    /// reach the caller as ESTALE. If the file cannot be opened (another host has it), the
+    /// retried OPEN meets the same and answers EBUSY.
+    private func retryEntry(for file: FileStatus, writable: Bool) -> fuse_entry_param {
+        slots.withOpenCloseLock(file.slot) {
+            let held = slots.counts(file.slot).handles > 0
+            guard let handle = try? volume.open(slot: file.slot, generation: file.generation, access: writable ? .readWrite : .readOnly) else {
+                return
+            }
+            slots.opened(file.slot, writable: writable)
+            // Not held here before: another host may have changed the file since the kernel's
+            // inode was made (even with the same size and times: mtime is stored at most once a
+            // second), so the kernel gets a fresh inode, with no page cache to keep.
+            if !held { inodes.renew(handle.heldStatus) }
+            if let replaced = graces.keep(handle, slot: file.slot, writable: writable) {
+                slots.closed(file.slot, writable: replaced.writable)
+                try? replaced.handle.close()
+            }
+        }
+        let current = slots.counts(file.slot).handles > 0 ? (try? volume.status(slot: file.slot, generation: file.generation)) : nil
+        return entry(for: current ?? file)
     }
 
     func create(_ request: Request, parent: fuse_ino_t, name raw: UnsafePointer<CChar>?, mode: mode_t,
@@ -32,8 +68,9 @@ extension FileSystem {
             } catch where error.code == .alreadyExists && flags & O_EXCL == 0 {
                 // Another host created it after the kernel looked the name up: open that file.
                 let existing = try volume.status(of: name)
-                let node = inodes.node(for: existing, held: slots.counts(existing.slot).handles > 0)
-                let open = try openFile(inode: node, slot: existing.slot, generation: existing.generation, flags: flags)
+                let node = entry(for: existing).ino
+                let open = try openFile(inode: node, slot: existing.slot, generation: existing.generation, flags: flags,
+                                        caller: caller.pid)
                 try finishOpen(request, open.handle, info: info, keepCache: open.keepCache, create: true)
                 return
             }
@@ -49,6 +86,7 @@ extension FileSystem {
         request.answer("unlink") { () throws(VMFSError) in
             try Self.requireRoot(parent)
             try volume.remove(try Self.name(raw))
+            writeBacks.renamedOrUnlinked(by: request.caller.pid)
             request.reply(error: 0)
         }
     }
@@ -68,6 +106,7 @@ extension FileSystem {
                                 + "(only RENAME_NOREPLACE and RENAME_EXCHANGE)")
             }
             try volume.rename(try Self.name(raw), to: try Self.name(rawNew), mode: mode)
+            writeBacks.renamedOrUnlinked(by: request.caller.pid)
             request.reply(error: 0)
         }
     }

@@ -29,12 +29,13 @@ final class FileSystem: Sendable {
     let files = OpenHandleRegistry()
     /// Handles kept for a moment after an OPEN was refused with `ESTALE`.
     let graces = GraceHandles()
+    /// The kernel's change-time write-backs after renames and unlinks, answered without storing.
+    let writeBacks = ChangeTimeWriteBacks()
     private let janitorStop = Atomic<Bool>(false)
     let directories = HandleTable<DirectorySnapshot>()
     let buffers: BufferPool
     /// Splices READ replies from the device (`-o splice_read`), when enabled and possible.
     let splicer: SpliceReader?
-    private let createdAt: Int64
     private let session = Mutex<SessionReference?>(nil)
 
     /// The `fuse_session` pointer, for notifications (set once the session exists).
@@ -46,7 +47,6 @@ final class FileSystem: Sendable {
         self.volume = volume
         self.configuration = configuration
         blockSize = volume.header.layout.blockSize
-        createdAt = volume.header.creationTime
         inodes = InodeTable(versioned: configuration.writebackCache)
         buffers = BufferPool(bufferSize: Int(configuration.maxTransfer))
         splicer = configuration.spliceReads
@@ -68,8 +68,13 @@ final class FileSystem: Sendable {
         session.withLock { $0 = SessionReference(raw: raw) }
     }
 
-    /// The root directory's attributes.
-    var rootAttributes: stat { Attributes.rootStat(createdAt: createdAt, blockSize: blockSize) }
+    /// The root directory's attributes, as the volume records them (mode, owner and times are
+    /// shared by every host; the times change with every create, rename and unlink).
+    func rootAttributes() throws(VMFSError) -> stat { Attributes.rootStat(try volume.directoryAttributes(), blockSize: blockSize) }
+
+    /// How long the kernel may cache the root's attributes: the kernel drops them itself after
+    /// this host's own namespace changes, so only other hosts' changes wait this long.
+    static let rootAttributeTimeout = 1.0
 
     /// How long the kernel may cache the attributes of the file in `slot`: only while this host
     /// has the file open, and so holds its lock (shared or exclusive), can no other host change
@@ -79,10 +84,28 @@ final class FileSystem: Sendable {
     }
 
     /// A lookup answer for `file`, under the node id the kernel is to use for it now.
+    ///
+    /// `file` was read before this host's open/close lock of its slot was taken, so an OPEN may
+    /// have come in between: then this host holds the file's lock, the instance stays, and the
+    /// attributes recorded as the kernel's must be those the file has under that lock, not the
+    /// earlier ones (another host may have changed the file between the read and the OPEN; the
+    /// kernel would keep the old size for as long as the file stays open here). A file removed
+    /// meanwhile, whose slot this host now has open for another file, gets node id 0: no entry
+    /// (ENOENT for a lookup; READDIRPLUS shows the name without making an inode).
     func entry(for file: FileStatus) -> fuse_entry_param {
-        let held = slots.counts(file.slot).handles > 0
-        let node = inodes.node(for: file, held: held)
-        return Attributes.entry(for: file, node: node, blockSize: blockSize, attributeTimeout: attributeTimeout(slot: file.slot))
+        slots.withOpenCloseLock(file.slot) {
+            guard slots.counts(file.slot).handles > 0 else {
+                let node = inodes.node(for: file, held: false)
+                return Attributes.entry(for: file, node: node, blockSize: blockSize, attributeTimeout: 0)
+            }
+            guard let current = try? volume.status(slot: file.slot, generation: file.generation) else {
+                var none = fuse_entry_param()
+                none.attr = Attributes.stat(of: file, blockSize: blockSize)
+                return none
+            }
+            let node = inodes.node(for: current, held: true)
+            return Attributes.entry(for: current, node: node, blockSize: blockSize, attributeTimeout: configuration.lockedAttributeTimeout)
+        }
     }
 
     /// The open file behind `info->fh`.

@@ -23,7 +23,48 @@ final class GraceHandles: Sendable {
     }
 
     static let lifetimeNanoseconds: UInt64 = 2_000_000_000
+    /// How long a refused process's retry is waited for: longer than a kept handle lives, so
+    /// that a retry slowed down by a loaded machine still gets `EBUSY` rather than `ESTALE`.
+    static let retryLifetimeNanoseconds: UInt64 = 10_000_000_000
     private let entries = Mutex<[Int: Entry]>([:])
+    /// A refused request the kernel retries from the same process, looking the name up again first.
+    private struct Retry {
+        var writable: Bool
+        var deadline: UInt64
+        /// The retry's lookup came (and locked the file it found).
+        var lookedUp = false
+    }
+
+    /// Callers (process ids) whose OPEN or GETATTR was refused as stale.
+    private let retries = Mutex<[Int32: Retry]>([:])
+
+    /// Notes that the kernel retries a request of process `pid` refused as stale; `writable`:
+    /// the access an OPEN asked for. Returns false when one is pending already: this refusal
+    /// is of the retry itself.
+    func expectRetry(pid: Int32, writable: Bool) -> Bool {
+        let now = Self.now
+        return retries.withLock { retries in
+            retries = retries.filter { $0.value.deadline > now }
+            if retries.removeValue(forKey: pid) != nil { return false }
+            retries[pid] = Retry(writable: writable, deadline: now + Self.retryLifetimeNanoseconds)
+            return true
+        }
+    }
+
+    /// The access of the request process `pid` is retrying, when this is the retry's lookup.
+    func retryLookup(pid: Int32) -> Bool? {
+        let now = Self.now
+        return retries.withLock { retries in
+            guard let retry = retries[pid], retry.deadline > now, !retry.lookedUp else { return nil }
+            retries[pid]?.lookedUp = true
+            return retry.writable
+        }
+    }
+
+    /// Process `pid` needs no retry any more: its OPEN succeeded.
+    func retryDone(pid: Int32) {
+        retries.withLock { _ = $0.removeValue(forKey: pid) }
+    }
 
     /// Keeps `handle` of `slot` until it is taken over or expires. A handle already kept for the
     /// slot is returned: the caller closes it.
@@ -62,7 +103,8 @@ final class GraceHandles: Sendable {
         }
     }
 
-    private static var now: UInt64 {
+    /// Monotonic time, ns.
+    static var now: UInt64 {
         var time = timespec()
         clock_gettime(CLOCK_MONOTONIC, &time)
         return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)

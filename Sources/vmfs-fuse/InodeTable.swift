@@ -37,12 +37,23 @@ final class InodeTable: Sendable {
     }
 
     /// What the kernel was last told about one slot.
-    private struct View {
+    fileprivate struct View {
         var generation: UInt32
         var shape: Shape
         var instance: UInt64
+        /// The first instance handed out for this generation: older node ids of the slot are
+        /// kernel inodes of files that no longer exist.
+        var firstInstance: UInt64
+
         /// The kernel's inode holds what the file does not (a write-back it cached was refused).
         var diverged = false
+
+        init(generation: UInt32, shape: Shape, instance: UInt64, replacing old: View?) {
+            self.generation = generation
+            self.shape = shape
+            self.instance = instance
+            firstInstance = old.map { $0.generation == generation ? $0.firstInstance : instance } ?? instance
+        }
     }
 
     private let views = Mutex<[View?]>(Array(repeating: nil, count: slotCount))
@@ -77,7 +88,7 @@ final class InodeTable: Sendable {
                 if !versioned || (view.shape == shape && !view.diverged) { return Self.node(slot: file.slot, instance: view.instance) }
             }
             let instance = versioned ? (views[file.slot].map { $0.instance + 1 } ?? 0) : 0
-            views[file.slot] = View(generation: file.generation, shape: shape, instance: instance)
+            views[file.slot] = View(generation: file.generation, shape: shape, instance: instance, replacing: views[file.slot])
             return Self.node(slot: file.slot, instance: instance)
         }
     }
@@ -85,15 +96,25 @@ final class InodeTable: Sendable {
     /// The slot and generation the kernel means by `node`.
     ///
     /// - Throws: `isDirectory` for the root, `notFound` for an id VMFS never hands out,
-    ///   `staleHandle` when the kernel was never told about the slot.
+    ///   `staleHandle` when the kernel was never told about the slot, or the node is an inode
+    ///   of an earlier file in the slot.
     func file(_ node: fuse_ino_t) throws(VMFSError) -> (slot: Int, generation: UInt32) {
         guard let slot = Self.slot(of: node) else {
             throw VMFSError(node == Self.root ? .isDirectory : .notFound, "node \(node) is not a file")
         }
-        guard let generation = views.withLock({ $0[slot]?.generation }) else {
+        guard let view = views.withLock({ $0[slot] }) else {
             throw VMFSError(.staleHandle, "node \(node) is unknown to this mount")
         }
-        return (slot, generation)
+        if versioned && node >> Self.slotBits < view.firstInstance {
+            throw VMFSError(.staleHandle, "node \(node) is a file that no longer exists in slot \(slot)")
+        }
+        return (slot, view.generation)
+    }
+
+    /// The modification time the kernel was last told for the file in `slot` with `generation`.
+    func toldModificationTime(slot: Int, generation: UInt32) -> Int64? {
+        guard slot >= 0, slot < Self.slotCount else { return nil }
+        return views.withLock { views in views[slot].flatMap { $0.generation == generation ? $0.shape.modificationTime : nil } }
     }
 
     /// True when `node` is the instance last handed out for its slot (the kernel's inode has
@@ -105,10 +126,35 @@ final class InodeTable: Sendable {
 
     /// True when `file` still looks as the kernel's current instance of it was told.
     func matches(_ file: FileStatus) -> Bool {
-        views.withLock { views in
-            guard let view = views[file.slot], view.generation == file.generation else { return false }
-            return !versioned || view.shape == Shape(file)
+        matches(file, told: views.withLock { $0[file.slot] }.map { Told(view: $0) })
+    }
+
+    /// What the kernel was told about one slot, captured at one moment.
+    struct Told {
+        fileprivate let generation: UInt32
+        fileprivate let shape: Shape
+        fileprivate let instance: UInt64
+
+        fileprivate init(view: View) {
+            generation = view.generation
+            shape = view.shape
+            instance = view.instance
         }
+    }
+
+    /// What the kernel was told about `slot` now. An open captures it before it counts its
+    /// handle: from then on lookups treat the file as held and record its changes as the
+    /// kernel's own, which they are not if another host made them before the lock was taken.
+    func told(slot: Int) -> Told? {
+        guard slot >= 0, slot < Self.slotCount else { return nil }
+        return views.withLock { $0[slot] }.map { Told(view: $0) }
+    }
+
+    /// True when `file` looks as the kernel was `told`, and that is still the current instance.
+    func matches(_ file: FileStatus, told: Told?) -> Bool {
+        guard let told, told.generation == file.generation else { return false }
+        let instance = views.withLock { $0[file.slot]?.instance }
+        return !versioned || (told.shape == Shape(file) && told.instance == instance)
     }
 
     /// Hands out a new instance for `file`: the kernel's current one is stale and an OPEN of it
@@ -116,7 +162,7 @@ final class InodeTable: Sendable {
     func renew(_ file: FileStatus) {
         views.withLock { views in
             let instance = versioned ? (views[file.slot].map { $0.instance + 1 } ?? 0) : 0
-            views[file.slot] = View(generation: file.generation, shape: Shape(file), instance: instance)
+            views[file.slot] = View(generation: file.generation, shape: Shape(file), instance: instance, replacing: views[file.slot])
         }
     }
 

@@ -53,8 +53,9 @@ enum MountTable {
         }
     }
 
-    /// Checks that `path` is an image file or a block device.
+    /// Checks that `path` is an image file or a block device (an iSCSI URL is checked by logging in).
     static func validateDevice(_ path: String) throws(VMFSError) {
+        guard !ISCSIAddress.isISCSI(path) else { return }
         var info = stat()
         guard stat(path, &info) == 0 else {
             let code = errno

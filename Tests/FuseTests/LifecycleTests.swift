@@ -142,7 +142,7 @@ extension FuseSuite {
             #expect(try Posix.read(taken, count: data.count, at: 0) == data, "data A fsynced before it died")
             try Posix.close(taken)
             #expect(try volume.liveHosts() == ["B"], "A's slot was recovered")
-            #expect(eventually(timeout: 10) { !a.isMounted }, "auto_unmount removed A's dead mount")
+            #expect(eventually(timeout: 30) { !a.isMounted }, "auto_unmount removed A's dead mount")
             #expect(try b.unmount() == 0)
             let fsck = try volume.check()
             #expect(fsck.status == 0, "\(fsck)")

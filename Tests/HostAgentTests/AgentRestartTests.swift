@@ -43,7 +43,11 @@ struct AgentRestartTests {
         second.start()
         defer { second.shutdown(powerOffVMs: true) }
         let adopted = try ["a", "b"].map { try second.lookup($0) }
-        #expect(adopted.allSatisfy { $0.power == .running })
+        // Paused while the lease gap of the restart lasted (docs/AGENT.md: the VMM pauses when
+        // its lease runs out before the new agent renews it; under load the hand-over can take
+        // longer than the write window), running again once the new agent's lease arrives.
+        #expect(adopted.allSatisfy { $0.power == .running || $0.power == .paused })
+        #expect(eventually { adopted.allSatisfy { $0.power == .running } })
         #expect(second.context.events.events(after: 0).filter { $0.kind == .vmAdopted }.count == 2)
         #expect(try eventually { try zip(adopted, before).allSatisfy { (vm, old) in try (Self.progress(vm) ?? 0) > old + 100 } })
         for vm in adopted { try vm.powerOffNow() }

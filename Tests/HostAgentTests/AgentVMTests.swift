@@ -9,7 +9,21 @@ struct AgentVMTests {
     /// A VM created and powered on through the agent runs in its own vmx process, writes its disk
     /// through the agent's disk channel, powers itself off, and leaves exactly its pattern behind.
     @Test func guestWritesItsDiskThroughTheAgentAndPowersOff() throws {
-        let scratch = try AgentScratch()
+        try Self.runPatternGuest(on: try AgentScratch())
+    }
+
+    /// The same on a datastore reached over iSCSI (a tgt LUN, Disk Paxos): the agent's membership
+    /// and the VM's disk channel go through the agent's own iSCSI session.
+    @Test func guestWritesItsDiskOnAnISCSIDatastore() throws {
+        guard isRoot, TgtTarget.isAvailable else { try Test.cancel("tgtd needs root and the tgt package (Tools/scripts/setup.sh)") }
+        let tgt = try TgtTarget()
+        let target = try tgt.addTarget(size: 4 << 30)
+        try Self.runPatternGuest(on: try AgentScratch(device: tgt.url(target), mkfsArguments: [
+            "--atomic-update", "paxos", "--heartbeat-interval", "200", "--dead-interval", "4000", "--io-timeout", "800"]))
+    }
+
+    /// Creates vm1 with the diskWritePattern workload, powers it on, and checks its disk and log.
+    private static func runPatternGuest(on scratch: AgentScratch) throws {
         let agent = try HostAgent(configuration: scratch.configuration(host: "esx01"))
         agent.start()
         defer { agent.shutdown(powerOffVMs: true) }

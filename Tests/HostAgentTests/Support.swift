@@ -25,12 +25,14 @@ final class AgentScratch: @unchecked Sendable {
     let directory: URL
     let image: String
 
-    init(size: String = "8G") throws {
+    /// - Parameters:
+    ///   - device: Format this device (an `iscsi://` LUN) with `mkfsArguments` instead of a new image.
+    init(size: String = "8G", device: String? = nil, mkfsArguments: [String] = []) throws {
         directory = URL(fileURLWithPath: "/tmp").appendingPathComponent("hostd-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        image = directory.appendingPathComponent("lun.img").path
-        let made = try runTool("mkfs.vmfs", ["--size", size, "--heartbeat-interval", "100", "--dead-interval", "800",
-                                             "--io-timeout", "300", image])
+        image = device ?? directory.appendingPathComponent("lun.img").path
+        let made = try runTool("mkfs.vmfs", (device == nil ? ["--size", size, "--heartbeat-interval", "100", "--dead-interval", "800",
+                                                              "--io-timeout", "300"] : mkfsArguments) + [image])
         guard made.status == 0 else { throw VMFSError(.io, "mkfs failed: \(made.stderr)") }
         let put = try runTool("vmfs", ["put", "--host-id", "uploader", image, try testGuestImage(), "guest.elf"])
         guard put.status == 0 else { throw VMFSError(.io, "vmfs put failed: \(put.output)") }

@@ -71,6 +71,8 @@ struct AgentClusterTests {
         #expect(try h1.vmctl(["create", "--datastore", "ds1", "--name", "db", "--guest", try testGuestImage(), "--workload", "diskSequence",
                               "--args", "1024,1,0,200000", "--disk", "64M", "--memory", "64M"]).status == 0)
         #expect(try h1.vmctl(["power-on", "db"]).status == 0)
+        // The guest's first boot record must be on disk before the kill, or the second power-on is its first boot.
+        #expect(try eventually { (try sequenceLog(h1, file: "db-flat.vmdk")?.boots ?? 0) == 1 })
         let pid = try #require(h1.vmmPIDs.first)
         kill(pid, SIGKILL)
         #expect(eventually { powerState(h1, "db") == "crashed" })

@@ -3,13 +3,25 @@ import Testing
 @testable import VMFSCore
 import VMFSTestSupport
 
-private let fastHostFlags = ["--heartbeat-ms", "100", "--dead-ms", "800", "--io-timeout-ms", "300"]
+/// Stretches every interval of these tests by `VMFS_TEST_TIMING_SCALE` (default 1): under a
+/// sanitizer (Tools/scripts/sanitize.sh) a host runs several times slower, and one that cannot
+/// renew its heartbeat in time fences itself, as it must.
+private let timingScale = UInt32(ProcessInfo.processInfo.environment["VMFS_TEST_TIMING_SCALE"] ?? "").map { max($0, 1) } ?? 1
+
+private let fastTiming = HeartbeatTiming(renewIntervalMs: 100 * timingScale, deadIntervalMs: 800 * timingScale,
+                                         ioTimeoutMs: 300 * timingScale)
+
+/// `seconds` stretched like the intervals.
+private func scaled(_ seconds: Double) -> Double { seconds * Double(timingScale) }
+
+private let fastHostFlags = ["--heartbeat-ms", "\(fastTiming.renewIntervalMs)", "--dead-ms", "\(fastTiming.deadIntervalMs)",
+                             "--io-timeout-ms", "\(fastTiming.ioTimeoutMs)"]
 
 private func fastOptions(_ name: String, lockWaitMs: UInt32 = 0) -> MountOptions {
     var options = MountOptions(host: HostIdentity.local(override: name))
-    options.timing = HeartbeatTiming(renewIntervalMs: 100, deadIntervalMs: 800, ioTimeoutMs: 300)
-    options.lockWaitMs = lockWaitMs
-    options.commitIntervalMs = 200
+    options.timing = fastTiming
+    options.lockWaitMs = lockWaitMs * timingScale
+    options.commitIntervalMs = 200 * timingScale
     return options
 }
 
@@ -114,7 +126,7 @@ struct ClusterTests {
         let handle = try taker.open("vm.vmdk", access: .readWrite)
         let took = Date().timeIntervalSince(started)
         // D = 0.8 s after the last observed change, plus one heartbeat and the replay.
-        #expect(took < 0.8 + 0.1 + 2.0, "taking a dead host's lock took \(took) s")
+        #expect(took < scaled(0.8 + 0.1 + 2.0), "taking a dead host's lock took \(took) s")
         let text = String(decoding: try handle.read(count: 64, at: 0), as: UTF8.self)
         let sequence = Int(text.split(separator: " ").last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "") ?? 0
         #expect(sequence >= lastReported, "committed writes of the dead host are missing: found \(sequence), it reported \(lastReported)")
@@ -138,7 +150,7 @@ struct ClusterTests {
         let first = try Volume.mount(path: lun.path, options: a)
         let second = try Volume.mount(path: lun.path, options: b)
         let slot = try first.hosts().first { $0.hostName == "victim" }!.slot
-        Thread.sleep(forTimeInterval: 1.0)  // past D: both see the victim dead
+        Thread.sleep(forTimeInterval: scaled(1.0))  // past D: both see the victim dead
         let results = ResultBox()
         let group = DispatchGroup()
         for volume in [first, second] {
@@ -174,21 +186,21 @@ struct ClusterTests {
             holder.kill(SIGCONT)
             Thread.sleep(forTimeInterval: 0.003)
         }
-        Thread.sleep(forTimeInterval: 1.2)  // past D = 0.8 s
+        Thread.sleep(forTimeInterval: scaled(1.2))  // past D = 0.8 s
         let taker = try Volume.mount(path: lun.path, options: fastOptions("taker", lockWaitMs: 10_000))
         let handle = try taker.open("vm.vmdk", access: .readWrite)
         let mine = Array("taken over by another host\n".utf8)
         try handle.write(bytes: mine + [UInt8](repeating: 0, count: 64), at: 0)
         try handle.sync()
         holder.kill(SIGCONT)
-        #expect(holder.waitForLine(startingWith: "LOST", timeout: 10) != nil, "\(holder.output.joined(separator: "\n"))")
-        #expect(holder.waitForLine(startingWith: "REJOINED", timeout: 10) != nil, "\(holder.output.joined(separator: "\n"))")
-        Thread.sleep(forTimeInterval: 0.3)
+        #expect(holder.waitForLine(startingWith: "LOST", timeout: scaled(10)) != nil, "\(holder.output.joined(separator: "\n"))")
+        #expect(holder.waitForLine(startingWith: "REJOINED", timeout: scaled(10)) != nil, "\(holder.output.joined(separator: "\n"))")
+        Thread.sleep(forTimeInterval: scaled(0.3))
         #expect(try handle.read(count: mine.count, at: 0) == mine, "the resumed host wrote to the file it lost")
         try handle.close()
         holder.kill(SIGKILL)
         holder.wait()
-        _ = try taker.recoverDeadHosts(waitMilliseconds: 3000)
+        _ = try taker.recoverDeadHosts(waitMilliseconds: 3000 * UInt64(timingScale))
         try taker.unmount()
         let fsck = try runTool("fsck.vmfs", ["-n", lun.path])
         #expect(fsck.status == 0, "\(fsck.output)")

@@ -1,53 +1,27 @@
 import Synchronization
 import Testing
+import VMFSTestSupport
 @testable import VMFSCore
 
-/// A memory device whose data-area writes fail once armed (after a number of successful ones).
-final class FailingDevice: BlockDevice {
-    let base: MemoryBlockDevice
-    let dataOffset: UInt64
+/// Write errors for a memory device's data area, once armed (after a number of successful writes).
+final class WriteFailures: Sendable {
     private let budget = Mutex<Int?>(nil)
-
-    init(_ base: MemoryBlockDevice, dataOffset: UInt64) {
-        self.base = base
-        self.dataOffset = dataOffset
-    }
 
     /// Lets `count` more data writes succeed, then fails every one; `nil` heals the device.
     func failDataWrites(after count: Int?) { budget.withLock { $0 = count } }
 
-    private func check(_ offset: UInt64) throws(VMFSError) {
-        guard offset >= dataOffset else { return }
-        let fail = budget.withLock { b -> Bool in
-            guard let left = b else { return false }
-            if left > 0 { b = left - 1; return false }
-            return true
+    /// `base`, failing writes and zeroing at or past `dataOffset` as armed.
+    func device(over base: MemoryBlockDevice, dataOffset: UInt64) -> WriteHookDevice {
+        WriteHookDevice(base) { [self] (change, offset, _) throws(VMFSError) in
+            guard change != .discard, offset >= dataOffset else { return }
+            let fail = budget.withLock { b -> Bool in
+                guard let left = b else { return false }
+                if left > 0 { b = left - 1; return false }
+                return true
+            }
+            if fail { throw VMFSError(.io, "injected write error", location: .init(device: base.path, offset: offset)) }
         }
-        if fail { throw VMFSError(.io, "injected write error", location: .init(device: path, offset: offset)) }
     }
-
-    var path: String { base.path }
-    var size: UInt64 { base.size }
-    var alignment: Int { base.alignment }
-    var usesDirectIO: Bool { base.usesDirectIO }
-    var isReadOnly: Bool { base.isReadOnly }
-    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(VMFSError) { try base.read(into: buffer, at: offset) }
-    func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(VMFSError) {
-        try check(offset)
-        try base.write(buffer, at: offset)
-    }
-    func flush() throws(VMFSError) { try base.flush() }
-    func zero(offset: UInt64, length: UInt64) throws(VMFSError) {
-        try check(offset)
-        try base.zero(offset: offset, length: length)
-    }
-    func discard(offset: UInt64, length: UInt64) throws(VMFSError) { try base.discard(offset: offset, length: length) }
-    func perform(_ batch: [DeviceRequest]) throws(VMFSError) {
-        for request in batch where request.kind == .write { try check(request.offset) }
-        try base.perform(batch)
-    }
-    func lockRange(offset: UInt64, length: UInt64) throws(VMFSError) { try base.lockRange(offset: offset, length: length) }
-    func unlockRange(offset: UInt64, length: UInt64) { base.unlockRange(offset: offset, length: length) }
 }
 
 @Suite("Device write errors")
@@ -57,7 +31,8 @@ struct DeviceFailureTests {
     /// consistent, and the volume works normally once the device heals.
     @Test func failedDataWritesLeakNothing() throws {
         let memory = try makeMemoryVolume(size: 512 << 20)
-        let device = FailingDevice(memory, dataOffset: try Volume.readHeader(memory).layout.dataOffset)
+        let failures = WriteFailures()
+        let device = failures.device(over: memory, dataOffset: try Volume.readHeader(memory).layout.dataOffset)
         let volume = try Volume.mount(device: device, options: hostOptions("failing"))
         let free = try volume.statistics().freeBlocks
         let handle = try volume.create("disk", access: .readWrite)
@@ -65,15 +40,15 @@ struct DeviceFailureTests {
         let small = try volume.create("small", access: .readWrite)
         try small.write(bytes: Array("inline".utf8), at: 0)
 
-        device.failDataWrites(after: 0)
+        failures.failDataWrites(after: 0)
         for i in 1...20 {
             #expect(throws: VMFSError.self) { try handle.write(bytes: pattern(4096, seed: UInt64(i)), at: UInt64(i) << 20) }
         }
         #expect(throws: VMFSError.self) { try small.write(bytes: pattern(8192, seed: 9), at: 0) }  // leaves inline data
         // An eager-zeroed preallocation of 8 blocks that fails at the fourth.
-        device.failDataWrites(after: 3)
+        failures.failDataWrites(after: 3)
         #expect(throws: VMFSError.self) { try handle.allocate(offset: 40 << 20, length: 8 << 20, eagerZero: true) }
-        device.failDataWrites(after: nil)
+        failures.failDataWrites(after: nil)
 
         #expect(try small.read(count: 6, at: 0) == Array("inline".utf8))
         #expect(try handle.read(count: 1 << 20, at: 0) == pattern(1 << 20, seed: 1))

@@ -50,6 +50,58 @@ struct FormatTests {
         }
     }
 
+    /// Format 1.2: bytes 376–377 name the atomic update and fencing methods under incompatible
+    /// feature bit 0; volumes without them (1.0, 1.1, or 1.2 with OFD locks) read as OFD locks.
+    @Test func coordinationMethodsAreVersionedInTheHeader() throws {
+        let layout = try VolumeLayout.compute(deviceSize: 4 << 30, blockSize: 1 << 20, maxHosts: 64, journalSize: 1 << 20, diskPaxos: true)
+        var header = VolumeHeader(uuid: HostUUID.random(), label: "lun", creationTime: 1, layout: layout,
+                                  heartbeatIntervalMs: 200, deadIntervalMs: 4000, ioTimeoutMs: 800)
+        header.atomicUpdate = .diskPaxos
+        header.fencing = .persistentReservation
+        let bytes = header.encoded()
+        #expect(bytes[376] == 3 && bytes[377] == 1)
+        #expect(bytes[360] == 1, "incompatible feature bit 0 marks a volume OFD-lock software must not mount")
+        #expect(ByteReader(bytes).u64(352) == layout.paxosOffset && layout.paxosOffset != 0)
+        #expect(try VolumeHeader.decode(bytes) == header)
+
+        func resealed(_ edit: (inout ByteWriter) -> Void) -> [UInt8] {
+            var writer = ByteWriter(bytes: bytes)
+            edit(&writer)
+            writer.put(UInt32(0), at: 12)
+            writer.put(CRC32C.checksum(writer.bytes, excludingFieldAt: 12), at: 12)
+            return writer.bytes
+        }
+        for (offset, value) in [(376, UInt8(9)), (377, UInt8(7))] {
+            do {
+                _ = try VolumeHeader.decode(resealed { $0.put(value, at: offset) }, device: "lun0")
+                Issue.record("an unknown method at byte \(offset) must be refused")
+            } catch {
+                #expect(error.code == .futureVersion)
+                #expect(error.location?.offset == UInt64(offset), "\(error)")
+            }
+        }
+        let unknownFeature = resealed { $0.put(UInt64(3), at: 360) }
+        #expect(throws: VMFSError.self) { try VolumeHeader.decode(unknownFeature) }
+        let bitWithoutMethods = resealed {
+            $0.put(UInt8(0), at: 376)
+            $0.put(UInt8(0), at: 377)
+        }
+        #expect(throws: VMFSError.self) { try VolumeHeader.decode(bitWithoutMethods) }
+
+        // A 1.1 volume: no feature bits, zero bytes 376–377, minor 1: OFD locks, no fencing.
+        let plainLayout = try VolumeLayout.compute(deviceSize: 4 << 30, blockSize: 1 << 20, maxHosts: 64, journalSize: 1 << 20)
+        var old = VolumeHeader(uuid: HostUUID.random(), label: "old", creationTime: 1, layout: plainLayout,
+                               heartbeatIntervalMs: 3000, deadIntervalMs: 16000, ioTimeoutMs: 8000).encoded()
+        var writer = ByteWriter(bytes: old)
+        writer.put(UInt16(1), at: 10)
+        writer.put(UInt32(0), at: 12)
+        writer.put(CRC32C.checksum(writer.bytes, excludingFieldAt: 12), at: 12)
+        old = writer.bytes
+        #expect(old[360] == 0 && old[376] == 0 && old[377] == 0)
+        let decoded = try VolumeHeader.decode(old)
+        #expect(decoded.formatMinor == 1 && decoded.atomicUpdate == .rangeLocks && decoded.fencing == FencingMethod.none)
+    }
+
     @Test func heartbeatSlotRoundTrips() throws {
         var slot = HeartbeatSlot(index: 7)
         slot.state = .replaying
@@ -123,6 +175,29 @@ struct FormatTests {
         inline.inlineData = Array("displayName = \"vm\"\n".utf8)
         inline.size = UInt64(inline.inlineData.count)
         #expect(try FileDescriptorRecord.decode(inline.encoded(volumeID: volumeID, address: address), slot: 2, volumeID: volumeID, address: address) == inline)
+    }
+
+    @Test func rootDirectoryRecordLivesInNameTableSectorZero() throws {
+        var sector = NameTableSector(index: 0)
+        sector.entries[15] = NameEntry(name: "last", slot: 9, generation: 2, created: 5)
+        #expect(try NameTableSector.decode(sector.encoded(volumeID: volumeID, address: address), index: 0, volumeID: volumeID,
+                                           address: address).directory == nil, "no record: the defaults apply")
+        sector.directory = DirectoryAttributes(mode: 0o1777, uid: 1000, gid: 100, accessTime: 1, modificationTime: -2, changeTime: 3)
+        let bytes = sector.encoded(volumeID: volumeID, address: address)
+        // After the 16 entries (64 + 16 × 240), version 1 first.
+        #expect(bytes[3904] == 1 && bytes[3905] == 0 && bytes[3908] == 0xFF && bytes[3909] == 0x03)
+        let decoded = try NameTableSector.decode(bytes, index: 0, volumeID: volumeID, address: address)
+        #expect(decoded.directory == sector.directory && decoded.entries == sector.entries)
+        expectCorruptionDetected(bytes, at: 3912) { try _ = NameTableSector.decode($0, index: 0, volumeID: volumeID, address: address) }
+        // Mode bits beyond 0o7777 from a hostile or newer writer are dropped.
+        var wide = DirectoryAttributes.defaults(created: 7)
+        wide.mode = 0o177777
+        #expect(DirectoryAttributes.defaults(created: 7) == DirectoryAttributes(mode: 0o755, uid: 0, gid: 0, accessTime: 7,
+                                                                                  modificationTime: 7, changeTime: 7))
+        sector.directory = wide
+        let masked = try NameTableSector.decode(sector.encoded(volumeID: volumeID, address: address), index: 0, volumeID: volumeID,
+                                                address: address)
+        #expect(masked.directory?.mode == 0o7777)
     }
 
     @Test func pointerBlockBitmapAndJournalRoundTrip() throws {

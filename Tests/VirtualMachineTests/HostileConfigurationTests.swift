@@ -124,4 +124,17 @@ struct HostileConfigurationTests {
         }
         #expect(try VMDKDescriptor(parsing: "RW 18014398509481983 FLAT \"x\" 0", fileName: "x.vmdk").byteCount == 18014398509481983 * 512)
     }
+
+    /// Found by fuzz-vm-files: a descriptor the parser accepted did not read back the same once
+    /// written (an extent name holding a quote), and a quoted name with a space was refused as
+    /// a bad offset.
+    @Test func extentNamesAreQuotedOrSingleWordsWithoutQuotes() throws {
+        let spaced = try VMDKDescriptor(parsing: "RW 8 FLAT \"my disk-flat.vmdk\" 0", fileName: "x.vmdk")
+        #expect(spaced.extentFileName == "my disk-flat.vmdk")
+        #expect(try VMDKDescriptor(parsing: spaced.text, fileName: "x.vmdk") == spaced)
+        #expect(try VMDKDescriptor(parsing: "RDONLY 8 FLAT bare-flat.vmdk", fileName: "x.vmdk").extentFileName == "bare-flat.vmdk")
+        for line in ["RW 8 FLAT a\"b 0", "RW 8 FLAT \"unterminated 0", "RW 8 FLAT \"\" 0", "RW 8 FLAT \"x\"y\" 0"] {
+            #expect(throws: VMError.self, "\(line)") { try VMDKDescriptor(parsing: line, fileName: "x.vmdk") }
+        }
+    }
 }

@@ -53,9 +53,9 @@ struct CheckFilesystem: ParsableCommand {
     }
 
     func run() throws {
-        let target: FileBlockDevice
+        let target: any BlockDevice
         do {
-            target = try FileBlockDevice(path: device, readOnly: !yes)
+            target = try DeviceOpener.open(device, readOnly: !yes)
         } catch {
             ToolOutput.error("fsck.vmfs: error: \(error.description)")
             throw ExitCode(8)

@@ -18,6 +18,7 @@ struct MakeFilesystem: ParsableCommand {
             Examples:
               mkfs.vmfs --size 64T --label datastore1 /var/lib/vmfs/lun0.img
               mkfs.vmfs --block-size 8M --max-hosts 128 /dev/loop0
+              mkfs.vmfs --atomic-update ats --fencing pr iscsi://10.0.0.5/iqn.2026-11.org.example:lun0/1
             """)
 
     @Option(help: "Size of the image file to create (e.g. 10G, 64T). Only for image files.")
@@ -44,6 +45,13 @@ struct MakeFilesystem: ParsableCommand {
     @Option(name: .customLong("io-timeout"), help: "Heartbeat and metadata I/O timeout T in milliseconds; a host stops writing D − T after its last renewal.")
     var ioTimeout: UInt32 = 8000
 
+    @Option(name: .customLong("atomic-update"),
+            help: "How hosts update lock and heartbeat sectors atomically: ats (SCSI COMPARE AND WRITE), scsi2 (RESERVE/RELEASE), paxos (Disk Paxos on plain reads and writes), ofd (byte-range locks: one machine), or auto (ATS when the LUN executes it, else scsi2; ofd for files and block devices).")
+    var atomicUpdate: String = "auto"
+
+    @Option(help: "How dead hosts are fenced at the storage: pr (SPC-3 persistent reservations), none, or auto (pr when the LUN supports it).")
+    var fencing: String = "auto"
+
     @Option(help: ArgumentHelp("Volume UUID (default: random).", visibility: .hidden))
     var uuid: String?
 
@@ -53,7 +61,7 @@ struct MakeFilesystem: ParsableCommand {
     @Flag(help: "Print the result as JSON.")
     var json = false
 
-    @Argument(help: "Block device or image file.")
+    @Argument(help: "Block device, image file, or iSCSI LUN (iscsi://[user[%password]@]host[:port]/target-iqn/lun).")
     var device: String
 
     struct Result: Encodable {
@@ -70,6 +78,9 @@ struct MakeFilesystem: ParsableCommand {
         var deadIntervalMs: UInt32
         var ioTimeoutMs: UInt32
         var maxFileSizeBytes: UInt64
+        var atomicUpdate: String
+        var fencing: String
+        var probes: [String]
         var seconds: Double
     }
 
@@ -84,6 +95,16 @@ struct MakeFilesystem: ParsableCommand {
         options.maxHosts = maxHosts
         options.force = force
         options.timing = HeartbeatTiming(renewIntervalMs: heartbeatInterval, deadIntervalMs: deadInterval, ioTimeoutMs: ioTimeout)
+        if atomicUpdate != "auto" {
+            guard let method = AtomicUpdateMethod(name: atomicUpdate) else {
+                throw ValidationError("--atomic-update '\(atomicUpdate)' is not one of auto, ats, scsi2, paxos, ofd")
+            }
+            options.atomicUpdate = method
+        }
+        if fencing != "auto" {
+            guard let method = FencingMethod(name: fencing) else { throw ValidationError("--fencing '\(fencing)' is not one of auto, pr, none") }
+            options.fencing = method
+        }
         if let journalSize {
             guard let bytes = parseSize(journalSize) else { throw ValidationError("--journal-size '\(journalSize)' is not a size") }
             options.journalSize = bytes
@@ -93,10 +114,15 @@ struct MakeFilesystem: ParsableCommand {
             options.uuid = parsed
         }
         let createdImage = try prepareImage()
-        let target: FileBlockDevice
+        let target: any BlockDevice
         let header: VolumeHeader
+        var probes: [String] = []
         do {
-            target = try FileBlockDevice(path: device)
+            target = try DeviceOpener.open(device)
+            let choice = try VolumeFormatter.chooseCoordination(for: target, options: options)
+            probes = choice.notes
+            options.atomicUpdate = choice.atomicUpdate
+            options.fencing = choice.fencing
             header = try VolumeFormatter.format(target, options: options)
         } catch {
             // Nothing is left behind: an image this run created goes away with the failure.
@@ -104,29 +130,37 @@ struct MakeFilesystem: ParsableCommand {
             throw error
         }
         let result = Result(
-            device: device, uuid: header.uuid.description, label: header.label, sizeBytes: target.size,
+            device: DeviceOpener.displayName(device), uuid: header.uuid.description, label: header.label, sizeBytes: target.size,
             blockSize: header.layout.blockSize, dataBlocks: header.layout.totalBlocks, maxHosts: header.layout.maxHosts,
             journalSizeBytes: header.layout.journalSize, dataOffset: header.layout.dataOffset,
             heartbeatIntervalMs: header.heartbeatIntervalMs, deadIntervalMs: header.deadIntervalMs, ioTimeoutMs: header.ioTimeoutMs,
-            maxFileSizeBytes: header.layout.maxFileSize, seconds: Date().timeIntervalSince(started))
+            maxFileSizeBytes: header.layout.maxFileSize, atomicUpdate: header.atomicUpdate.name, fencing: header.fencing.name,
+            probes: probes, seconds: Date().timeIntervalSince(started))
         if json {
             ToolOutput.json(result)
         } else {
             print("""
-                Created VMFS volume \(header.uuid) on \(device)
+                Created VMFS volume \(header.uuid) on \(result.device)
                   label:        \(header.label.isEmpty ? "(none)" : header.label)
                   size:         \(formatSize(target.size)) (\(header.layout.totalBlocks) blocks of \(formatSize(UInt64(header.layout.blockSize))))
                   hosts:        \(header.layout.maxHosts) heartbeat slots, journals of \(formatSize(header.layout.journalSize))
                   heartbeat:    every \(header.heartbeatIntervalMs) ms, dead after \(header.deadIntervalMs) ms, I/O timeout \(header.ioTimeoutMs) ms
                   max file:     \(formatSize(header.layout.maxFileSize)); at most 255 files
                   metadata:     \(formatSize(header.layout.dataOffset)) (written sparsely)
+                  locking:      \(header.atomicUpdate) [\(header.atomicUpdate.name)]
+                  fencing:      \(header.fencing) [\(header.fencing.name)]
                   took:         \(String(format: "%.3f", result.seconds)) s
                 """)
+            for probe in probes { print("  probe:        \(probe)") }
         }
     }
 
     /// Creates or sizes the image file when --size is given; returns true when it created one.
     private func prepareImage() throws -> Bool {
+        if ISCSIAddress.isISCSI(device) {
+            if size != nil { throw ValidationError("--size is only for image files; \(DeviceOpener.displayName(device)) is an iSCSI LUN") }
+            return false
+        }
         var info = stat()
         let exists = stat(device, &info) == 0
         guard let size else {

@@ -11,7 +11,10 @@ packages=(
     qemu-utils                  # qemu-img: a real client in the FUSE tests
     util-linux e2fsprogs xfsprogs btrfs-progs  # losetup, signatures mkfs.vmfs must refuse to overwrite
     busybox-static cpio xz-utils # guest initramfs for the Linux boot-path check
+    spin                        # model check of the descriptor-lock protocol (Tools/model)
     iproute2 curl               # host agents in network namespaces (ip netns, nsenter) and their API in tests
+    libiscsi-dev libiscsi-bin   # iSCSI LUNs in user space (iscsi:// devices); iscsi-perf for benchmarks
+    tgt istgt sg3-utils         # real iSCSI targets for tests and the demo (istgt executes COMPARE AND WRITE, tgt does not); sg_persist
     nftables                    # virtual switches: security policy as bridge-family rules (docs/NETWORKING.md)
 )
 

@@ -10,31 +10,40 @@ struct Counter: ParsableCommand {
     @OptionGroup var host: HostIdentityOptions
     @Option var file: String = "counter"
     @Option var increments = 100
+    @Option(help: "Append one line per exclusive hold to this file: host, acquired and released (CLOCK_MONOTONIC ns).")
+    var history: String?
     @Argument var device: String
 
     func run() throws {
         var options = host.mountOptions()
         options.lockWaitMs = max(options.lockWaitMs, 120_000)
         let volume = try Volume.mount(path: device, options: options)
+        let log = try history.map { try EventLog(path: $0) }
         say("READY")
         var latencies: [UInt64] = []
+        var last: UInt64 = 0
         for _ in 0..<increments {
-            let start = DispatchTime.now().uptimeNanoseconds
+            let start = monotonicNanoseconds()
             let handle = try volume.open(file, access: .readWrite)
-            let acquired = DispatchTime.now().uptimeNanoseconds
+            let acquired = monotonicNanoseconds()
             let bytes = try handle.read(count: 8, at: 0)
             var value: UInt64 = 0
             for (i, byte) in bytes.enumerated() { value |= UInt64(byte) << (8 * UInt64(i)) }
             value += 1
+            last = value
             try handle.write(bytes: (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) }, at: 0)
+            // The hold is over once close starts writing the lock record free; recorded only
+            // after the increment landed, so every line is a hold that changed the counter.
+            let released = monotonicNanoseconds()
             try handle.close()
+            log?.append("HOLD \(host.hostID ?? "-") \(acquired) \(released) \(value)")
             latencies.append(acquired - start)
         }
         try volume.unmount()
         latencies.sort()
         let median = latencies.isEmpty ? 0 : latencies[latencies.count / 2]
         let p99 = latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
-        say("FINISHED median_acquire_us=\(median / 1000) p99_acquire_us=\(p99 / 1000)")
+        say("FINISHED median_acquire_us=\(median / 1000) p99_acquire_us=\(p99 / 1000) last_value=\(last)")
     }
 }
 
@@ -85,6 +94,9 @@ struct Hold: ParsableCommand {
     @Option var file: String
     @Option(name: .customLong("interval-ms")) var intervalMs: UInt32 = 20
     @Flag(help: "Create the file first.") var create = false
+    @Option(name: .customLong("raw-write-offset"),
+            help: "Also write a sector straight to the device at this byte offset every interval, past the volume's own fencing: the writes a frozen host still has queued in its kernel or the network.")
+    var rawWriteOffset: UInt64?
     @Argument var device: String
 
     func run() throws {
@@ -92,6 +104,9 @@ struct Hold: ParsableCommand {
         let handle = create ? try volume.create(file, access: .readWrite) : try volume.open(file, access: .readWrite)
         if create { try handle.sync() }
         say("READY slot=\(volume.membership?.slot ?? -1)")
+        if let rawWriteOffset {
+            QueuedWriter(device: volume.device, offset: rawWriteOffset, label: host.hostID ?? "-", intervalMs: intervalMs).start()
+        }
         var sequence: UInt64 = 0
         var lost = false
         while true {
@@ -144,5 +159,52 @@ struct LockBenchmark: ParsableCommand {
         let updates = Double(after.atomicUpdates - before.atomicUpdates) / Double(iterations)
         say("RESULT median_us=\(latencies[latencies.count / 2] / 1000) p99_us=\(latencies[latencies.count * 99 / 100] / 1000) "
             + "reads_per_cycle=\(reads) atomic_updates_per_cycle=\(updates)")
+    }
+}
+
+/// Writes a numbered sector straight to the device in a loop, reporting `RAWOK n` for every
+/// tenth write that the storage took, until the storage refuses one (`RAWFAIL n <error>`): the
+/// writes of one membership that were queued below the volume's own fencing. (After a rejoin the
+/// host is a new member; its later writes are not the old membership's.)
+struct QueuedWriter: Sendable {
+    let device: any BlockDevice
+    let offset: UInt64
+    let label: String
+    let intervalMs: UInt32
+
+    func start() {
+        Thread.detachNewThread {
+            var sequence: UInt64 = 0
+            while true {
+                sequence += 1
+                var sector = Array("RAW \(label) seq \(sequence)\n".utf8)
+                sector += [UInt8](repeating: 0, count: 4096 - sector.count)
+                do throws(VMFSError) {
+                    try device.write(bytes: sector, at: offset)
+                    if sequence % 10 == 0 { say("RAWOK \(sequence)") }
+                } catch {
+                    say("RAWFAIL \(sequence) \(error.code) \(error.message)")
+                    return
+                }
+                Thread.sleep(forTimeInterval: Double(intervalMs) / 1000)
+            }
+        }
+    }
+}
+
+/// Prints the LUN's persistent-reservation state and each slot's key (`vmfs info`/`hosts` without
+/// the agent client), for the fencing benchmark and debugging.
+struct FenceStatus: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "fence-status")
+
+    @Argument var device: String
+
+    func run() throws {
+        let inspector = try VolumeInspector(path: device)
+        let coordination = inspector.coordination()
+        say("RESERVATION \(coordination.reservation ?? "none") KEYS \((coordination.registeredKeys ?? []).joined(separator: ","))")
+        for host in try inspector.hosts(observeMilliseconds: 0) where host.state != "free" {
+            say("SLOT \(host.slot) \(host.state) \(host.hostName) key=\(host.fencingKey ?? "-") registered=\(host.registered.map(String.init) ?? "-")")
+        }
     }
 }

@@ -23,6 +23,14 @@ final class EventLog {
     }
 }
 
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process of this machine, so lock
+/// histories written by several host processes can be compared.
+func monotonicNanoseconds() -> UInt64 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+}
+
 /// Deterministic pseudo-random numbers (xorshift64*).
 struct SeededRandom: RandomNumberGenerator {
     private var state: UInt64

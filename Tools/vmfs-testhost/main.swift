@@ -6,7 +6,7 @@ struct TestHost: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vmfs-testhost",
         abstract: "Run a workload against a VMFS volume as one cluster host (tests and benchmarks).",
-        subcommands: [CrashWorkload.self, Counter.self, AllocationWriter.self, Hold.self, LockBenchmark.self])
+        subcommands: [CrashWorkload.self, Counter.self, AllocationWriter.self, Hold.self, LockBenchmark.self, FenceStatus.self])
 }
 
 TestHost.main()

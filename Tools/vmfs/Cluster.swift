@@ -23,10 +23,18 @@ struct Hosts: ParsableCommand {
             let longestRenew = quick.filter { $0.state != "free" }.map { UInt64($0.renewIntervalMs) }.max() ?? 0
             let hosts = try inspector.hosts(observeMilliseconds: observeMs ?? (longestRenew * 3 / 2)).filter { all || $0.state != "free" }
             if json { ToolOutput.json(hosts); return }
-            var table = TextTable(header: ["SLOT", "STATE", "LIVENESS", "GEN", "MS SINCE CHANGE", "HOST", "NAME", "PID", "LAST RENEWAL (OWNER'S CLOCK)"])
+            let fencing = hosts.contains { $0.fencingKey != nil }
+            var columns = ["SLOT", "STATE", "LIVENESS", "GEN", "MS SINCE CHANGE", "HOST", "NAME", "PID", "LAST RENEWAL (OWNER'S CLOCK)"]
+            if fencing { columns.append("PR KEY") }
+            var table = TextTable(header: columns)
             for host in hosts {
-                table.add(["\(host.slot)", host.state, host.liveness, "\(host.generation)", host.msSinceChange.map(String.init) ?? "-",
-                           host.host, host.hostName.escapingControlCharacters, "\(host.pid)", host.lastRenewal])
+                var row = ["\(host.slot)", host.state, host.liveness, "\(host.generation)", host.msSinceChange.map(String.init) ?? "-",
+                           host.host, host.hostName.escapingControlCharacters, "\(host.pid)", host.lastRenewal]
+                if fencing {
+                    let status = host.registered.map { $0 ? "registered" : "not registered" } ?? "unknown"
+                    row.append(host.fencingKey.map { "\($0) (\(status))" } ?? "-")
+                }
+                table.add(row)
             }
             print(table.render())
         } catch {

@@ -28,6 +28,7 @@ struct Info: ParsableCommand {
         var maxFileSizeBytes: UInt64
         var directIO: Bool
         var hostsInUse: Int
+        var coordination: CoordinationInfo
     }
 
     func run() throws {
@@ -36,18 +37,19 @@ struct Info: ParsableCommand {
             let header = inspector.header
             let stats = try inspector.statistics()
             let hosts = try inspector.hosts(observeMilliseconds: 0).filter { $0.state != "free" }
+            let coordination = inspector.coordination()
             let output = Output(
-                device: device, uuid: header.uuid.description, label: header.label,
+                device: DeviceOpener.displayName(device), uuid: header.uuid.description, label: header.label,
                 formatVersion: "\(header.formatMajor).\(header.formatMinor)", created: ToolOutput.time(header.creationTime),
                 sizeBytes: header.layout.deviceSize, blockSize: header.layout.blockSize, totalBlocks: stats.totalBlocks,
                 freeBlocks: stats.freeBlocks, files: stats.files, maxFiles: stats.maxFiles, maxHosts: header.layout.maxHosts,
                 journalSizeBytes: header.layout.journalSize, heartbeatIntervalMs: header.heartbeatIntervalMs,
                 deadIntervalMs: header.deadIntervalMs, ioTimeoutMs: header.ioTimeoutMs, maxFileSizeBytes: header.layout.maxFileSize,
-                directIO: inspector.device.usesDirectIO, hostsInUse: hosts.count)
+                directIO: inspector.device.usesDirectIO, hostsInUse: hosts.count, coordination: coordination)
             if json { ToolOutput.json(output); return }
             let used = (stats.totalBlocks - 1 - min(stats.freeBlocks, stats.totalBlocks - 1)) * UInt64(stats.blockSize)
             print("""
-                Volume \(header.uuid) on \(device)
+                Volume \(header.uuid) on \(output.device)
                   label:      \(header.label.isEmpty ? "(none)" : header.label.escapingControlCharacters)
                   format:     \(output.formatVersion), created \(output.created)
                   size:       \(formatSize(header.layout.deviceSize)), \(stats.totalBlocks) blocks of \(formatSize(UInt64(stats.blockSize)))
@@ -56,7 +58,14 @@ struct Info: ParsableCommand {
                   hosts:      \(hosts.count) of \(header.layout.maxHosts) heartbeat slots in use
                   heartbeat:  every \(header.heartbeatIntervalMs) ms, dead after \(header.deadIntervalMs) ms, I/O timeout \(header.ioTimeoutMs) ms
                   max file:   \(formatSize(header.layout.maxFileSize))
+                  locking:    \(coordination.atomicUpdateDescription) [\(coordination.atomicUpdate)]
+                  fencing:    \(coordination.fencingDescription) [\(coordination.fencing)]
                 """)
+            if let target = coordination.target { print("  target:     \(target)") }
+            if let reservation = coordination.reservation { print("  reserved:   \(reservation)") }
+            if let keys = coordination.registeredKeys {
+                print("  registered: \(keys.isEmpty ? "no keys" : keys.joined(separator: ", "))")
+            }
             if !stats.damagedBitmaps.isEmpty {
                 ToolOutput.error("vmfs info: warning: damaged allocation bitmaps counted as full: "
                                  + "\(stats.damagedBitmaps.joined(separator: ", ")) (run fsck.vmfs)")

@@ -105,7 +105,7 @@ struct VMHostDaemon: AsyncParsableCommand {
         router.middlewares.add(MethodNotAllowed())
         // Times carry milliseconds (failover timelines, events): RFC 3339 with fractional seconds.
         try handler.registerHandlers(on: router, configuration: .init(dateTranscoder: .iso8601WithFractionalSeconds),
-                                     middlewares: [APIErrorMiddleware()])
+                                     middlewares: [APIErrorMiddleware(), JSONNullRejection()])
         return router
     }
 }

@@ -48,6 +48,8 @@ int cvmfs_direct_io_alignment(int fd, uint32_t *memory_alignment, uint32_t *offs
 pid_t cvmfs_gettid(void);
 /// Names the calling thread (at most 15 bytes are kept).
 void cvmfs_set_thread_name(const char *name);
+/// 1 when the calling thread is detached, 0 when it is joinable, -errno on failure.
+int cvmfs_thread_is_detached(void);
 int cvmfs_eventfd(unsigned int initial, int flags);
 extern const int CVMFS_EFD_CLOEXEC;
 extern const int CVMFS_EFD_NONBLOCK;

@@ -26,6 +26,9 @@ final class HAController: Sendable {
         /// The liveness last seen of each member, and failures detected (host → record key).
         var liveness: [String: String] = [:]
         var failures: [String: FailureRecord] = [:]
+        /// Members seen dead but not yet recovered, and the event to report once that is
+        /// confirmed (see ``noteLiveness(_:_:slot:volume:)``).
+        var suspected: [String: HostEvent] = [:]
         var isolatedSince: UInt64?
         var statuses: [String: HAHostStatus] = [:]
         /// Restarts done here not yet written to the failover records, and whether a writer runs.
@@ -227,9 +230,29 @@ final class HAController: Sendable {
             }
             // Recover it now rather than at this host's next heartbeat renewal (up to H away).
             if liveness != "down" { try? volume.recoverDeadHostsInBackground() }
-            context.events.record(HostEvent(kind: .haHostFailed, severity: .warning,
-                                            message: "HA: member \(member) failed (heartbeat silent for \(slot?.deadIntervalMs ?? 0) ms)"))
-        } else if liveness == "down" {
+            let event = HostEvent(kind: .haHostFailed, severity: .warning,
+                                  message: "HA: member \(member) failed (heartbeat silent for \(slot?.deadIntervalMs ?? 0) ms)")
+            // A heartbeat seen silent for D is reported once the member is recovered (its slot
+            // replayed or freed): a member that renews again first was late, not gone (a host
+            // starved of CPU for longer than D), and nothing of it moves.
+            if liveness == "dead" {
+                state.withLock { $0.suspected[member] = event }
+            } else {
+                context.events.record(event)
+            }
+        } else if let event = state.withLock({ s in failedNow && liveness != "dead" ? s.suspected.removeValue(forKey: member) : nil }) {
+            context.events.record(event)
+        } else if liveness == "alive", let event = state.withLock({ $0.suspected.removeValue(forKey: member) }) {
+            let failedGeneration = state.withLock { $0.failures[member]?.generation }
+            if let failedGeneration, let slot, slot.generation != failedGeneration {
+                // Recovered and back with a new membership between two looks: it did fail.
+                context.events.record(event)
+            } else {
+                // Renewed again before anyone recovered it: it was late, not gone.
+                state.withLock { _ = $0.failures.removeValue(forKey: member) }
+            }
+        }
+        if liveness == "down" {
             state.withLock { s in
                 if s.failures[member] != nil && s.failures[member]?.recovered == nil { s.failures[member]?.recovered = MonotonicClock.wallNanoseconds }
             }

@@ -155,8 +155,13 @@ public final class ManagedVM: Sendable {
                 specification.networkInterfaces = nics
                 descriptors += portDescriptors
             }
-            _ = try connection.request(.configure(specification), descriptors: descriptors, timeoutNanoseconds: 60_000_000_000) {
-                if case .configured = $0 { true } else { false }
+            // The boot images' descriptors travel as raw numbers: the images (which close them when
+            // released) must live until the VMM has its copies. Optimized builds release them
+            // after their last use otherwise, and the send fails with EBADF.
+            _ = try withExtendedLifetime(images) { () throws(AgentError) in
+                try connection.request(.configure(specification), descriptors: descriptors, timeoutNanoseconds: 60_000_000_000) {
+                    if case .configured = $0 { true } else { false }
+                }
             }
             for disk in disks { disk.peerSocket.socket.close() }
             for port in ports { close(port.descriptor) }

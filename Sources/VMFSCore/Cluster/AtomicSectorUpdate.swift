@@ -7,13 +7,25 @@ import Synchronization
 /// sector). Backends:
 /// - ``RangeLockSectorUpdate``: OFD byte-range locks on the device (`F_OFD_SETLKW`); correct for
 ///   every process that shares one kernel (image files, loop devices), which is what runs here.
-/// - Future: SCSI COMPARE AND WRITE through SG_IO on an iSCSI/FC LUN, and Disk Paxos on plain
-///   shared disks that only offer reads and writes. Callers only see this protocol.
+/// - ``CompareAndWriteSectorUpdate``: SCSI COMPARE AND WRITE (ATS) on a LUN.
+/// - ``ReservationSectorUpdate``: SCSI-2 RESERVE/RELEASE around read, compare, write.
+/// - ``DiskPaxosSectorUpdate`` (lock records) and ``DeltaLeaseSectorUpdate`` (heartbeat slots):
+///   plain reads and writes, as sanlock's paxos and delta leases.
+/// The volume header names the method (``AtomicUpdateMethod``); callers only see this protocol.
 public protocol AtomicSectorUpdate: Sendable {
     /// Reads the sector at `address` (one device read).
     func read(at address: UInt64) throws(VMFSError) -> [UInt8]
     /// Writes `new` at `address` if the sector currently equals `expected` (one atomic update).
     func compareAndWrite(at address: UInt64, expected: [UInt8], new: [UInt8]) throws(VMFSError) -> CompareAndWriteResult
+    /// The same, saying whether the writer owns the sector now (a heartbeat renewal, a release):
+    /// methods that must otherwise wait out competing writers (delta leases) need not.
+    func compareAndWrite(at address: UInt64, expected: [UInt8], new: [UInt8], ownerUpdate: Bool) throws(VMFSError) -> CompareAndWriteResult
+}
+
+extension AtomicSectorUpdate {
+    public func compareAndWrite(at address: UInt64, expected: [UInt8], new: [UInt8], ownerUpdate: Bool) throws(VMFSError) -> CompareAndWriteResult {
+        try compareAndWrite(at: address, expected: expected, new: new)
+    }
 }
 
 /// The outcome of a compare-and-write.
@@ -43,7 +55,7 @@ public final class ClusterIOStatistics: Sendable {
     /// The current counts.
     public var counts: Counts { counters.withLock { $0 } }
 
-    func countRead() { counters.withLock { $0.sectorReads += 1 } }
+    func countRead(_ count: Int = 1) { counters.withLock { $0.sectorReads += count } }
     func countUpdate(mismatch: Bool) {
         counters.withLock {
             $0.atomicUpdates += 1

@@ -26,6 +26,11 @@ final class HeartbeatService: Sendable {
     let timing: HeartbeatTiming
     let observations: HostObservations
     let fence: FenceState
+    /// Persistent-reservation fencing of this membership (its key goes into the slot), if the volume uses it.
+    let storageFence: StorageFence?
+    /// The slot this host is taking over before it is its member (reclaiming its own crashed
+    /// incarnation): Disk Paxos ballots use it meanwhile.
+    private let provisional = Mutex<Int?>(nil)
     private let state = Mutex<State>(State())
     private let callbacks = Mutex<Callbacks>(Callbacks())
 
@@ -37,7 +42,9 @@ final class HeartbeatService: Sendable {
     }
 
     init(device: any BlockDevice, updater: any AtomicSectorUpdate, layout: VolumeLayout, volumeID: UInt64,
-         identity: HostIdentity, timing: HeartbeatTiming, observations: HostObservations, fence: FenceState) {
+         identity: HostIdentity, timing: HeartbeatTiming, observations: HostObservations, fence: FenceState,
+         storageFence: StorageFence? = nil) {
+        self.storageFence = storageFence
         self.device = device
         self.updater = updater
         self.layout = layout
@@ -57,6 +64,12 @@ final class HeartbeatService: Sendable {
 
     /// The slot and generation this host holds, if any.
     var membership: Membership? { state.withLock { $0.membership } }
+
+    /// The slot this host acts for in Disk Paxos ballots: its own, or the one it is reclaiming.
+    var proposerSlot: Int? { membership?.slot ?? provisional.withLock { $0 } }
+
+    /// Marks `slot` as being reclaimed by this host (nil when done).
+    func setProvisional(_ slot: Int?) { provisional.withLock { $0 = slot } }
 
     /// Renewals done and failed so far.
     var renewalCounts: (done: Int, failed: Int) { state.withLock { ($0.renewals, $0.failedRenewals) } }
@@ -95,16 +108,19 @@ final class HeartbeatService: Sendable {
         slot.renewIntervalMs = timing.renewIntervalMs
         slot.deadIntervalMs = timing.deadIntervalMs
         slot.ioTimeoutMs = timing.ioTimeoutMs
+        slot.fencingKey = storageFence?.key ?? 0
         let now = Clock.wallNanoseconds
         slot.lastRenewalWallTime = now
         slot.claimedWallTime = now
         return slot
     }
 
-    /// Compare-and-writes a slot.
-    func write(slot: HeartbeatSlot, expected raw: [UInt8]) throws(VMFSError) -> CompareAndWriteResult {
+    /// Compare-and-writes a slot. `ownerUpdate`: the writer owns the slot (renewal, release, a
+    /// replayer freeing the slot it replayed), so no other host competes for it.
+    func write(slot: HeartbeatSlot, expected raw: [UInt8], ownerUpdate: Bool = false) throws(VMFSError) -> CompareAndWriteResult {
         try updater.compareAndWrite(at: layout.heartbeatSlot(slot.index), expected: raw,
-                                    new: slot.encoded(volumeID: volumeID, address: layout.heartbeatSlot(slot.index)))
+                                    new: slot.encoded(volumeID: volumeID, address: layout.heartbeatSlot(slot.index)),
+                                    ownerUpdate: ownerUpdate)
     }
 
     /// Claims a free slot: FREE(g) → LIVE(g+1) (or another `state`). Prefers `preferred` when it
@@ -204,7 +220,7 @@ final class HeartbeatService: Sendable {
             next.version &+= 1
             next.lastRenewalWallTime = Clock.wallNanoseconds
             let issued = Clock.monotonicNanoseconds
-            guard try write(slot: next, expected: raw) == .written else {
+            guard try write(slot: next, expected: raw, ownerUpdate: true) == .written else {
                 throw VMFSError(.fenced, "heartbeat slot \(membership.slot) was taken over by another host")
             }
             let newRaw = next.encoded(volumeID: volumeID, address: layout.heartbeatSlot(membership.slot))
@@ -227,7 +243,7 @@ final class HeartbeatService: Sendable {
         next.version &+= 1
         next.lastRenewalWallTime = Clock.wallNanoseconds
         do {
-            switch try write(slot: next, expected: raw) {
+            switch try write(slot: next, expected: raw, ownerUpdate: true) {
             case .written:
                 let newRaw = next.encoded(volumeID: volumeID, address: layout.heartbeatSlot(membership.slot))
                 state.withLock {
@@ -236,6 +252,7 @@ final class HeartbeatService: Sendable {
                     $0.renewals += 1
                 }
                 fence.renewed(issuedAt: issued)
+                storageFence?.maintainReservation()
                 return true
             case .mismatch(let current):
                 let found = try? HeartbeatSlot.decode(current, index: membership.slot, volumeID: volumeID,
@@ -280,7 +297,7 @@ final class HeartbeatService: Sendable {
         free.lastRenewalWallTime = Clock.wallNanoseconds
         free.owner = identity.uuid
         free.ownerName = identity.name
-        _ = try write(slot: free, expected: raw)
+        _ = try write(slot: free, expected: raw, ownerUpdate: true)
         state.withLock { $0.membership = nil }
     }
 }

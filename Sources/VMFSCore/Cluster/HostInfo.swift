@@ -20,6 +20,10 @@ public struct HostInfo: Sendable, Codable, Equatable {
     public var ioTimeoutMs: UInt32
     /// For a replaying slot: who replays it.
     public var replayer: String?
+    /// The persistent-reservation key the owner registered (`0x564d…`), when the volume fences at the LUN.
+    public var fencingKey: String?
+    /// Whether that key is registered at the LUN now (nil when not known).
+    public var registered: Bool?
 
     static func describe(_ observations: HostObservations, own: Int?, observedLongEnough: Bool = true) -> [HostInfo] {
         let now = Clock.monotonicNanoseconds
@@ -55,7 +59,8 @@ public struct HostInfo: Sendable, Codable, Equatable {
                             msSinceChange: (now &- observation.lastChange) / 1_000_000,
                             lastRenewal: slot.lastRenewalWallTime == 0 ? "-" : formatWallTime(slot.lastRenewalWallTime),
                             renewIntervalMs: slot.renewIntervalMs, deadIntervalMs: slot.deadIntervalMs, ioTimeoutMs: slot.ioTimeoutMs,
-                            replayer: slot.state == .replaying ? "\(slot.replayer) (slot \(slot.replayerSlot))" : nil)
+                            replayer: slot.state == .replaying ? "\(slot.replayer) (slot \(slot.replayerSlot))" : nil,
+                            fencingKey: slot.fencingKey == 0 ? nil : "0x" + String(slot.fencingKey, radix: 16), registered: nil)
         }
     }
 }

@@ -80,6 +80,8 @@ final class HostRecovery: Sendable {
         guard let observation = heartbeat.observations.observation(index), observation.readable else { return nil }
         let dead = observation.slot
         let ownerGeneration = dead.state == .live ? dead.generation : dead.recoveringGeneration
+        // Fence the dead host at the storage first: whatever it still had queued fails there.
+        try heartbeat.storageFence?.preempt(dead.fencingKey)
         var replaying = dead
         replaying.state = .replaying
         replaying.generation = dead.generation &+ 1
@@ -103,12 +105,13 @@ final class HostRecovery: Sendable {
         let released = try lockManager()?.releaseAll(heldBySlot: index, generation: ownerGeneration) ?? 0
         var free = replaying
         free.state = .free
+        free.fencingKey = 0
         free.generation = replaying.generation &+ 1
         free.version = replaying.version &+ 1
         free.stamp = replaying.stamp &+ 1
         free.lastRenewalWallTime = Clock.wallNanoseconds
         let replayingRaw = replaying.encoded(volumeID: volumeID, address: layout.heartbeatSlot(index))
-        _ = try heartbeat.write(slot: free, expected: replayingRaw)
+        _ = try heartbeat.write(slot: free, expected: replayingRaw, ownerUpdate: true)
         _ = try? heartbeat.refreshSlot(index)
         let report = Report(slot: index, owner: dead.owner, ownerGeneration: ownerGeneration, replay: replay,
                             locksReleased: released, durationNanoseconds: Clock.monotonicNanoseconds - started)

@@ -58,10 +58,22 @@ final class LockManager: Sendable {
     }
 
     /// Reads lock `index` (one sector read).
+    ///
+    /// The read is not atomic with another process's compare-and-write of the sector (buffered
+    /// I/O copies pages without a lock), so a record that fails its checksum is read again a
+    /// few times before it counts as damaged.
     func read(_ index: Int, kind: LockRecord.ObjectKind) throws(VMFSError) -> (LockRecord, [UInt8]) {
         let address = layout.lockRecord(index)
-        let raw = try updater.read(at: address)
-        return (try LockRecord.decode(raw, index: index, kind: kind, volumeID: volumeID, address: address), raw)
+        var attempt = 0
+        while true {
+            let raw = try updater.read(at: address)
+            do throws(VMFSError) {
+                return (try LockRecord.decode(raw, index: index, kind: kind, volumeID: volumeID, address: address), raw)
+            } catch where error.code == .corrupt && attempt < 4 {
+                attempt += 1
+                Clock.sleep(milliseconds: 1)
+            }
+        }
     }
 
     func isMe(_ holder: LockRecord.Holder, _ me: Me) -> Bool {

@@ -33,11 +33,27 @@ public final class MaintenanceClaim: Sendable {
     public static func acquire(device: any BlockDevice, header: VolumeHeader, identity: HostIdentity) throws(VMFSError) -> MaintenanceClaim {
         let timing = HeartbeatTiming(renewIntervalMs: header.heartbeatIntervalMs, deadIntervalMs: header.deadIntervalMs,
                                      ioTimeoutMs: header.ioTimeoutMs)
-        let heartbeat = HeartbeatService(device: device, updater: RangeLockSectorUpdate(device: device), layout: header.layout,
+        let fence = FenceState(timing: timing)
+        let storageFence = try Session.joinStorageFence(header: header, device: device, fence: fence)
+        let updaters: AtomicUpdateFactory.Updaters
+        do throws(VMFSError) {
+            updaters = try AtomicUpdateFactory.make(header: header, raw: device, fenced: device, fence: fence, timing: timing,
+                                                    statistics: ClusterIOStatistics(), proposer: { nil })
+        } catch {
+            storageFence?.leave()
+            throw error
+        }
+        let heartbeat = HeartbeatService(device: device, updater: updaters.heartbeat, layout: header.layout,
                                          volumeID: header.volumeID, identity: identity, timing: timing,
                                          observations: HostObservations(volumeDeadIntervalMs: header.deadIntervalMs),
-                                         fence: FenceState(timing: timing))
-        let membership = try heartbeat.claimFreeSlot(preferred: nil, state: .maintenance)
+                                         fence: fence, storageFence: storageFence)
+        let membership: HeartbeatService.Membership
+        do throws(VMFSError) {
+            membership = try heartbeat.claimFreeSlot(preferred: nil, state: .maintenance)
+        } catch {
+            storageFence?.leave()
+            throw error
+        }
         heartbeat.start()
         return MaintenanceClaim(heartbeat: heartbeat, slot: membership.slot)
     }
@@ -61,6 +77,7 @@ public final class MaintenanceClaim: Sendable {
     /// Stops renewing and frees the slot.
     public func release() throws(VMFSError) {
         try heartbeat.stop(release: true)
+        heartbeat.storageFence?.leave()
     }
 
     /// Stops renewing without freeing the slot, as a crashed repair would (tests).
@@ -110,11 +127,13 @@ public final class MaintenanceClaim: Sendable {
             try interruption.sleep(milliseconds: 50, while: "watching heartbeat slot \(slot.index), held by a check that may have died")
             if try heartbeat.refreshSlot(slot.index).1 != raw { return false }
         }
+        try heartbeat.storageFence?.preempt(slot.fencingKey)
         var free = slot
         free.state = .free
         free.generation &+= 1
         free.version &+= 1
         free.stamp &+= 1
+        free.fencingKey = 0
         return try heartbeat.write(slot: free, expected: raw) == .written
     }
 }

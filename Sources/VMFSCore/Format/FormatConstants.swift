@@ -5,7 +5,7 @@ public enum FormatConstants {
     /// The major format version this code writes and reads. A volume with a higher major is refused.
     public static let formatMajor: UInt16 = 1
     /// The minor format version this code writes. Higher minors are readable (compatible additions).
-    public static let formatMinor: UInt16 = 2
+    public static let formatMinor: UInt16 = 3
     /// Maximum number of files a volume holds.
     public static let maxFiles = 255
     /// Longest file name in bytes of UTF-8.
@@ -23,6 +23,10 @@ public enum FormatConstants {
 
     /// The 8-byte signature at offset 0 of the volume header: `VMFS-SW` and a NUL.
     static let volumeMagic: [UInt8] = Array("VMFS-SW".utf8) + [0]
+
+    /// Incompatible feature bit 0: the atomic sector update is not OFD range locks (header byte
+    /// 376 says which) or hosts fence through the storage (byte 377). Readers before 1.2 refuse it.
+    static let clusterCoordinationFeature: UInt64 = 1
 
     /// Lock indices of fixed objects; resource clusters follow from ``firstClusterLock``.
     static let tableLockIndex = 0
@@ -69,6 +73,8 @@ enum SectorMagic: UInt32, Sendable {
     case journalHeader = 0x4852_4E4A  // "JNRH"
     case journalDescriptor = 0x4458_544A // "JTXD"
     case journalCommit = 0x4358_544A  // "JTXC"
+    case paxosLeader = 0x444C_5850    // "PXLD"
+    case paxosBallot = 0x4C42_5850    // "PXBL"
 
     /// The structure name used in messages.
     var structureName: String {
@@ -82,6 +88,8 @@ enum SectorMagic: UInt32, Sendable {
         case .journalHeader: "journal header"
         case .journalDescriptor: "journal transaction descriptor"
         case .journalCommit: "journal commit record"
+        case .paxosLeader: "Disk Paxos leader"
+        case .paxosBallot: "Disk Paxos ballot block"
         }
     }
 }

@@ -25,6 +25,7 @@
 /// | 192 | 8 | replaying host's generation |
 /// | 200 | 8 | generation of the incarnation being recovered (state replaying) |
 /// | 208 | 4 | maintenance phase (state maintenance): 0 checking, 1 repairing |
+/// | 216 | 8 | the owner's persistent-reservation key at the target (0: none; since 1.2) |
 ///
 /// In a slot that is not free the intervals must lie within ``HeartbeatTiming``'s bounds (or be
 /// 0: the volume's); decoding refuses anything else, so that no wait on another host's timing
@@ -67,6 +68,8 @@ public struct HeartbeatSlot: Sendable, Equatable {
     public var recoveringGeneration: UInt64 = 0
     /// While in maintenance: whether the repair has started writing.
     public var maintenancePhase: MaintenancePhase = .checking
+    /// The key the owner registered at the LUN (persistent-reservation fencing); 0 when none.
+    public var fencingKey: UInt64 = 0
     /// The sector version (write counter).
     public var version: UInt64 = 0
 
@@ -91,6 +94,7 @@ public struct HeartbeatSlot: Sendable, Equatable {
             w.put(replayerGeneration, at: 192)
             w.put(recoveringGeneration, at: 200)
             w.put(maintenancePhase.rawValue, at: 208)
+            w.put(fencingKey, at: 216)
         }
     }
 
@@ -115,6 +119,7 @@ public struct HeartbeatSlot: Sendable, Equatable {
                 }
             }
             slot.maintenancePhase = phase
+            slot.fencingKey = r.u64(216)
             slot.version = version
             slot.state = state
             slot.generation = r.u64(40)

@@ -30,6 +30,8 @@ struct NameTableSector: Sendable, Equatable {
     /// 16 entries; `nil` for a free entry.
     var entries: [NameEntry?]
     var version: UInt64 = 0
+    /// The root directory's attributes (sector 0 only; nil: none recorded yet).
+    var directory: DirectoryAttributes?
 
     init(index: Int) {
         self.index = index
@@ -39,6 +41,7 @@ struct NameTableSector: Sendable, Equatable {
     func encoded(volumeID: UInt64, address: UInt64) -> [UInt8] {
         SectorCodec.make(.nameTable, volumeID: volumeID, address: address, version: version) { w in
             w.put(UInt32(index), at: 32)
+            if index == 0, let directory { directory.encode(into: &w) }
             for (i, entry) in entries.enumerated() {
                 guard let entry else { continue }
                 let base = FormatConstants.nameEntriesOffset + i * FormatConstants.nameEntrySize
@@ -61,6 +64,7 @@ struct NameTableSector: Sendable, Equatable {
             return sector
         case .valid(let r, let version):
             sector.version = version
+            if index == 0 { sector.directory = DirectoryAttributes.decode(r) }
             guard Int(r.u32(32)) == index else {
                 throw VMFSError(.corrupt, "\(structure) has index \(r.u32(32))", location: .init(structure: structure, offset: address + 32))
             }

@@ -29,6 +29,8 @@
 /// | 240 | 8 × 15 | region offsets: heartbeat, locks, lock count (as u64), name table, name mirror, descriptors, descriptor mirror, block bitmaps, pointer bitmaps, pointer nodes, pointer mirror, journals, data, backup header, reserved |
 /// | 360 | 8 | incompatible feature flags (must be 0 for this version) |
 /// | 368 | 8 | compatible feature flags |
+/// | 376 | 1 | atomic update method (``AtomicUpdateMethod``; with incompatible feature bit 0) |
+/// | 377 | 1 | fencing method (``FencingMethod``; with incompatible feature bit 0) |
 public struct VolumeHeader: Sendable, Equatable {
     public var formatMajor: UInt16
     public var formatMinor: UInt16
@@ -44,6 +46,22 @@ public struct VolumeHeader: Sendable, Equatable {
     public var ioTimeoutMs: UInt32
     public var incompatibleFeatures: UInt64 = 0
     public var compatibleFeatures: UInt64 = 0
+    /// How compare-and-writes are made atomic between hosts.
+    public var atomicUpdate: AtomicUpdateMethod = .rangeLocks {
+        didSet { updateCoordinationFeature() }
+    }
+    /// How dead hosts are fenced at the storage.
+    public var fencing: FencingMethod = .none {
+        didSet { updateCoordinationFeature() }
+    }
+
+    private mutating func updateCoordinationFeature() {
+        if atomicUpdate == .rangeLocks && fencing == .none {
+            incompatibleFeatures &= ~FormatConstants.clusterCoordinationFeature
+        } else {
+            incompatibleFeatures |= FormatConstants.clusterCoordinationFeature
+        }
+    }
 
     /// The volume ID stamped into every metadata sector.
     var volumeID: UInt64 { uuid.low64 }
@@ -89,11 +107,15 @@ public struct VolumeHeader: Sendable, Equatable {
             layout.heartbeatOffset, layout.lockOffset, UInt64(layout.lockCount), layout.nameTableOffset,
             layout.nameTableMirrorOffset, layout.descriptorOffset, layout.descriptorMirrorOffset,
             layout.blockBitmapOffset, layout.pointerBitmapOffset, layout.pointerNodeOffset,
-            layout.pointerMirrorOffset, layout.journalOffset, layout.dataOffset, layout.backupHeaderOffset, 0,
+            layout.pointerMirrorOffset, layout.journalOffset, layout.dataOffset, layout.backupHeaderOffset, layout.paxosOffset,
         ]
         for (i, value) in offsets.enumerated() { w.put(value, at: 240 + 8 * i) }
         w.put(incompatibleFeatures, at: 360)
         w.put(compatibleFeatures, at: 368)
+        if incompatibleFeatures & FormatConstants.clusterCoordinationFeature != 0 {
+            w.put(atomicUpdate.rawValue, at: 376)
+            w.put(fencing.rawValue, at: 377)
+        }
         w.put(CRC32C.checksum(w.bytes, excludingFieldAt: 12), at: 12)
         return w.bytes
     }
@@ -131,9 +153,25 @@ public struct VolumeHeader: Sendable, Equatable {
             throw fail(.corrupt, "\(structure) checksum mismatch (stored 0x\(String(stored, radix: 16)), computed 0x\(String(computed, radix: 16)))",
                        field: 12)
         }
-        guard r.u64(360) == 0 else {
-            throw fail(.futureVersion, "the volume uses incompatible features 0x\(String(r.u64(360), radix: 16)) this software does not know",
+        let incompatible = r.u64(360)
+        guard incompatible & ~FormatConstants.clusterCoordinationFeature == 0 else {
+            throw fail(.futureVersion, "the volume uses incompatible features 0x\(String(incompatible, radix: 16)) this software does not know",
                        field: 360)
+        }
+        var atomicUpdate = AtomicUpdateMethod.rangeLocks
+        var fencing = FencingMethod.none
+        if incompatible & FormatConstants.clusterCoordinationFeature != 0 {
+            guard let method = AtomicUpdateMethod(rawValue: r.u8(376)) else {
+                throw fail(.futureVersion, "atomic update method \(r.u8(376)) is unknown to this software", field: 376)
+            }
+            guard let fence = FencingMethod(rawValue: r.u8(377)) else {
+                throw fail(.futureVersion, "fencing method \(r.u8(377)) is unknown to this software", field: 377)
+            }
+            guard method != .rangeLocks || fence != .none else {
+                throw fail(.corrupt, "incompatible feature bit 0 is set but the volume uses OFD locks without fencing", field: 376)
+            }
+            atomicUpdate = method
+            fencing = fence
         }
         guard r.u32(176) == UInt32(FormatConstants.sectorSize) else {
             throw fail(.corrupt, "metadata sector size \(r.u32(176)) is not 4096", field: 176)
@@ -145,7 +183,7 @@ public struct VolumeHeader: Sendable, Equatable {
         let expected: VolumeLayout
         do {
             expected = try VolumeLayout.compute(deviceSize: deviceSize, blockSize: r.u32(180), maxHosts: r.u32(192),
-                                                journalSize: r.u64(232))
+                                                journalSize: r.u64(232), diskPaxos: atomicUpdate == .diskPaxos)
         } catch {
             throw fail(.corrupt, "inconsistent layout parameters: \(error.message)", field: 168)
         }
@@ -155,6 +193,8 @@ public struct VolumeHeader: Sendable, Equatable {
         header.formatMajor = major
         header.formatMinor = minor
         header.compatibleFeatures = r.u64(368)
+        header.atomicUpdate = atomicUpdate
+        header.fencing = fencing
         // Every stored layout field must match what the parameters imply.
         let stored32: [(Int, UInt32, UInt32)] = [
             (212, r.u32(212), expected.blocksPerCluster), (216, r.u32(216), expected.blockClusterCount),
@@ -171,7 +211,7 @@ public struct VolumeHeader: Sendable, Equatable {
             expected.heartbeatOffset, expected.lockOffset, UInt64(expected.lockCount), expected.nameTableOffset,
             expected.nameTableMirrorOffset, expected.descriptorOffset, expected.descriptorMirrorOffset,
             expected.blockBitmapOffset, expected.pointerBitmapOffset, expected.pointerNodeOffset,
-            expected.pointerMirrorOffset, expected.journalOffset, expected.dataOffset, expected.backupHeaderOffset, 0,
+            expected.pointerMirrorOffset, expected.journalOffset, expected.dataOffset, expected.backupHeaderOffset, expected.paxosOffset,
         ]
         for (i, want) in offsets.enumerated() where r.u64(240 + 8 * i) != want {
             throw fail(.corrupt, "region offset #\(i) is \(r.u64(240 + 8 * i)), expected \(want)", field: 240 + 8 * i)

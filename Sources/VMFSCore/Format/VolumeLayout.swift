@@ -29,6 +29,8 @@ public struct VolumeLayout: Sendable, Equatable {
     public var journalOffset: UInt64
     public var dataOffset: UInt64
     public var backupHeaderOffset: UInt64
+    /// The Disk Paxos region (one lease area per lock record), or 0 when the volume has none.
+    public var paxosOffset: UInt64 = 0
 
     static let mebibyte: UInt64 = 1 << 20
     static var sector: UInt64 { UInt64(FormatConstants.sectorSize) }
@@ -51,8 +53,11 @@ public struct VolumeLayout: Sendable, Equatable {
     /// Computes the layout for a new volume.
     ///
     /// - Throws: ``VMFSError/Code/invalidArgument`` when the parameters do not fit the device.
+    ///
+    /// - Parameter diskPaxos: Reserve the Disk Paxos region after the journals: for every lock
+    ///   record a lease area of 1 + `maxHosts` sectors (a leader and one ballot block per host).
     public static func compute(deviceSize: UInt64, blockSize: UInt32, maxHosts: UInt32,
-                               journalSize: UInt64) throws(VMFSError) -> VolumeLayout {
+                               journalSize: UInt64, diskPaxos: Bool = false) throws(VMFSError) -> VolumeLayout {
         guard FormatConstants.allowedBlockSizes.contains(blockSize) else {
             throw VMFSError(.invalidArgument, "block size \(blockSize) is not one of 1M, 2M, 4M, 8M")
         }
@@ -96,6 +101,7 @@ public struct VolumeLayout: Sendable, Equatable {
         let pointerRegion = region(pointerNodes * sector)
         let pointerMirror = region(pointerNodes * sector)
         let journals = region(UInt64(maxHosts) * journalSize)
+        let paxos = diskPaxos ? region(lockCount * (1 + UInt64(maxHosts)) * sector) : 0
         let data = alignUp(cursor, block)
         let backup = deviceEnd - sector
         guard backup > data, (backup - data) / block >= 16 else {
@@ -114,7 +120,7 @@ public struct VolumeLayout: Sendable, Equatable {
             descriptorOffset: descriptors, descriptorMirrorOffset: descriptorsMirror,
             blockBitmapOffset: blockBitmaps, pointerBitmapOffset: pointerBitmaps,
             pointerNodeOffset: pointerRegion, pointerMirrorOffset: pointerMirror,
-            journalOffset: journals, dataOffset: data, backupHeaderOffset: backup)
+            journalOffset: journals, dataOffset: data, backupHeaderOffset: backup, paxosOffset: paxos)
     }
 
     // MARK: Addresses of structures
@@ -127,6 +133,9 @@ public struct VolumeLayout: Sendable, Equatable {
     func pointerBitmap(_ cluster: Int) -> UInt64 { pointerBitmapOffset + UInt64(cluster) * Self.sector }
     func pointerNode(_ node: UInt32) -> UInt64 { pointerNodeOffset + UInt64(node) * Self.sector }
     func journal(_ slot: Int) -> UInt64 { journalOffset + UInt64(slot) * journalSize }
+    /// The Disk Paxos lease area of lock record `index`: its leader sector, then one ballot
+    /// sector per heartbeat slot.
+    func paxosArea(lock index: Int) -> UInt64 { paxosOffset + UInt64(index) * (1 + UInt64(maxHosts)) * Self.sector }
     func block(_ number: UInt64) -> UInt64 { dataOffset + number * UInt64(blockSize) }
 
     func blockClusterLock(_ cluster: Int) -> Int { FormatConstants.firstClusterLock + cluster }

@@ -3,12 +3,14 @@ internal import CVMFSLinux
 internal import Glibc
 #endif
 
-/// A detached-on-demand pthread running a closure, for the heartbeat, commit and recovery loops.
+/// A pthread running a closure, for the heartbeat, commit and recovery loops.
 ///
 /// These loops block in system calls and sleep; they must not run on Swift's cooperative pool.
+/// A thread made with ``init(name:_:)`` must be joined (``join()``); work nobody waits for (a
+/// recovery, orphan cleanup, a rejoin) goes to ``detach(name:_:)``, whose thread frees its stack
+/// when it ends instead of keeping it mapped for the life of the process.
 final class BackgroundThread: @unchecked Sendable {
     private var thread: pthread_t?
-    private let body: @Sendable () -> Void
 
     private final class Box {
         let body: @Sendable () -> Void
@@ -19,9 +21,19 @@ final class BackgroundThread: @unchecked Sendable {
         }
     }
 
-    /// Starts `body` on a new thread.
+    /// Starts `body` on a new thread, to be joined.
     init(name: String, _ body: @escaping @Sendable () -> Void) {
-        self.body = body
+        thread = Self.start(name: name, body)
+    }
+
+    /// Starts `body` on a detached thread that nobody joins.
+    static func detach(name: String, _ body: @escaping @Sendable () -> Void) {
+        if let thread = start(name: name, body) { pthread_detach(thread) }
+    }
+
+    /// Starts the thread; without one (`pthread_create` failed) runs `body` inline, so that the
+    /// work is not silently lost, and returns `nil`.
+    private static func start(name: String, _ body: @escaping @Sendable () -> Void) -> pthread_t? {
         let box = Unmanaged.passRetained(Box(name, body)).toOpaque()
         var handle = pthread_t()
         let result = pthread_create(&handle, nil, { raw in
@@ -30,13 +42,12 @@ final class BackgroundThread: @unchecked Sendable {
             box.body()
             return nil
         }, box)
-        if result == 0 {
-            thread = handle
-        } else {
+        guard result == 0 else {
             Unmanaged<Box>.fromOpaque(box).release()
-            // No thread: run inline so the work is not silently lost.
             body()
+            return nil
         }
+        return handle
     }
 
     /// Waits for the thread to finish.

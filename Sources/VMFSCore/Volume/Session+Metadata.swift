@@ -70,6 +70,19 @@ extension Session {
         }
     }
 
+    /// Slots whose descriptor reads as free (never written, or written with the in-use bit
+    /// clear), from one read of the descriptor region without locks and without decoding every
+    /// sector: the candidates for a new file, each checked again under its lock.
+    func freeSlotCandidates() throws(VMFSError) -> [Int] {
+        let size = FormatConstants.sectorSize
+        let region = try rawDevice.read(count: FormatConstants.maxFiles * size, at: layout.descriptorOffset)
+        return (0..<FormatConstants.maxFiles).filter { slot in
+            let reader = ByteReader(Array(region[(slot * size)..<(slot * size + 64)]))
+            let magic = reader.u32(0)
+            return (magic == 0 || magic == SectorMagic.descriptor.rawValue) && reader.u16(34) & 1 == 0
+        }
+    }
+
     /// The current descriptor of a file: this host's copy when it has the file open, else the device's.
     func currentDescriptor(_ slot: Int) throws(VMFSError) -> FileDescriptorRecord {
         if let file = openFile(slot) { return file.descriptor }

@@ -65,10 +65,9 @@ extension Session {
                 throw VMFSError(.tooManyFiles, "cannot create '\(name)': the volume holds the maximum of \(FormatConstants.maxFiles) files")
             }
             let named = Set(entries.map(\.slot))
-            let descriptors = try allDescriptorsUnlocked()
             var chosen: FileDescriptorRecord?
-            for slot in 0..<FormatConstants.maxFiles where !named.contains(slot) {
-                guard let candidate = descriptors[slot], !candidate.inUse, claim(slot: slot) else { continue }
+            for slot in try freeSlotCandidates() where !named.contains(slot) {
+                guard tryClaim(slot: slot) else { continue }
                 let lockIndex = FormatConstants.descriptorLockIndex(slot: slot)
                 guard try locks.tryAcquire(lockIndex, kind: .fileDescriptor, mode: .exclusive) != nil else {
                     unclaim(slot: slot)
@@ -105,6 +104,7 @@ extension Session {
             try store.operation { () throws(VMFSError) in
                 try storeDescriptor(descriptor)
                 try storeNameSector(sector)
+                try stampDirectory()
             }
             try store.commit()
             let lockIndex = FormatConstants.descriptorLockIndex(slot: old.slot)
@@ -145,57 +145,88 @@ extension Session {
             sector.entries[e] = nil
             return try detach(slot: entry.slot, generation: entry.generation, name: name) { () throws(VMFSError) in
                 try storeNameSector(sector)
+                try stampDirectory()
             }
         }
         if let orphan { try freeOrphan(orphan) }
     }
 
     /// Marks the descriptor of a name being removed as an orphan in the same operation as
-    /// `changeNames`. Returns the descriptor when this host must free it now (not open here).
+    /// `changeNames`. Returns the descriptor when this host must free it now (not open here);
+    /// the slot is then claimed until ``freeOrphan(_:file:)`` has freed it.
+    ///
+    /// Runs under the slot's lock (``Session/slotLocks``), so that a close of the last local
+    /// handle either finished before (the file is not open here any more: this host takes the
+    /// descriptor lock and frees the file) or starts after and finds the file orphaned (and
+    /// frees it then); and no open of the slot can take the descriptor lock in between.
     private func detach(slot: Int, generation: UInt32, name: String,
                         changeNames: () throws(VMFSError) -> Void) throws(VMFSError) -> FileDescriptorRecord? {
-        if let local = openFile(slot), local.generation == generation {
-            try local.checkUsable()
-            try store.operation { () throws(VMFSError) in
-                var descriptor = local.descriptor
+        let lockIndex = FormatConstants.descriptorLockIndex(slot: slot)
+        return try slotLocks.withLock(slot) { () throws(VMFSError) -> FileDescriptorRecord? in
+            if let local = openFile(slot), local.generation == generation {
+                try local.checkUsable()
+                try holdExclusively(local, name: name)
+                // Under the file's metadata lock: a concurrent write of this host stores the
+                // descriptor too, and neither may lose the other's change.
+                try local.withMetadataLock { () throws(VMFSError) in
+                    try store.operation { () throws(VMFSError) in
+                        var descriptor = local.descriptor
+                        descriptor.isOrphan = true
+                        descriptor.changeTime = Clock.wallNanoseconds
+                        try changeNames()
+                        try storeDescriptor(descriptor)
+                        local.state.withLock {
+                            $0.descriptor = descriptor
+                            $0.orphaned = true
+                        }
+                    }
+                }
+                return nil
+            }
+            guard claimHoldingSlotLock(slot) else {
+                throw VMFSError(.busy, "'\(name)' is being changed by another operation on this host")
+            }
+            do throws(VMFSError) {
+                try locks.acquire(lockIndex, kind: .fileDescriptor, mode: .exclusive, objectName: "file '\(name)'",
+                                  deadline: Clock.monotonicNanoseconds)
+            } catch {
+                unclaim(slot: slot)
+                throw error
+            }
+            do throws(VMFSError) {
+                var descriptor = try lockedDescriptor(slot)
+                guard descriptor.inUse, descriptor.generation == generation else {
+                    // A dangling name (its file is gone): drop the name and leave the slot alone.
+                    try store.operation { () throws(VMFSError) in try changeNames() }
+                    try locks.release(lockIndex, kind: .fileDescriptor)
+                    store.evict(lockIndex: lockIndex)
+                    unclaim(slot: slot)
+                    return nil
+                }
                 descriptor.isOrphan = true
                 descriptor.changeTime = Clock.wallNanoseconds
-                try changeNames()
-                try storeDescriptor(descriptor)
-                local.state.withLock {
-                    $0.descriptor = descriptor
-                    $0.orphaned = true
+                try store.operation { () throws(VMFSError) in
+                    try changeNames()
+                    try storeDescriptor(descriptor)
                 }
+                return descriptor
+            } catch {
+                try? store.commit()
+                try? locks.release(lockIndex, kind: .fileDescriptor)
+                store.evict(lockIndex: lockIndex)
+                unclaim(slot: slot)
+                throw error
             }
-            return nil
         }
-        let lockIndex = FormatConstants.descriptorLockIndex(slot: slot)
-        guard claim(slot: slot) else {
-            throw VMFSError(.busy, "'\(name)' is being changed by another operation on this host")
-        }
-        do throws(VMFSError) {
-            try locks.acquire(lockIndex, kind: .fileDescriptor, mode: .exclusive, objectName: "file '\(name)'",
-                              deadline: Clock.monotonicNanoseconds)
-        } catch {
-            unclaim(slot: slot)
-            throw error
-        }
-        do throws(VMFSError) {
-            var descriptor = try lockedDescriptor(slot)
-            descriptor.isOrphan = true
-            descriptor.changeTime = Clock.wallNanoseconds
-            try store.operation { () throws(VMFSError) in
-                try changeNames()
-                try storeDescriptor(descriptor)
-            }
-            return descriptor
-        } catch {
-            try? store.commit()
-            try? locks.release(lockIndex, kind: .fileDescriptor)
-            store.evict(lockIndex: lockIndex)
-            unclaim(slot: slot)
-            throw error
-        }
+    }
+
+    /// Makes sure this host holds the lock of `file` (open here) exclusively before the file is
+    /// unlinked: a file open on another host too cannot be removed (`EBUSY`). The slot's lock is held.
+    private func holdExclusively(_ file: OpenFile, name: String) throws(VMFSError) {
+        guard file.state.withLock({ $0.lockMode }) != .exclusive else { return }
+        try locks.acquire(file.lockIndex, kind: .fileDescriptor, mode: .exclusive, objectName: "file '\(name)'",
+                          deadline: Clock.monotonicNanoseconds)
+        file.state.withLock { $0.lockMode = .exclusive }
     }
 
     /// Renames `source` to `target` atomically.
@@ -224,6 +255,7 @@ extension Session {
                 try store.operation { () throws(VMFSError) in
                     try storeNameSector(changed[ss])
                     if ts != ss { try storeNameSector(changed[ts]) }
+                    try stampDirectory()
                 }
                 return nil
             default:
@@ -237,11 +269,15 @@ extension Session {
                 return try detach(slot: targetEntry.slot, generation: targetEntry.generation, name: target) { () throws(VMFSError) in
                     try storeNameSector(changed[ss])
                     if ts != ss { try storeNameSector(changed[ts]) }
+                    try stampDirectory()
                 }
             }
             changed[ss].entries[se] = NameEntry(name: target, slot: sourceEntry.slot, generation: sourceEntry.generation,
                                                 created: sourceEntry.created)
-            try store.operation { () throws(VMFSError) in try storeNameSector(changed[ss]) }
+            try store.operation { () throws(VMFSError) in
+                try storeNameSector(changed[ss])
+                try stampDirectory()
+            }
             if let local = openFile(sourceEntry.slot) { local.state.withLock { $0.name = target } }
             return nil
         }

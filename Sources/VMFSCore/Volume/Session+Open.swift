@@ -19,18 +19,24 @@ extension Session {
     }
 
     /// Opens the file in `slot` (with `generation`, when given) for `access`.
-    func open(slot: Int, generation: UInt32?, name: String, access: FileAccess) throws(VMFSError) -> OpenFile {
+    ///
+    /// `byName`: the caller found the file by its name. A file unlinked while open here can still
+    /// be opened by slot and generation (as POSIX lets a process reopen an open, unlinked file),
+    /// never by a name it no longer has.
+    func open(slot: Int, generation: UInt32?, name: String, access: FileAccess, byName: Bool = true) throws(VMFSError) -> OpenFile {
         if access != .readOnly { try checkWritable() }
         guard slot >= 0, slot < FormatConstants.maxFiles else { throw VMFSError(.notFound, "no file slot \(slot)") }
         let lockIndex = FormatConstants.descriptorLockIndex(slot: slot)
         let wanted = access.lockMode
-        return try openLocks.withLock(slot) { () throws(VMFSError) -> OpenFile in
+        return try slotLocks.withLock(slot) { () throws(VMFSError) -> OpenFile in
+            // A create, remove or orphan cleanup of this host owns the slot's lock right now.
+            if isClaimed(slot) { throw VMFSError(.notFound, "'\(name)' is being removed or replaced") }
             if let file = openFile(slot) {
                 if let generation, file.generation != generation {
                     throw VMFSError(.staleHandle, "file slot \(slot) was reused")
                 }
                 try file.checkUsable()
-                if file.state.withLock({ $0.orphaned }) {
+                if byName && file.state.withLock({ $0.orphaned }) {
                     throw VMFSError(.notFound, "'\(name)' was removed")
                 }
                 let held = file.state.withLock { $0.lockMode }
@@ -81,7 +87,7 @@ extension Session {
     /// Closes one handle of `file`. The last close commits and releases the lock; an unlinked
     /// file is freed then.
     func close(_ file: OpenFile, access: FileAccess) throws(VMFSError) {
-        try openLocks.withLock(file.slot) { () throws(VMFSError) in
+        try slotLocks.withLock(file.slot) { () throws(VMFSError) in
             let remaining = file.state.withLock { s -> Int in
                 switch access {
                 case .readOnly: s.readers = max(0, s.readers - 1)
@@ -105,6 +111,7 @@ extension Session {
     }
 
     /// Ends this host's use of `file`: commit, free it if it was unlinked, release its lock.
+    /// The caller holds the slot's lock (``Session/slotLocks``).
     func finishClose(_ file: OpenFile, force: Bool) throws(VMFSError) {
         defer { unregister(file) }
         if file.state.withLock({ $0.stale }) != nil { return }
@@ -121,7 +128,8 @@ extension Session {
 
     /// Frees every block of an unlinked file whose lock this host holds exclusively, marks its
     /// descriptor free, commits and releases the lock.
-    /// Without `existing`, the caller has claimed the slot (``Session/claim(slot:)``); it is unclaimed here.
+    /// Without `existing`, the caller has claimed the slot (``Session/claimHoldingSlotLock(_:)``);
+    /// it is unclaimed here, after the lock is released.
     func freeOrphan(_ descriptor: FileDescriptorRecord, file existing: OpenFile? = nil) throws(VMFSError) {
         defer { if existing == nil { unclaim(slot: descriptor.slot) } }
         let file = existing ?? OpenFile(descriptor: descriptor, lockMode: .exclusive, name: descriptor.nameHint)
@@ -141,30 +149,36 @@ extension Session {
     }
 
     /// Frees unlinked files whose owners are gone (left by a crash mid-unlink), in the background.
+    /// ``leave()`` waits for it.
     func cleanUpOrphans() {
         guard !options.readOnly else { return }
-        _ = BackgroundThread(name: "vmfs-orphans") { [weak self] in
-            guard let self, !self.isClosed, let descriptors = try? self.allDescriptorsUnlocked() else { return }
-            for case let descriptor? in descriptors where descriptor.inUse && descriptor.isOrphan {
-                guard !self.isClosed, self.claim(slot: descriptor.slot) else { continue }
-                let lockIndex = FormatConstants.descriptorLockIndex(slot: descriptor.slot)
-                do throws(VMFSError) {
-                    guard try self.locks.tryAcquire(lockIndex, kind: .fileDescriptor, mode: .exclusive) != nil else {
-                        self.unclaim(slot: descriptor.slot)
-                        continue
-                    }
-                    let fresh = try self.lockedDescriptor(descriptor.slot)
-                    if fresh.inUse && fresh.isOrphan {
-                        try self.freeOrphan(fresh)
-                    } else {
-                        try self.locks.release(lockIndex, kind: .fileDescriptor)
-                        self.store.evict(lockIndex: lockIndex)
-                        self.unclaim(slot: descriptor.slot)
-                    }
-                } catch {
-                    self.unclaim(slot: descriptor.slot)
+        inBackground("vmfs-orphans") { session in session.freeAbandonedOrphans(untilClosed: true) }
+    }
+
+    /// Frees every unlinked file whose descriptor lock is free (its owner closed it, or crashed
+    /// and was recovered). Files another thread of this host is working on are skipped.
+    /// `untilClosed`: stop when the session closes (a background pass).
+    func freeAbandonedOrphans(untilClosed: Bool) {
+        guard !options.readOnly, let descriptors = try? allDescriptorsUnlocked() else { return }
+        for case let descriptor? in descriptors where descriptor.inUse && descriptor.isOrphan {
+            if untilClosed && isClosed { return }
+            guard tryClaim(slot: descriptor.slot) else { continue }
+            let lockIndex = FormatConstants.descriptorLockIndex(slot: descriptor.slot)
+            do throws(VMFSError) {
+                guard try locks.tryAcquire(lockIndex, kind: .fileDescriptor, mode: .exclusive) != nil else {
+                    unclaim(slot: descriptor.slot)
                     continue
                 }
+                let fresh = try lockedDescriptor(descriptor.slot)
+                if fresh.inUse && fresh.isOrphan {
+                    try freeOrphan(fresh)
+                } else {
+                    try locks.release(lockIndex, kind: .fileDescriptor)
+                    store.evict(lockIndex: lockIndex)
+                    unclaim(slot: descriptor.slot)
+                }
+            } catch {
+                unclaim(slot: descriptor.slot)
             }
         }
     }

@@ -25,6 +25,8 @@ final class Session: Sendable {
     let recovery: HostRecovery
     let statistics: ClusterIOStatistics
     let namespace: NamespaceCache
+    /// Persistent-reservation fencing of this membership, when the volume uses it.
+    let storageFence: StorageFence?
     /// What joining noticed and worked around (a damaged journal of a free slot), for the event log.
     let startupNotes: [String]
 
@@ -35,13 +37,19 @@ final class Session: Sendable {
         var recovering: Set<Int> = []
         /// Descriptor slots whose lock this host holds for a create, remove or cleanup in progress.
         var claimedSlots: Set<Int> = []
+        /// Background recoveries and orphan cleanups still running (``inBackground(_:_:)``).
+        var backgroundWork = 0
         /// File locks taken over from this host's previous incarnation, until ``releaseAdoptedLocks()``.
         var adoptedLocks: Set<Int> = []
     }
     private let state = Monitor<State>(State())
     private let lostHandler = Mutex<(@Sendable (String) -> Void)?>(nil)
-    /// Serializes opens and closes of one slot on this host.
-    let openLocks = KeyedLocks<Int>()
+    /// Serializes, per descriptor slot, everything this host does with the slot's on-disk lock:
+    /// opening, closing and claiming the slot. The on-disk lock is held per host (taking it again
+    /// is a no-op, releasing it once frees it), so the threads of this host must agree on who
+    /// holds it: an ``OpenFile`` registered in `openFiles`, or one claim (`claimedSlots`), never
+    /// both, and that owner changes only under this lock.
+    let slotLocks = KeyedLocks<Int>()
     /// Serializes this host's namespace changes (the on-disk table lock is held per host).
     let namespaceLock = KeyedLocks<Int>()
 
@@ -71,11 +79,24 @@ final class Session: Sendable {
         device = fenced
         let observations = HostObservations(volumeDeadIntervalMs: header.deadIntervalMs)
         self.observations = observations
-        let heartbeat = HeartbeatService(device: rawDevice, updater: RangeLockSectorUpdate(device: rawDevice, statistics: statistics),
+        storageFence = try Self.joinStorageFence(header: header, device: rawDevice, fence: fence)
+        let heartbeatBox = Mutex<HeartbeatService?>(nil)
+        let identity = options.host
+        let updaters: AtomicUpdateFactory.Updaters
+        do throws(VMFSError) {
+            updaters = try AtomicUpdateFactory.make(
+                header: header, raw: rawDevice, fenced: fenced, fence: fence, timing: timing, statistics: statistics,
+                proposer: { heartbeatBox.withLock { $0 }?.proposerSlot.map { ($0, identity.uuid) } })
+        } catch {
+            storageFence?.leave()
+            throw error
+        }
+        let heartbeat = HeartbeatService(device: rawDevice, updater: updaters.heartbeat,
                                          layout: header.layout, volumeID: header.volumeID, identity: options.host,
-                                         timing: timing, observations: observations, fence: fence)
+                                         timing: timing, observations: observations, fence: fence, storageFence: storageFence)
+        heartbeatBox.withLock { $0 = heartbeat }
         self.heartbeat = heartbeat
-        let lockUpdater = RangeLockSectorUpdate(device: fenced, statistics: statistics)
+        let lockUpdater = updaters.locks
 
         // Locks of a previous incarnation are released during its recovery, which needs a lock
         // manager before this host has a membership of its own.
@@ -90,9 +111,16 @@ final class Session: Sendable {
                 try recovery.recover(slot: index)
             }, interruption: options.interruption)
         self.locks = locks
-        let (membership, scan, notes, adopted) = try Self.join(heartbeat: heartbeat, locks: locks, device: fenced, header: header,
-                                                               identity: options.host, adoptFileLocks: options.adoptFileLocks,
-                                                               interruption: options.interruption)
+        let joinedSlot: (HeartbeatService.Membership, JournalReplay.Scan, [String], Set<Int>)
+        do throws(VMFSError) {
+            joinedSlot = try Self.join(heartbeat: heartbeat, locks: locks, device: fenced, header: header,
+                                       identity: options.host, adoptFileLocks: options.adoptFileLocks,
+                                       interruption: options.interruption)
+        } catch {
+            storageFence?.leave()
+            throw error
+        }
+        let (membership, scan, notes, adopted) = joinedSlot
         startupNotes = notes
         self.membership = membership
         joined.withLock { $0 = LockManager.Me(identity: options.host, slot: membership.slot, generation: membership.generation) }
@@ -120,7 +148,7 @@ final class Session: Sendable {
                               ownerGeneration: membership.generation)
         blocks = ClusterAllocator(pool: .blocks, store: store, locks: locks, layout: layout, volumeID: volumeID, slot: membership.slot)
         pointers = ClusterAllocator(pool: .pointers, store: store, locks: locks, layout: layout, volumeID: volumeID, slot: membership.slot)
-        let recovery = HostRecovery(heartbeat: heartbeat, device: device, lockManager: { locks }, interruption: options.interruption)
+        let recovery = HostRecovery(heartbeat: heartbeat, device: device, lockManager: { [weak locks] in locks }, interruption: options.interruption)
         self.recovery = recovery
         recoveryBox.withLock { $0 = recovery }
         namespace = NamespaceCache(device: rawDevice, layout: layout, volumeID: volumeID, locks: locks)
@@ -206,6 +234,10 @@ final class Session: Sendable {
             }
         }
         let layout = header.layout
+        // The crashed incarnation's queued writes must fail at the target before its journal is replayed.
+        try heartbeat.storageFence?.preempt(slot.fencingKey)
+        heartbeat.setProvisional(slot.index)
+        defer { heartbeat.setProvisional(nil) }
         let issued = Clock.monotonicNanoseconds
         var replaying = heartbeat.ownedImage(index: slot.index, state: .replaying, generation: slot.generation &+ 1, basedOn: slot)
         replaying.replayer = heartbeat.identity.uuid
@@ -229,7 +261,7 @@ final class Session: Sendable {
         let issuedLive = Clock.monotonicNanoseconds
         let live = heartbeat.ownedImage(index: slot.index, state: .live, generation: replaying.generation &+ 1, basedOn: replaying)
         let replayingRaw = replaying.encoded(volumeID: header.volumeID, address: layout.heartbeatSlot(slot.index))
-        guard try heartbeat.write(slot: live, expected: replayingRaw) == .written else {
+        guard try heartbeat.write(slot: live, expected: replayingRaw, ownerUpdate: true) == .written else {
             throw VMFSError(.busy, "heartbeat slot \(slot.index) was taken over while this host replayed its journal")
         }
         let membership = HeartbeatService.Membership(slot: slot.index, generation: live.generation)
@@ -245,16 +277,24 @@ final class Session: Sendable {
         }
         for index in adopted {
             let slot = index - 1
-            guard openFile(slot) == nil, claim(slot: slot) else { continue }
-            defer { unclaim(slot: slot) }
-            try locks.release(index, kind: .fileDescriptor)
-            store.evict(lockIndex: index)
+            // Under the slot's lock: an open of this host meanwhile makes the lock its own.
+            try slotLocks.withLock(slot) { () throws(VMFSError) in
+                guard openFile(slot) == nil, claimHoldingSlotLock(slot) else { return }
+                defer { unclaim(slot: slot) }
+                try locks.release(index, kind: .fileDescriptor)
+                store.evict(lockIndex: index)
+            }
         }
     }
 
     /// Stops taking part without releasing anything: commits, stops the committer and the
     /// heartbeat, and leaves the slot, the journal (empty) and every lock as they are, for the
     /// next incarnation of this host to reclaim (``MountOptions/adoptFileLocks``).
+    ///
+    /// The session writes nothing afterwards: a handle still in use gets ``VMFSError/Code/staleHandle``.
+    /// Otherwise a late write would renew the slot (``FenceState``'s renewer) under the next
+    /// incarnation's feet, making its reclaim fail, or, once it has reclaimed, find the slot taken
+    /// and report this host's membership lost (whose handler stops the VMs being adopted).
     func handOver() throws(VMFSError) {
         let committer = state.withLock { s -> BackgroundThread? in
             s.closed = true
@@ -268,6 +308,7 @@ final class Session: Sendable {
             do throws(VMFSError) { try store.commit() } catch { firstError = error }
         }
         try? heartbeat.stop(release: false)
+        fence.markLost("this host's membership of the volume was handed over to its next incarnation")
         if let firstError { throw firstError }
     }
 
@@ -310,10 +351,16 @@ final class Session: Sendable {
             return (files, thread)
         }
         committer?.join()
+        waitForBackgroundWork()
         var firstError: VMFSError?
         if fence.lostReason == nil {
             do throws(VMFSError) {
-                for file in files { try finishClose(file, force: true) }
+                for file in files {
+                    try slotLocks.withLock(file.slot) { () throws(VMFSError) in try finishClose(file, force: true) }
+                }
+                // Unlinked files a crashed host left (recovered meanwhile): freed before leaving,
+                // not only by the next host that mounts.
+                freeAbandonedOrphans(untilClosed: false)
                 try store.commit()
                 blocks.releaseIdle(force: true)
                 pointers.releaseIdle(force: true)
@@ -325,7 +372,19 @@ final class Session: Sendable {
         do { try heartbeat.stop(release: firstError == nil && fence.lostReason == nil) } catch {
             if firstError == nil { firstError = error }
         }
+        if firstError == nil { storageFence?.leave() }
         if let firstError { throw firstError }
+    }
+
+    /// Registers this membership's key at the LUN when the volume fences through persistent reservations.
+    static func joinStorageFence(header: VolumeHeader, device: any BlockDevice, fence: FenceState) throws(VMFSError) -> StorageFence? {
+        guard header.fencing == .persistentReservation else { return nil }
+        guard let storage = device as? any SCSIStorage else {
+            throw VMFSError(.unsupported, "the volume fences hosts with SCSI persistent reservations, which needs the LUN itself: "
+                            + "open it as iscsi://host/target-iqn/lun, not through \(device.path)",
+                            location: .init(device: device.path, structure: "volume header", offset: 377))
+        }
+        return try StorageFence.join(storage: storage, fence: fence)
     }
 
     /// Abandons the session without writing (the slot was lost, or the process is going down hard).
@@ -337,10 +396,33 @@ final class Session: Sendable {
             return t
         }
         committer?.join()
+        waitForBackgroundWork()
         try? heartbeat.stop(release: false)
     }
 
     var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Runs `work` on a thread of its own that leaving waits for: work a session starts by itself
+    /// (recovering dead hosts, freeing orphans) never touches the volume after the session has
+    /// left it. `work` checks ``isClosed`` between steps and stops once it is set; nothing is
+    /// started once the session is closed.
+    func inBackground(_ name: String, _ work: @escaping @Sendable (Session) -> Void) {
+        let started = state.withLock { s -> Bool in
+            guard !s.closed else { return false }
+            s.backgroundWork += 1
+            return true
+        }
+        guard started else { return }
+        BackgroundThread.detach(name: name) { [self] in
+            defer { state.withLock { $0.backgroundWork -= 1 } }
+            work(self)
+        }
+    }
+
+    /// Waits until the work started with ``inBackground(_:_:)`` has stopped (the session is closed).
+    private func waitForBackgroundWork() {
+        _ = state.wait(for: { $0.backgroundWork == 0 }) { _ in }
+    }
 
     // MARK: Loss and recovery of others
 
@@ -366,10 +448,11 @@ final class Session: Sendable {
                 return true
             }
             guard start else { continue }
-            _ = BackgroundThread(name: "vmfs-recover") { [weak self] in
-                guard let self else { return }
-                _ = try? self.recovery.recover(slot: slot)
-                self.state.withLock { _ = $0.recovering.remove(slot) }
+            // Not waiting while another host replays the slot keeps leaving prompt; the next
+            // observation tries again if that host dies too.
+            inBackground("vmfs-recover") { session in
+                _ = try? session.recovery.recover(slot: slot, waitForOthers: false)
+                session.state.withLock { _ = $0.recovering.remove(slot) }
             }
         }
     }
@@ -389,9 +472,10 @@ final class Session: Sendable {
     var openFileCount: Int { state.withLock { $0.openFiles.count } }
 
     /// Marks `slot` as being worked on by this host outside an open file (create, remove,
-    /// orphan cleanup), so no other thread of this host uses its descriptor lock meanwhile.
-    /// Returns false when it is open here or already claimed.
-    func claim(slot: Int) -> Bool {
+    /// orphan cleanup), so that no other thread of this host opens it or uses its descriptor
+    /// lock meanwhile. The caller holds the slot's lock (``slotLocks``). Returns false when the
+    /// slot is open here or already claimed.
+    func claimHoldingSlotLock(_ slot: Int) -> Bool {
         state.withLock { s in
             if s.openFiles[slot] != nil || s.claimedSlots.contains(slot) { return false }
             s.claimedSlots.insert(slot)
@@ -399,6 +483,18 @@ final class Session: Sendable {
         }
     }
 
+    /// Claims `slot` (see ``claimHoldingSlotLock(_:)``) without waiting: false also while
+    /// another thread of this host opens or closes it.
+    func tryClaim(slot: Int) -> Bool {
+        guard slotLocks.tryLock(slot) else { return false }
+        defer { slotLocks.unlock(slot) }
+        return claimHoldingSlotLock(slot)
+    }
+
+    /// True while a create, remove or orphan cleanup of this host works on `slot`.
+    func isClaimed(_ slot: Int) -> Bool { state.withLock { $0.claimedSlots.contains(slot) } }
+
+    /// Ends a claim, after the slot's on-disk lock was released or handed to an open file.
     func unclaim(slot: Int) { state.withLock { _ = $0.claimedSlots.remove(slot) } }
 
     func checkWritable() throws(VMFSError) {

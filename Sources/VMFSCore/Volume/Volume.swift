@@ -23,7 +23,7 @@ public final class Volume: Sendable {
 
     /// Mounts the volume on the image file or block device at `path`.
     public static func mount(path: String, options: MountOptions = MountOptions()) throws(VMFSError) -> Volume {
-        let device = try FileBlockDevice(path: path, readOnly: false, directIO: options.directIO)
+        let device = try DeviceOpener.open(path, readOnly: false, directIO: options.directIO)
         return try mount(device: device, options: options)
     }
 
@@ -86,7 +86,7 @@ public final class Volume: Sendable {
     private func rejoin(after reason: String) {
         events.withLock { $0.append("lost heartbeat slot: \(reason)") }
         eventHandler.withLock { $0 }?(.membershipLost(reason: reason))
-        _ = BackgroundThread(name: "vmfs-rejoin") { [weak self] in
+        BackgroundThread.detach(name: "vmfs-rejoin") { [weak self] in
             guard let self else { return }
             let old = self.session.withLock { s -> Session? in
                 let old = s
@@ -236,11 +236,12 @@ public final class Volume: Sendable {
         return try FileHandle.admit(session: session, file: file, access: access, client: client, name: name)
     }
 
-    /// Opens the file in `slot` if it still has `generation` (FUSE opens by inode).
+    /// Opens the file in `slot` if it still has `generation` (FUSE opens by inode). A file this
+    /// host has open can be opened this way after it was unlinked, until its last handle closes.
     public func open(slot: Int, generation: UInt32, access: FileAccess, client: FileClient = .local) throws(VMFSError) -> FileHandle {
         let session = try current()
         let name = try session.status(slot: slot, generation: generation).name
-        let file = try session.open(slot: slot, generation: generation, name: name, access: access)
+        let file = try session.open(slot: slot, generation: generation, name: name, access: access, byName: false)
         return try FileHandle.admit(session: session, file: file, access: access, client: client, name: name)
     }
 
@@ -250,6 +251,15 @@ public final class Volume: Sendable {
     /// Renames `source` to `target` atomically.
     public func rename(_ source: String, to target: String, mode: RenameMode = .replace) throws(VMFSError) {
         try current().rename(source, to: target, mode: mode)
+    }
+
+    /// The root directory's mode, owner and times.
+    public func directoryAttributes() throws(VMFSError) -> DirectoryAttributes { try current().directoryAttributes() }
+
+    /// Changes the root directory's mode, owner or times (kept on the volume for every host).
+    @discardableResult
+    public func setDirectoryAttributes(_ changes: AttributeChanges) throws(VMFSError) -> DirectoryAttributes {
+        try current().setDirectoryAttributes(changes)
     }
 
     /// Always refused: the volume has a flat namespace.

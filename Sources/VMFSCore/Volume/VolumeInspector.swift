@@ -1,3 +1,19 @@
+/// How a volume coordinates its hosts (``VolumeInspector/coordination()``).
+public struct CoordinationInfo: Sendable, Codable, Equatable {
+    /// `ofd`, `ats`, `scsi2` or `paxos`.
+    public var atomicUpdate: String
+    public var atomicUpdateDescription: String
+    /// `none` or `pr`.
+    public var fencing: String
+    public var fencingDescription: String
+    /// The iSCSI LUN (without credentials), when the volume was opened through one.
+    public var target: String?
+    /// Persistent-reservation keys registered at the LUN now.
+    public var registeredKeys: [String]?
+    /// The persistent reservation the LUN holds now.
+    public var reservation: String?
+}
+
 /// Read-only views of a volume that need no heartbeat slot: `vmfs info`, `ls`, `hosts`, `locks`.
 ///
 /// Nothing is written. What other hosts are changing right now may be seen half-way.
@@ -8,7 +24,7 @@ public final class VolumeInspector: Sendable {
 
     /// Opens `path` read-only.
     public convenience init(path: String) throws(VMFSError) {
-        try self.init(device: try FileBlockDevice(path: path, readOnly: true))
+        try self.init(device: try DeviceOpener.open(path, readOnly: true))
     }
 
     public init(device: any BlockDevice) throws(VMFSError) {
@@ -59,7 +75,29 @@ public final class VolumeInspector: Sendable {
                 infos[i].liveness = elapsed >= UInt64(infos[i].deadIntervalMs) ? "dead" : "silent"
             }
         }
+        if header.fencing == .persistentReservation, let keys = try? (device as? any SCSIStorage)?.registeredKeys() {
+            let registered = Set(keys.map { "0x" + String($0, radix: 16) })
+            for i in infos.indices where infos[i].fencingKey != nil {
+                infos[i].registered = registered.contains(infos[i].fencingKey ?? "")
+            }
+        }
         return infos
+    }
+
+    /// How the volume coordinates its hosts, and what the LUN holds now (`vmfs info`).
+    public func coordination() -> CoordinationInfo {
+        let storage = device as? any SCSIStorage
+        var info = CoordinationInfo(atomicUpdate: header.atomicUpdate.name, atomicUpdateDescription: header.atomicUpdate.description,
+                                    fencing: header.fencing.name, fencingDescription: header.fencing.description,
+                                    target: storage?.targetDescription)
+        if let storage, header.fencing == .persistentReservation {
+            info.registeredKeys = (try? storage.registeredKeys())?.map { "0x" + String($0, radix: 16) }
+            if let held = try? storage.persistentReservation() {
+                let type = held.type == 5 ? "WRITE EXCLUSIVE – REGISTRANTS ONLY" : "type \(held.type)"
+                info.reservation = "\(type), key 0x\(String(held.key, radix: 16))"
+            }
+        }
+        return info
     }
 
     /// Every lock that is held, with what it protects and who holds it.

@@ -114,8 +114,10 @@ func eventually(timeout: TimeInterval, _ condition: () throws -> Bool) rethrows 
 final class Scratch {
     let path: String
 
-    init(_ name: String) {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("vmfs-fuse-\(name)-\(UUID().uuidString.prefix(8))").path
+    /// - Parameter memory: in `/dev/shm` (a tmpfs: device flushes cost nothing), where it exists.
+    init(_ name: String, memory: Bool = false) {
+        let parent = memory && access("/dev/shm", W_OK) == 0 ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
+        path = parent.appendingPathComponent("vmfs-fuse-\(name)-\(UUID().uuidString.prefix(8))").path
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
 

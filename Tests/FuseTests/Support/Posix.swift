@@ -149,3 +149,13 @@ final class ProblemLog: @unchecked Sendable {
     var count: Int { lock.withLock { problems.count } }
     var isFinished: Bool { lock.withLock { finished } }
 }
+
+/// `syncfs(2)` (glibc declares it only under `_GNU_SOURCE`); -1 with errno set on failure.
+func syncfs(_ descriptor: Int32) -> Int32 {
+    typealias Function = @convention(c) (Int32) -> Int32
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "syncfs") else {
+        errno = ENOSYS
+        return -1
+    }
+    return unsafeBitCast(symbol, to: Function.self)(descriptor)
+}

@@ -31,8 +31,10 @@ final class TestVolume {
     /// Where file data starts on the device (below: header, heartbeats, locks, journals, metadata).
     let dataOffset: UInt64
 
-    init(_ name: String, size: String = "16G", timing: Timing = .relaxed) throws {
-        scratch = Scratch(name)
+    /// - Parameter memory: image and mount points on a tmpfs, for tests whose cost is metadata
+    ///   commits (each one flushes the device).
+    init(_ name: String, size: String = "16G", timing: Timing = .relaxed, memory: Bool = false) throws {
+        scratch = Scratch(name, memory: memory)
         image = scratch.file("volume.img")
         let made = try run(Environment.product("mkfs.vmfs"), ["--json", "--size", size, "--journal-size", "4M", image] + timing.mkfsFlags)
         guard made.status == 0 else { throw HarnessError("mkfs.vmfs failed: \(made)") }
