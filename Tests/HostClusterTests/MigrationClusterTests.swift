@@ -48,6 +48,45 @@ struct MigrationClusterTests {
         #expect(events.contains("vmMigrated"), "\(events)")
     }
 
+    /// The source host dies right after the handoff (its agent stalls there, then the whole host
+    /// is `kill -9`ed: agent and VMM): the VM runs on at the destination, whose locks the dead
+    /// host's end does not disturb. Its disk records show one boot, no gap, no duplicate,
+    /// and nothing written by the source after the handoff.
+    @Test func aSourceKilledAfterTheHandoffLeavesTheVMRunningAtTheDestination() throws {
+        let cluster = try TestCluster(hosts: 2)
+        let (h1, h2) = (cluster.hosts[0], cluster.hosts[1])
+        h1.environment["VMHOSTD_FAULT_STALL_AFTER_HANDOFF_MS"] = "60000"
+        try cluster.startAll()
+        let created = try h1.vmctl(["create", "--datastore", "ds1", "--name", "web", "--guest", try testGuestImage(),
+                                    "--workload", "diskSequence", "--args", "1024,1,0,20000", "--disk", "16M", "--memory", "64M"])
+        #expect(created.status == 0, "\(created.output)")
+        #expect(try h1.vmctl(["power-on", "web"]).status == 0)
+        #expect(try eventually { (try sequenceLog(h1, file: "web-flat.vmdk")?.lastSequence ?? 0) > 20 })
+        let started = try h1.vmctl(["migrate", "web", "--to", h2.url, "--to-token", h2.token, "--to-ca", h2.certificatePath, "--no-wait"])
+        #expect(started.status == 0, "\(started.output)")
+        // The destination committed the handover and resumed the guest; the source is stalled
+        // before its cleanup, its VMM paused.
+        #expect(try eventually(seconds: 60) { powerState(h2, "web") == "running" }, "\(h1.log(lines: 30))\n\(h2.log(lines: 30))")
+        let sourceVMMs = h1.vmmPIDs.filter(isRunning)
+        #expect(!sourceVMMs.isEmpty, "the source's VMM ended before the stall")
+        if let agent = h1.pid { kill(agent, SIGKILL) }
+        for vmm in sourceVMMs { kill(vmm, SIGKILL) }
+        h1.kill(signal: SIGKILL)
+        // Well past the dead interval (D = 0.8 s), the guest still writes through the destination.
+        let atKill = try sequenceLog(h2, file: "web-flat.vmdk")?.lastSequence ?? 0
+        Thread.sleep(forTimeInterval: 3)
+        #expect(try eventually { (try sequenceLog(h2, file: "web-flat.vmdk")?.lastSequence ?? 0) > atKill + 20 })
+        #expect(powerState(h2, "web") == "running")
+        #expect(try h2.vmctl(["power-off", "web"]).status == 0)
+        let log = try #require(try sequenceLog(h2, file: "web-flat.vmdk"))
+        #expect(log.problems.isEmpty, "\(log.problems)")
+        #expect(log.boots == 1)
+        #expect(log.epochs == log.epochs.sorted() && (log.epochs.last ?? 0) == 1, "\(log.epochs)")
+        // Powered on again on the destination: its locks are its own, nobody else's.
+        #expect(try h2.vmctl(["power-on", "web"]).status == 0)
+        #expect(try h2.vmctl(["power-off", "web"]).status == 0)
+    }
+
     /// The destination's link goes down in the middle of the copy: the migration is aborted and
     /// the VM runs on at the source (the guest was never paused for it); the destination drops its VMM.
     @Test func aLinkCutMidCopyLeavesTheVMRunningAtTheSource() throws {

@@ -88,6 +88,31 @@ struct MigrationEngineTests {
         #expect(outcome.reason == .guestPoweredOff(status: 0), "\(String(describing: outcome.reason))\n\(outcome.text)")
         #expect(outcome.text.contains("verified"), "\(outcome.text)")
     }
+
+    /// A source of another stream protocol, or of another machine-state major, is refused at the
+    /// hello before anything moves: the destination fails with `versionMismatch` and tells the
+    /// source why, naming both versions.
+    @Test(arguments: [(MigrationProtocol.version + 1, MachineStateCodec.version, "protocol"), (MigrationProtocol.version, "9.0", "format")])
+    func anotherVersionIsRefusedAtTheHelloNamingBoth(protocolVersion: Int, stateFormat: String, what: String) throws {
+        let target = try VirtualMachine.restorable(configuration: memoryGuestConfiguration(image: try testGuestImage(), vcpus: 1,
+                                                                                           console: RecordingConsole()))
+        let (sending, receiving) = try streamPairs(1)
+        let destination = MigrationDestination(machine: target, streams: receiving, vmUUID: "vm-1", handshakeTimeoutMilliseconds: 10_000)
+        defer { destination.close() }
+        try sending[0].send(.hello(MigrationHello(protocolVersion: protocolVersion, stateFormat: stateFormat, vmUUID: "vm-1", vcpuCount: 1,
+                                                  memoryBytes: target.memory.size, diskCount: 1, streamCount: 1)))
+        let error = #expect(throws: MigrationError.self) { try destination.receive() }
+        #expect(error?.code == .versionMismatch, "\(String(describing: error))")
+        guard case .helloReply(let reply)? = try sending[0].receive(timeoutMilliseconds: 10_000) else {
+            Issue.record("the source got no hello reply")
+            return
+        }
+        #expect(!reply.accepted)
+        let ours = what == "protocol" ? "\(MigrationProtocol.version)" : MachineStateCodec.version
+        let theirs = what == "protocol" ? "\(protocolVersion)" : stateFormat
+        let reason = reply.reason ?? ""
+        #expect(reason.contains(what) && reason.contains(ours) && reason.contains(theirs), "\(reason)")
+    }
 }
 
 /// Polls `condition` every 10 ms for up to `seconds`.

@@ -150,6 +150,7 @@ extension ManagedVM {
             throw AgentError(.failed, "the handoff to \(offer.destinationHost) did not happen (\(failure)); VM '\(name)' runs on here")
         }
         // The destination owns the VM: this host serves nothing more of it and its VMM ends.
+        FaultInjection.stall(FaultInjection.stallAfterHandoffMilliseconds)
         for disk in runtime.disks { disk.stop() }
         state.withLock { s in
             s.runtime?.expectingExit = true
