@@ -57,15 +57,19 @@ let package = Package(
         .target(name: "SystemSupport", dependencies: ["CVMFSLinux"], swiftSettings: strictSettings),
         .target(name: "VMFSCore", dependencies: ["CVMFSLinux", "CURing", "CISCSI"], swiftSettings: strictSettings),
         // The agent ↔ VMM protocol: control frames, disk channel records (docs/VMX-PROTOCOL.md).
-        .target(name: "VMXProtocol", dependencies: ["CVMFSLinux", "SystemSupport"], swiftSettings: strictSettings),
+        .target(name: "VMXProtocol", dependencies: ["CVMFSLinux", "SystemSupport", "LiveMigration"], swiftSettings: strictSettings),
         // The VMM: KVM wrappers, devices, boot paths. Knows nothing of VMFS; disks come through a protocol.
         .target(name: "Hypervisor", dependencies: ["CKVM", "CVMFSLinux", "SystemSupport"], swiftSettings: strictSettings),
         // Runs one VM from the command line (benchmarks, manual checks); vmctl is the real tool.
         .executableTarget(
             name: "vm-run", dependencies: ["Hypervisor", argumentParser], path: "Tools/vm-run",
             swiftSettings: strictSettings),
+        // Live migration between VMMs: encrypted streams, pre-copy, auto-converge, post-copy (docs/MIGRATION.md).
+        .target(
+            name: "LiveMigration", dependencies: ["Hypervisor", "SystemSupport", "CVMFSLinux", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strictSettings),
         // The VMM side of a VM run by the host agent: disks over disk channels, console relay, lease.
-        .target(name: "VMXRuntime", dependencies: ["Hypervisor", "VMXProtocol", "SystemSupport", "CVMFSLinux"], swiftSettings: strictSettings),
+        .target(name: "VMXRuntime", dependencies: ["Hypervisor", "VMXProtocol", "SystemSupport", "CVMFSLinux", "LiveMigration"], swiftSettings: strictSettings),
         // Virtual switches on a host: bridges, TAP ports, nftables policy, tc shaping, VLAN uplinks (docs/NETWORKING.md).
         .target(
             name: "HostNetworking", dependencies: ["Hypervisor", "SystemSupport", "CVMFSLinux", .product(name: "TOMLKit", package: "TOMLKit")],
@@ -74,7 +78,7 @@ let package = Package(
         .target(name: "VMManagement", dependencies: ["VMFSCore", "Hypervisor"], swiftSettings: strictSettings),
         // The host agent's logic (vmhostd without its HTTP layer): volumes, VMs, VMMs, events, tasks.
         .target(
-            name: "HostAgent", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMXProtocol", "SystemSupport", "CVMFSLinux", "HostNetworking"],
+            name: "HostAgent", dependencies: ["VMFSCore", "Hypervisor", "VMManagement", "VMXProtocol", "SystemSupport", "CVMFSLinux", "HostNetworking", "LiveMigration"],
             swiftSettings: strictSettings),
         // The host agent API's types, client and server protocol, generated from openapi.yaml.
         .target(
@@ -98,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "vmhostd",
             dependencies: [
-                "HostAgent", "HostAgentAPI", "VMFSCore", "VMFSFuse", "SystemSupport", "HostNetworking", argumentParser, openAPIRuntime,
+                "HostAgent", "HostAgentAPI", "HostAgentClient", "LiveMigration", "VMFSCore", "VMFSFuse", "SystemSupport", "HostNetworking", argumentParser, openAPIRuntime,
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "OpenAPIHummingbird", package: "swift-openapi-hummingbird"),
@@ -141,6 +145,11 @@ let package = Package(
             name: "vmfs-bench", dependencies: ["VMFSCore", "VMFSToolSupport", argumentParser],
             path: "Benchmarks/vmfs-bench", swiftSettings: strictSettings),
 
+        // Live-migration downtime, total time and bytes sent (Benchmarks/migration/bench-migration.sh); not a test.
+        .executableTarget(
+            name: "migration-bench", dependencies: ["Hypervisor", "LiveMigration", "SystemSupport", argumentParser],
+            path: "Benchmarks/migration", exclude: ["bench-migration.sh"], swiftSettings: strictSettings),
+
         // ---- Tests -----------------------------------------------------------------------
         // Running the built tools and host processes from tests; the attacker's field rewriter.
         .target(name: "VMFSTestSupport", dependencies: ["VMFSCore"], path: "Tests/TestSupport", swiftSettings: strictSettings),
@@ -157,7 +166,8 @@ let package = Package(
             exclude: ["Helpers"], swiftSettings: strictSettings),
         // The host agent's library with real vmx processes and real VMs.
         .testTarget(
-            name: "HostAgentTests", dependencies: ["HostAgent", "VMXProtocol", "VMXRuntime", "SystemSupport", "VMFSCore", "VMFSTestSupport", "vmx", "mkfs.vmfs", "vmfs"],
+            name: "HostAgentTests", dependencies: ["HostAgent", "VMXProtocol", "VMXRuntime", "SystemSupport", "VMFSCore", "VMFSTestSupport", "LiveMigration",
+                                                   "vmx", "mkfs.vmfs", "vmfs"],
             swiftSettings: strictSettings),
         // vmhostd processes as hosts in network namespaces (needs root, /dev/kvm, iproute2).
         .testTarget(
@@ -166,6 +176,10 @@ let package = Package(
             swiftSettings: strictSettings),
         .testTarget(
             name: "HypervisorTests", dependencies: ["Hypervisor", "SystemSupport", "vmctl"],
+            swiftSettings: strictSettings),
+        // Machine state save/restore and VMM-to-VMM migration in one process (needs /dev/kvm).
+        .testTarget(
+            name: "LiveMigrationTests", dependencies: ["LiveMigration", "Hypervisor", "SystemSupport", "VMFSTestSupport"],
             swiftSettings: strictSettings),
         // Virtual switches in network namespaces, without VMs: configuration, rules, shaping, uplinks.
         .testTarget(

@@ -27,6 +27,12 @@ public struct HypervisorError: Error, Sendable, Equatable, CustomStringConvertib
         public static let invalidState = Code("invalidState")
         /// An operation did not complete in time (for example vCPUs that did not pause).
         public static let timedOut = Code("timedOut")
+        /// A saved machine state is malformed: truncated, a bad checksum, a field out of range
+        /// (the message names the section and the field).
+        public static let invalidSavedState = Code("invalidSavedState")
+        /// A saved machine state cannot be restored here: another format version, or a machine
+        /// that differs from the one being restored (vCPUs, memory, disks).
+        public static let incompatibleState = Code("incompatibleState")
     }
 
     /// The error category.

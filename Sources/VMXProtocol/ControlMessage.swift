@@ -1,3 +1,4 @@
+public import LiveMigration
 internal import FoundationEssentials
 
 /// One message of the control protocol; the frame type numbers are in `docs/VMX-PROTOCOL.md`.
@@ -14,6 +15,11 @@ public enum ControlMessage: Sendable, Equatable {
     case statusRequest
     case pause(PauseRequest)
     case resume
+    case migrateOut(MigrateOutRequest)
+    case migrationHandoff(MigrationHandoff)
+    case migrationCancel
+    case configureIncoming(IncomingSpecification)
+    case migrateIn(MigrateInRequest)
     /// Announce every NIC's address on the host network now (the VM resumed on this host).
     case announceNetwork
     case setLink(LinkRequest)
@@ -26,6 +32,9 @@ public enum ControlMessage: Sendable, Equatable {
     case status(StatusReport)
     case marker(MarkerReport)
     case guestHeartbeat(GuestHeartbeat)
+    case migrationProgress(MigrationProgress)
+    case migrationReady(MigrationReadyReport)
+    case migrationEnded(MigrationEndReport)
     case networkEvent(NetworkEventReport)
 
     /// The frame type of this message.
@@ -42,6 +51,11 @@ public enum ControlMessage: Sendable, Equatable {
         case .statusRequest: 0x0009
         case .pause: 0x000A
         case .resume: 0x000B
+        case .migrateOut: 0x000C
+        case .migrationHandoff: 0x000D
+        case .migrationCancel: 0x000E
+        case .configureIncoming: 0x000F
+        case .migrateIn: 0x0010
         case .announceNetwork: 0x0020
         case .setLink: 0x0021
         case .helloReply: 0x0101
@@ -52,6 +66,9 @@ public enum ControlMessage: Sendable, Equatable {
         case .status: 0x0106
         case .marker: 0x0107
         case .guestHeartbeat: 0x0108
+        case .migrationProgress: 0x0109
+        case .migrationReady: 0x010A
+        case .migrationEnded: 0x010B
         case .networkEvent: 0x0120
         }
     }
@@ -71,10 +88,17 @@ public enum ControlMessage: Sendable, Equatable {
             case .status(let value): return try Self.json(value)
             case .marker(let value): return try Self.json(value)
             case .guestHeartbeat(let value): return try Self.json(value)
+            case .migrateOut(let value): return try Self.json(value)
+            case .migrationHandoff(let value): return try Self.json(value)
+            case .configureIncoming(let value): return try Self.json(value)
+            case .migrateIn(let value): return try Self.json(value)
+            case .migrationProgress(let value): return try Self.json(value)
+            case .migrationReady(let value): return try Self.json(value)
+            case .migrationEnded(let value): return try Self.json(value)
             case .setLink(let value): return try Self.json(value)
             case .networkEvent(let value): return try Self.json(value)
             case .consoleInput(let bytes), .consoleOutput(let bytes): return bytes
-            case .start, .powerOff, .reset, .statusRequest, .resume, .configured, .announceNetwork: return []
+            case .start, .powerOff, .reset, .statusRequest, .resume, .configured, .announceNetwork, .migrationCancel: return []
             }
         } catch {
             throw VMXProtocolError(.malformed, "cannot encode \(self.type): \(error)")
@@ -114,6 +138,11 @@ public enum ControlMessage: Sendable, Equatable {
         case 0x0009: return try empty(.statusRequest, "statusRequest")
         case 0x000A: return .pause(try decodeJSON(PauseRequest.self, payload, name: "pause"))
         case 0x000B: return try empty(.resume, "resume")
+        case 0x000C: return .migrateOut(try decodeJSON(MigrateOutRequest.self, payload, name: "migrateOut"))
+        case 0x000D: return .migrationHandoff(try decodeJSON(MigrationHandoff.self, payload, name: "migrationHandoff"))
+        case 0x000E: return try empty(.migrationCancel, "migrationCancel")
+        case 0x000F: return .configureIncoming(try decodeJSON(IncomingSpecification.self, payload, name: "configureIncoming"))
+        case 0x0010: return .migrateIn(try decodeJSON(MigrateInRequest.self, payload, name: "migrateIn"))
         case 0x0020: return try empty(.announceNetwork, "announceNetwork")
         case 0x0021: return .setLink(try decodeJSON(LinkRequest.self, payload, name: "setLink"))
         case 0x0101: return .helloReply(try decodeJSON(HelloReply.self, payload, name: "helloReply"))
@@ -124,6 +153,9 @@ public enum ControlMessage: Sendable, Equatable {
         case 0x0106: return .status(try decodeJSON(StatusReport.self, payload, name: "status"))
         case 0x0107: return .marker(try decodeJSON(MarkerReport.self, payload, name: "marker"))
         case 0x0108: return .guestHeartbeat(try decodeJSON(GuestHeartbeat.self, payload, name: "guestHeartbeat"))
+        case 0x0109: return .migrationProgress(try decodeJSON(MigrationProgress.self, payload, name: "migrationProgress"))
+        case 0x010A: return .migrationReady(try decodeJSON(MigrationReadyReport.self, payload, name: "migrationReady"))
+        case 0x010B: return .migrationEnded(try decodeJSON(MigrationEndReport.self, payload, name: "migrationEnded"))
         case 0x0120: return .networkEvent(try decodeJSON(NetworkEventReport.self, payload, name: "networkEvent"))
         default: throw VMXProtocolError(.malformed, "unknown control message type 0x\(String(type, radix: 16))")
         }

@@ -4,6 +4,8 @@ public enum VMXRunState: String, Codable, Sendable {
     case unconfigured
     /// Configured (the VM is built) but not started.
     case configured
+    /// Built to receive a migration (`configureIncoming`); `configured` once the state is restored.
+    case incoming
     /// vCPUs run the guest.
     case running
     /// vCPUs are held out of the guest (lease expired, or asked to pause).
@@ -170,12 +172,15 @@ public struct StateChange: Codable, Sendable, Equatable {
     /// The guest's power-off status, when it powered itself off.
     public var guestStatus: UInt32?
     public var monotonicNanoseconds: UInt64
+    /// `CLOCK_REALTIME` of the change (migration downtime is measured across hosts with it).
+    public var wallNanoseconds: Int64?
 
-    public init(state: VMXRunState, reason: String, guestStatus: UInt32? = nil, monotonicNanoseconds: UInt64) {
+    public init(state: VMXRunState, reason: String, guestStatus: UInt32? = nil, monotonicNanoseconds: UInt64, wallNanoseconds: Int64? = nil) {
         self.state = state
         self.reason = reason
         self.guestStatus = guestStatus
         self.monotonicNanoseconds = monotonicNanoseconds
+        self.wallNanoseconds = wallNanoseconds
     }
 }
 

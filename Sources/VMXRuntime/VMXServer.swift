@@ -15,9 +15,11 @@ internal import Glibc
 /// renew the lease. A VMM paused with no agent for the orphan timeout powers the VM off.
 public final class VMXServer: Sendable {
     /// Why the vCPUs are held out of the guest.
-    enum PauseReason: String, Sendable { case leaseExpired = "lease expired", agentRequest = "paused by the agent" }
+    enum PauseReason: String, Sendable {
+        case leaseExpired = "lease expired", agentRequest = "paused by the agent", migration = "migration switchover"
+    }
 
-    private struct State {
+    struct State {
         var runState: VMXRunState = .unconfigured
         var specification: VMSpecification?
         var configuration: VirtualMachineConfiguration?
@@ -34,13 +36,17 @@ public final class VMXServer: Sendable {
         var disconnectedSince: UInt64? = MonotonicClock.nanoseconds
         var firstInstruction: UInt64?
         var started: UInt64?
+        /// The migration this VMM takes part in, if any.
+        var migration: VMXMigration?
+        /// Destination: the machine built by `configureIncoming`, until the migration restored it.
+        var pendingMachine: VirtualMachine?
     }
 
-    private let state = Monitor(State())
+    let state = Monitor(State())
     /// Serializes pausing and resuming the VM.
     private let transitions = Mutex(())
     private let lastHeartbeatSent = Mutex<UInt64>(0)
-    private let outbox: Outbox
+    let outbox: Outbox
     private let listener: OwnedDescriptor
     public let socketPath: String
     private let version: String
@@ -76,6 +82,7 @@ public final class VMXServer: Sendable {
                 s.runState = s.pauseReasons.isEmpty ? .running : .paused
             }
             applyPauseState(announce: true)
+            state.withLock { $0.migration }?.machineStarting()
             let reason: PowerOffReason
             do { reason = try machine.run() } catch {
                 finalReason = "the VM could not run: \(error)"
@@ -106,7 +113,7 @@ public final class VMXServer: Sendable {
         return 0
     }
 
-    private func report(_ message: String) {
+    func report(_ message: String) {
         var line = Array("vmx: \(message)\n".utf8)
         _ = line.withUnsafeMutableBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
     }
@@ -218,12 +225,15 @@ public final class VMXServer: Sendable {
         case .setLink(let request):
             guard let machine = state.withLock({ $0.machine }) else { return refuse(message, "the VM is not configured") }
             do { try machine.setNetworkLink(request.interface, connected: request.connected) } catch { refuse(message, "\(error)") }
-        case .helloReply, .configured, .error, .stateChanged, .consoleOutput, .status, .marker, .guestHeartbeat, .networkEvent:
+        case .migrateOut, .migrationHandoff, .migrationCancel, .configureIncoming, .migrateIn:
+            handleMigration(received)
+        case .helloReply, .configured, .error, .stateChanged, .consoleOutput, .status, .marker, .migrationProgress, .migrationReady,
+             .migrationEnded, .guestHeartbeat, .networkEvent:
             refuse(message, "message type 0x\(String(message.type, radix: 16)) is sent by a VMM, not to one")
         }
     }
 
-    private func refuse(_ message: ControlMessage, _ reason: String) {
+    func refuse(_ message: ControlMessage, _ reason: String) {
         outbox.send(.error(ErrorReply(code: "refused", message: reason, inReplyTo: message.type)))
     }
 
@@ -353,7 +363,7 @@ public final class VMXServer: Sendable {
         if send { outbox.send(.guestHeartbeat(GuestHeartbeat(count: count, monotonicNanoseconds: time))) }
     }
 
-    private func observe(_ marker: GuestMarker) {
+    func observe(_ marker: GuestMarker) {
         if marker.code == TestGuestABI.entryMarker && marker.vcpu == 0 {
             state.withLock { s in if s.firstInstruction == nil { s.firstInstruction = marker.monotonicNanoseconds } }
         }
@@ -362,7 +372,7 @@ public final class VMXServer: Sendable {
 
     /// Powers the VM off hard: disk requests still waiting for the agent fail at once (the plug is
     /// pulled), so the I/O threads can finish and the machine stop.
-    private func stopMachine() {
+    func stopMachine() {
         let (machine, disks) = state.withLock { s -> (VirtualMachine?, [RemoteDiskBackend]) in
             s.stopRequested = true
             return (s.machine, s.disks)
@@ -391,7 +401,7 @@ public final class VMXServer: Sendable {
         }
     }
 
-    private func checkLease() {
+    func checkLease() {
         let changed = state.withLock { s -> Bool in
             let expired = MonotonicClock.nanoseconds >= s.leaseValidUntil
             if expired { return s.pauseReasons.insert(.leaseExpired).inserted }
@@ -401,7 +411,7 @@ public final class VMXServer: Sendable {
     }
 
     /// Pauses or resumes the VM to match the pause reasons.
-    private func applyPauseState(announce: Bool) {
+    func applyPauseState(announce: Bool) {
         transitions.withLock { _ in
             let (machine, reasons, runState) = state.withLock { ($0.machine, $0.pauseReasons, $0.runState) }
             guard let machine, runState == .running || runState == .paused || runState == .configured else { return }
@@ -410,7 +420,8 @@ public final class VMXServer: Sendable {
                 machine.resume()
                 state.withLock { if $0.runState == .paused { $0.runState = .running } }
                 if announce {
-                    outbox.send(.stateChanged(StateChange(state: .running, reason: "resumed", monotonicNanoseconds: MonotonicClock.nanoseconds)))
+                    outbox.send(.stateChanged(StateChange(state: .running, reason: "resumed", monotonicNanoseconds: MonotonicClock.nanoseconds,
+                                                          wallNanoseconds: MonotonicClock.wallNanoseconds)))
                 }
             } else {
                 guard machine.runState == .running else { return }

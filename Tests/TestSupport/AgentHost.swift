@@ -49,12 +49,16 @@ public final class AgentHost: @unchecked Sendable {
 
     deinit { kill(signal: SIGKILL) }
 
+    /// More environment for the agent (its fault-injection points, `docs/AGENT.md`).
+    public var environment: [String: String] = [:]
+
     /// Starts the agent and waits until its local API answers.
     public func start(timeout: TimeInterval = 30) throws {
         let line = lab.command(in: index, [toolsDirectory.appendingPathComponent("vmhostd").path, "--config", configPath])
         let process = Process()
         process.executableURL = URL(fileURLWithPath: line[0])
         process.arguments = Array(line.dropFirst())
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let logFile = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         logFile.seekToEndOfFile()

@@ -5,6 +5,8 @@ public struct SequenceLog: Sendable, Equatable {
         public var boot: UInt64
         public var nonce: UInt64
         public var sequence: UInt64
+        /// The machine's restore count when the guest wrote it (grows with every migration).
+        public var epoch: UInt64 = 0
     }
 
     /// The boot record: the newest boot's number and nonce.
@@ -48,10 +50,17 @@ public struct SequenceLog: Sendable, Equatable {
                 corrupt.append(slot)
                 continue
             }
-            records.append(Record(boot: words[1], nonce: words[2], sequence: words[3]))
+            records.append(Record(boot: words[1], nonce: words[2], sequence: words[3], epoch: words[5]))
         }
         self.records = records.sorted { $0.sequence < $1.sequence }
         corruptSlots = corrupt
+    }
+
+    /// The epochs (migrations) seen in the ring, in sequence order.
+    public var epochs: [UInt64] {
+        var seen: [UInt64] = []
+        for record in records where record.boot == boots && seen.last != record.epoch { seen.append(record.epoch) }
+        return seen
     }
 
     /// The highest sequence number written (nil when none).
@@ -75,6 +84,12 @@ public struct SequenceLog: Sendable, Equatable {
         let newest = records.filter { $0.boot == boots }
         for (a, b) in zip(newest, newest.dropFirst()) where b.sequence != a.sequence + 1 {
             found.append("boot \(boots) skipped from seq \(a.sequence) to \(b.sequence)")
+            break
+        }
+        // A migrated VM's epoch only grows along the sequence: an older epoch after a newer one
+        // is a record the previous host wrote after it handed the VM over.
+        for (a, b) in zip(records, records.dropFirst()) where a.boot == b.boot && b.epoch < a.epoch {
+            found.append("seq \(b.sequence) was written in epoch \(b.epoch) after seq \(a.sequence) of epoch \(a.epoch): the old host wrote after the handoff")
             break
         }
         return found

@@ -16,6 +16,7 @@ typedef uint64_t u64;
 #define EXIT_PORT 0xf4
 #define MARKER_PORT 0xf8
 #define PARK_PORT 0xfc
+#define EPOCH_PORT 0xe0 /* 32-bit read: the machine's restore count (changes on migration) */
 
 enum workload {
     WL_HELLO = 0,
@@ -33,6 +34,7 @@ enum workload {
     WL_HEARTBEAT = 12,
     WL_NET_RESPONDER = 13,
     WL_UDP_SEND = 14,
+    WL_MEMORY_GENERATIONS = 15,
 };
 
 enum result {
@@ -56,6 +58,7 @@ struct params {
     u64 heap_start;
     u64 heap_end;
     u64 args[8];
+    u64 tsc_khz; /* guest TSC frequency, filled in by the VMM (0: unknown) */
 };
 
 /* ---- Port I/O ------------------------------------------------------------------------------- */
@@ -200,5 +203,7 @@ void hostile_helper(void);
 int disk_sequence(const struct params *p, struct vblk *disk);
 int disk_random(const struct params *p, struct vblk *disk);
 __attribute__((noreturn)) int heartbeat(const struct params *p);
+/* Never returns: per-page generations verified after every migration, and the gap probe. */
+__attribute__((noreturn)) void memory_generations(const struct params *p, u32 vcpu, u32 count);
 
 #endif

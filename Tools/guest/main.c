@@ -183,6 +183,8 @@ int guest_main(u64 vcpu, struct params *p, u64 count) {
     case WL_HOSTILE_LIMITS:
         if (vcpu == 1) hostile_helper(); /* the second driver thread; never returns */
         break;
+    case WL_MEMORY_GENERATIONS:
+        memory_generations(p, (u32)vcpu, (u32)count);
     case WL_IDLE:
         /* Never powers off and uses no CPU: every vCPU parks in the VMM (an idle VM for the host's figures). */
         if (vcpu == 0) gprintf("idle on %u vcpus\n", (u32)count);

@@ -5,7 +5,10 @@
  * Disk layout (512-byte sectors, little-endian):
  *   sector 0:            boot record {u32 magic "BOOT", u32 version 1, u64 boots, u64 nonce, u64 first_seq, u64 check}
  *   sectors 1 .. ring:   record of sequence number s at sector 1 + s % ring:
- *                        {u32 magic "SEQR", u32 version 1, u64 boots, u64 nonce, u64 seq, u64 tsc, u64 check}
+ *                        {u32 magic "SEQR", u32 version 1, u64 boots, u64 nonce, u64 seq, u64 tsc, u64 epoch, u64 check}
+ *                        epoch = the machine's restore count (port 0xe0) when the record was made: it grows with
+ *                        every migration, so a record an old host wrote after the handoff shows up as an older
+ *                        epoch after a newer one along the sequence.
  * check = mix64 of the preceding words. Every boot increments `boots`, draws a fresh nonce from the
  * TSC, and continues after the highest sequence number found in the ring. Two instances running at
  * once would show as two nonces for one boot number, or as an older boot's record with a higher
@@ -69,6 +72,7 @@ int disk_sequence(const struct params *p, struct vblk *disk) {
         sector[2] = nonce;
         sector[3] = next;
         sector[4] = rdtsc();
+        sector[5] = inl(EPOCH_PORT);
         sector[6] = check_of(sector, 6);
         if (vblk_request(disk, VIRTIO_BLK_T_OUT, 1 + next % ring, sector, 512) != 0) return R_IO_ERROR;
         if ((written + 1) % flush_every == 0 && vblk_request(disk, VIRTIO_BLK_T_FLUSH, 0, 0, 0) != 0) return R_IO_ERROR;

@@ -15,7 +15,7 @@ mkdir -p "$cache"
 log() { echo "build-guest: $*" >&2; }
 
 # ---- 1. The test guest ----------------------------------------------------------------------
-guest_sources=(start.S runtime.c pci.c virtio_blk.c hostile.c hostile_limits.c sequence.c random_io.c heartbeat.c virtio_net.c net.c main.c guest.h guest.ld)
+guest_sources=(start.S runtime.c pci.c virtio_blk.c hostile.c hostile_limits.c sequence.c random_io.c heartbeat.c virtio_net.c net.c memory_generations.c main.c guest.h guest.ld)
 guest_flags=(-ffreestanding -nostdlib -static -fno-pie -no-pie -mgeneral-regs-only -mno-red-zone -O2
     -fno-stack-protector -fno-asynchronous-unwind-tables -fno-builtin -Wall -Wextra -Werror
     -Wno-unused-parameter -Wl,--build-id=none -Wl,--no-warn-rwx-segments)
@@ -23,7 +23,7 @@ stamp="$( (cd "$root/Tools/guest" && cat "${guest_sources[@]}"; echo "${guest_fl
 if [[ ! -f "$cache/testguest.elf" || "$(cat "$cache/testguest.stamp" 2>/dev/null)" != "$stamp" ]]; then
     log "compiling the test guest"
     (cd "$root/Tools/guest" && gcc "${guest_flags[@]}" -T guest.ld -o "$cache/testguest.elf.tmp" \
-        start.S runtime.c pci.c virtio_blk.c hostile.c hostile_limits.c sequence.c random_io.c heartbeat.c virtio_net.c net.c main.c)
+        start.S runtime.c pci.c virtio_blk.c hostile.c hostile_limits.c sequence.c random_io.c heartbeat.c virtio_net.c net.c memory_generations.c main.c)
     mv "$cache/testguest.elf.tmp" "$cache/testguest.elf"
     echo "$stamp" > "$cache/testguest.stamp"
 fi

@@ -19,5 +19,5 @@ struct VMControl: AsyncParsableCommand {
             """,
         subcommands: [Create.self, Run.self, List.self, Show.self, Remove.self, PowerOn.self, PowerOff.self, Reset.self,
                       Console.self, Stats.self, Events.self, Register.self, Unregister.self, HA.self, Maintenance.self,
-                      VirtualSwitchCommand.self, PortGroupCommand.self, NICs.self, Announce.self])
+                      VirtualSwitchCommand.self, PortGroupCommand.self, NICs.self, Announce.self, Migrate.self])
 }

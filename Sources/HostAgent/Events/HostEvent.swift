@@ -11,6 +11,7 @@ public struct HostEvent: Codable, Sendable, Equatable {
         case vmRegistered, vmUnregistered, vmCreated
         case vmPoweredOn, vmPoweredOff, vmGuestPoweredOff, vmPaused, vmResumed, vmReset
         case vmCrashed, vmLockLost, vmAdopted
+        case vmMigrationStarted, vmMigrated, vmMigratedIn, vmMigrationFailed, vmMigrationCancelled
         case haConfigured, haHostFailed, haRestarted, haRestartFailed, haIsolated, vmMonitoringReset
         case hostMaintenanceEntered, hostMaintenanceExited
         case networkConfigured, networkUnavailable, vmNetworkAnnounced, vmNetworkAddressChanged

@@ -39,15 +39,7 @@ extension ManagedVM {
             }
             var disks: [DiskServer] = []
             do throws(AgentError) {
-                for (index, disk) in files.disks.enumerated() {
-                    let backend = VMFSDiskBackend(handle: disk.extent, identifier: String("\(name)-\(index)".prefix(20)))
-                    do {
-                        disks.append(try DiskServer(backend: backend, windowBytes: context.settings.diskWindowBytes,
-                                                    pool: context.pool, name: "\(uuid)-\(index)"))
-                    } catch {
-                        throw AgentError(.failed, "cannot create a disk channel: \(error)")
-                    }
-                }
+                try makeDiskServers(files, into: &disks)
                 let console = ConsoleLog(handle: files.log, fileCapacity: context.settings.consoleLogCapacity)
                 let ports = adoptNetwork(files.definition)
                 state.withLock { s in
@@ -65,20 +57,7 @@ extension ManagedVM {
                 guard case .helloReply(let hello) = reply, hello.vmUUID == uuid else {
                     throw AgentError(.failed, "the VMM at \(record.socketPath) does not run VM '\(name)'")
                 }
-                var descriptors: [Int32] = []
-                var specifications: [DiskSpecification] = []
-                for disk in disks {
-                    specifications.append(DiskSpecification(
-                        identifier: disk.backend.identifier, byteCount: disk.backend.byteCount, readOnly: disk.backend.isReadOnly,
-                        windowBytes: UInt64(disk.window.byteCount), channelDescriptor: descriptors.count,
-                        windowDescriptor: descriptors.count + 1))
-                    descriptors += [disk.peerSocket.socket.rawValue, disk.window.descriptor.rawValue]
-                }
-                try connection.send(.attachDisks(DiskAttachment(disks: specifications)), descriptors: descriptors)
-                for disk in disks {
-                    disk.peerSocket.socket.close()
-                    do { try disk.start() } catch { throw AgentError(.failed, "cannot serve the disks: \(error)") }
-                }
+                try attach(disks, to: connection)
                 state.withLock { s in s.power = hello.state == .paused ? .paused : .running }
                 watch(process)
                 renewLease()
@@ -96,6 +75,17 @@ extension ManagedVM {
                 files.close()
                 throw error
             }
+        }
+    }
+
+    /// Gives a running (or restored) VMM its disk channels and starts serving them.
+    func attach(_ disks: [DiskServer], to connection: VMMConnection) throws(AgentError) {
+        var descriptors: [Int32] = []
+        let specifications = Self.diskSpecifications(disks, descriptors: &descriptors)
+        try connection.send(.attachDisks(DiskAttachment(disks: specifications)), descriptors: descriptors)
+        for disk in disks {
+            disk.peerSocket.socket.close()
+            do { try disk.start() } catch { throw AgentError(.failed, "cannot serve the disks: \(error)") }
         }
     }
 }

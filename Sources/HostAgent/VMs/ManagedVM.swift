@@ -54,6 +54,8 @@ public final class ManagedVM: Sendable {
 
     let state = Monitor(State())
     let cachedSettings = Mutex<VMSettings?>(nil)
+    /// The migration this VM takes part in, if any (`ManagedVM+Migration.swift`).
+    let migration = Monitor<VMMigration?>(nil)
 
     init(uuid: String, name: String, datastore: Datastore, context: AgentContext) {
         self.uuid = uuid
@@ -130,15 +132,7 @@ public final class ManagedVM: Sendable {
             ports = try connectNetwork(files.definition)
             let console = ConsoleLog(handle: files.log, fileCapacity: context.settings.consoleLogCapacity)
             console.note("\(name) powered on by host \(context.settings.host.name) at \(formatWallTime(MonotonicClock.wallNanoseconds))")
-            for (index, disk) in files.disks.enumerated() {
-                let backend = VMFSDiskBackend(handle: disk.extent, identifier: String("\(name)-\(index)".prefix(20)))
-                do {
-                    disks.append(try DiskServer(backend: backend, windowBytes: context.settings.diskWindowBytes,
-                                                pool: context.pool, name: "\(uuid)-\(index)"))
-                } catch {
-                    throw AgentError(.failed, "cannot create the disk channel of '\(disk.descriptor.extentFileName)': \(error)")
-                }
-            }
+            try makeDiskServers(files, into: &disks)
             let socketPath = "\(context.settings.vmRunDirectory)/\(uuid).sock"
             unlink(socketPath)
             process = try VMMProcess.spawn(executable: context.settings.vmxPath, socketPath: socketPath,
@@ -201,18 +195,24 @@ public final class ManagedVM: Sendable {
         }
     }
 
-    /// The `configure` message and its descriptors: boot images, then per disk its channel and window.
-    private func specification(_ definition: VirtualMachineDefinition, images: BootImages, disks: [DiskServer],
-                               lease: UInt64) -> (VMSpecification, [Int32]) {
-        var descriptors = images.descriptors.map(\.rawValue)
-        let boot: BootSpecification
-        switch definition.boot {
-        case .linux(_, _, let commandLine):
-            boot = BootSpecification(kind: .linux, imageDescriptor: 0, initrdDescriptor: images.descriptors.count > 1 ? 1 : nil,
-                                     commandLine: commandLine)
-        case .testGuest(_, let workload, let arguments):
-            boot = BootSpecification(kind: .testGuest, imageDescriptor: 0, workload: workload.rawValue, arguments: arguments)
+    /// One disk server (channel + window) per disk of `files`, appended to `disks` as they are made.
+    func makeDiskServers(_ files: VMFileSet, into disks: inout [DiskServer]) throws(AgentError) {
+        for (index, disk) in files.disks.enumerated() {
+            let backend = VMFSDiskBackend(handle: disk.extent, identifier: Self.diskIdentifier(name, index))
+            do {
+                disks.append(try DiskServer(backend: backend, windowBytes: context.settings.diskWindowBytes,
+                                            pool: context.pool, name: "\(uuid)-\(index)"))
+            } catch {
+                throw AgentError(.failed, "cannot create the disk channel of '\(disk.descriptor.extentFileName)': \(error)")
+            }
         }
+    }
+
+    /// The identifier (virtio-blk GET_ID) of disk `index` of VM `name`.
+    static func diskIdentifier(_ name: String, _ index: Int) -> String { String("\(name)-\(index)".prefix(20)) }
+
+    /// Disk specifications for `disks`, their descriptors appended to `descriptors`.
+    static func diskSpecifications(_ disks: [DiskServer], descriptors: inout [Int32]) -> [DiskSpecification] {
         var specifications: [DiskSpecification] = []
         for disk in disks {
             specifications.append(DiskSpecification(
@@ -220,6 +220,25 @@ public final class ManagedVM: Sendable {
                 windowBytes: UInt64(disk.window.byteCount), channelDescriptor: descriptors.count, windowDescriptor: descriptors.count + 1))
             descriptors += [disk.peerSocket.socket.rawValue, disk.window.descriptor.rawValue]
         }
+        return specifications
+    }
+
+    /// The boot part of the `configure` message: image first, then the initrd, as descriptors 0 and 1.
+    static func bootSpecification(_ definition: VirtualMachineDefinition, imageCount: Int) -> BootSpecification {
+        switch definition.boot {
+        case .linux(_, _, let commandLine):
+            BootSpecification(kind: .linux, imageDescriptor: 0, initrdDescriptor: imageCount > 1 ? 1 : nil, commandLine: commandLine)
+        case .testGuest(_, let workload, let arguments):
+            BootSpecification(kind: .testGuest, imageDescriptor: 0, workload: workload.rawValue, arguments: arguments)
+        }
+    }
+
+    /// The `configure` message and its descriptors: boot images, then per disk its channel and window.
+    private func specification(_ definition: VirtualMachineDefinition, images: BootImages, disks: [DiskServer],
+                               lease: UInt64) -> (VMSpecification, [Int32]) {
+        var descriptors = images.descriptors.map(\.rawValue)
+        let boot = Self.bootSpecification(definition, imageCount: images.descriptors.count)
+        let specifications = Self.diskSpecifications(disks, descriptors: &descriptors)
         let specification = VMSpecification(uuid: uuid, name: name, vcpuCount: definition.vcpuCount, memoryBytes: definition.memoryBytes,
                                             boot: boot, disks: specifications,
                                             orphanTimeoutMilliseconds: context.settings.orphanTimeoutMilliseconds,
@@ -239,6 +258,7 @@ public final class ManagedVM: Sendable {
         state.withLock { s in
             if s.runtime?.connection?.channel === channel { s.runtime?.connection = nil }
         }
+        incomingConnectionClosed(channel)
     }
 
     private func handle(_ message: ControlMessage) {
@@ -277,11 +297,15 @@ public final class ManagedVM: Sendable {
                     s.runtime?.stopReport = change
                     s.guestStatus = change.guestStatus
                     return nil
-                case .unconfigured, .configured:
+                case .unconfigured, .configured, .incoming:
                     return nil
                 }
             }
             if let (kind, text) = event { record(kind, text) }
+            migration.withLock { $0 }?.observe(message)
+        case .migrationProgress, .migrationReady, .migrationEnded, .error:
+            migration.withLock { $0 }?.observe(message)
+            incomingMessage(message)
         default:
             break
         }

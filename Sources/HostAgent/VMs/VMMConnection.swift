@@ -47,9 +47,12 @@ final class VMMConnection: Sendable {
             do { received = try channel.receive() } catch where error.code == .malformed { continue } catch { received = nil }
             guard let received else { break }
             switch received.message {
-            case .helloReply, .configured, .error, .status:
+            case .helloReply, .configured, .status:
                 state.withLock { $0.replies.append(received.message) }
-            case .stateChanged, .consoleOutput, .marker, .guestHeartbeat, .networkEvent:
+            case .error:
+                state.withLock { $0.replies.append(received.message) }
+                onMessage(received.message)  // a refused request nobody waits for (migrateOut) still ends its operation
+            case .stateChanged, .consoleOutput, .marker, .migrationProgress, .migrationReady, .migrationEnded, .guestHeartbeat, .networkEvent:
                 onMessage(received.message)
             default:
                 break  // requests are the agent's to send; a VMM sending one is ignored

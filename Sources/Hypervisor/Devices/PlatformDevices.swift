@@ -76,7 +76,7 @@ final class SilentPorts: PortIODevice {
 /// 16); replies to commands sent while it is full are dropped, so a guest that sends commands
 /// without reading the answers cannot grow VMM memory.
 final class I8042Controller: PortIODevice {
-    private struct State {
+    struct State {
         var output: [UInt8] = []
         var commandByte: UInt8 = 0x61
         var pendingCommand: UInt8?
@@ -89,7 +89,7 @@ final class I8042Controller: PortIODevice {
     /// Most reply bytes kept for the guest to read.
     static let outputCapacity = 16
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
     private let power: PowerControl
 
     init(power: PowerControl) { self.power = power }
@@ -146,12 +146,12 @@ final class I8042Controller: PortIODevice {
 
 /// A CMOS real-time clock (ports 0x70/0x71) that reports the host's UTC time in BCD, 24-hour mode.
 final class CMOSClock: PortIODevice {
-    private struct State {
+    struct State {
         var index: UInt8 = 0
         var storage = [UInt8](repeating: 0, count: 128)
     }
 
-    private let state = Mutex(State())
+    let state = Mutex(State())
 
     static func bcd(_ value: Int32) -> UInt8 { UInt8((value / 10) << 4 | (value % 10)) }
 
@@ -187,4 +187,17 @@ final class CMOSClock: PortIODevice {
             }
         }
     }
+}
+
+/// The machine's restore count as the test guest reads it (``TestGuestABI/epochPort``).
+final class MachineEpoch: PortIODevice {
+    private let value = Atomic<UInt32>(0)
+
+    var count: UInt32 {
+        get { value.load(ordering: .acquiring) }
+        set { value.store(newValue, ordering: .releasing) }
+    }
+
+    func read(offset: UInt16, size: Int) -> UInt32 { offset == 0 ? count : 0 }
+    func write(offset: UInt16, size: Int, value: UInt32) {}
 }

@@ -26,7 +26,7 @@ final class Serial16550: PortIODevice {
         var output: [UInt8] = []
     }
 
-    private let registers = Mutex(Registers())
+    let registers = Mutex(Registers())
     private let sink: any ConsoleSink
     private let interrupt: any InterruptLine
 

@@ -9,6 +9,9 @@ struct Platform {
     static let pciFirstInterruptPin = 16
 
     let serial: Serial16550
+    let keyboard: I8042Controller
+    let cmos: CMOSClock
+    let pci: PCIRootBus
     let blockDevices: [VirtioPCILegacyDevice]
     /// One virtio-net device per NIC, in configuration order (slots after the disks).
     let networkDevices: [VirtioNet]
@@ -19,7 +22,7 @@ struct Platform {
     let dispatcher: ExitDispatcher
 
     init(configuration: VirtualMachineConfiguration, memory: GuestMemory, machine: KVMVirtualMachine,
-         power: PowerControl, control: RunControl) throws(HypervisorError) {
+         power: PowerControl, control: RunControl, epoch: MachineEpoch) throws(HypervisorError) {
         // Enough threads to keep several requests in flight per disk (a guest submits batches).
         let io: WorkerPool
         do { io = try WorkerPool(threads: min(32, 4 + 4 * configuration.disks.count), name: "vmm-io") } catch {
@@ -57,15 +60,21 @@ struct Platform {
         self.networkDevices = networkDevices
         interruptRoutes = routes
         let pci = PCIRootBus(devices: pciDevices)
+        let keyboard = I8042Controller(power: power)
+        let cmos = CMOSClock()
+        self.pci = pci
+        self.keyboard = keyboard
+        self.cmos = cmos
         let portBus = PortIOBus(mappings: [
             .init(range: Serial16550.com1Port...(Serial16550.com1Port + 7), device: serial),
             .init(range: PCIRootBus.configurationPort...(PCIRootBus.configurationPort + 7), device: pci),
-            .init(range: 0x60...0x64, device: I8042Controller(power: power)),
-            .init(range: 0x70...0x71, device: CMOSClock()),
+            .init(range: 0x60...0x64, device: keyboard),
+            .init(range: 0x70...0x71, device: cmos),
             .init(range: 0x80...0x80, device: SilentPorts()),
             .init(range: 0xED...0xED, device: SilentPorts()),
             .init(range: 0x92...0x92, device: SilentPorts(readValue: 0x02)),
             .init(range: TestGuestABI.exitPort...(TestGuestABI.exitPort + 3), device: TestExitPort(power: power)),
+            .init(range: TestGuestABI.epochPort...(TestGuestABI.epochPort + 3), device: epoch),
         ], fallback: pci)
         dispatcher = ExitDispatcher(portBus: portBus, mmioBus: MMIOBus(mappings: []), power: power,
                                     markers: GuestMarkerPort(observer: configuration.markerObserver), control: control,

@@ -25,6 +25,8 @@ final class RunControl: Sendable {
         var epoch: UInt64 = 0
         /// vCPUs outside the guest because of the request (waiting here or parked in the VMM).
         var outside = 0
+        /// Auto-converge holds the vCPUs out for a slice of every period.
+        var throttled = false
     }
 
     private let state = Monitor(State())
@@ -39,6 +41,10 @@ final class RunControl: Sendable {
     /// The state last requested.
     var requested: VCPURunState { state.withLock { $0.requested } }
 
+    /// True while nothing was requested since the vCPU acted on `seenEpoch` (the vCPU may enter the
+    /// guest without looking further).
+    func isCurrent(_ seenEpoch: UInt64) -> Bool { epoch.load(ordering: .acquiring) == seenEpoch }
+
     /// Blocks a vCPU thread while the machine is paused. Returns false when it must stop.
     ///
     /// - Parameter seenEpoch: The vCPU thread's own record of the last request it acted on.
@@ -46,7 +52,7 @@ final class RunControl: Sendable {
         // Fast path: nothing was requested since this vCPU last looked, so it is running.
         if epoch.load(ordering: .acquiring) == seenEpoch { return true }
         state.withLock { $0.outside += 1 }
-        let result = state.wait(for: { $0.requested != .paused }) { s -> (Bool, UInt64) in
+        let result = state.wait(for: { $0.requested == .stopping || ($0.requested == .running && !$0.throttled) }) { s -> (Bool, UInt64) in
             s.outside -= 1
             guard s.requested == .running else { return (false, s.epoch) }
             vcpu.setImmediateExit(false)
@@ -80,6 +86,20 @@ final class RunControl: Sendable {
         }
         for entry in vcpus { entry.kick() }
         return state.wait(until: deadline, for: { $0.requested != .paused || $0.outside >= self.vcpuCount }) { _ in true } ?? false
+    }
+
+    /// Holds every vCPU out of the guest (`true`, kicking them with `kicks`) or lets them back
+    /// in: the auto-converge throttle. Independent of pause: a paused machine stays paused.
+    func setThrottled(_ throttled: Bool, vcpus: [(vcpu: KVMVCPU, kick: () -> Void)]) {
+        state.withLock { s in
+            guard s.throttled != throttled else { return }
+            s.throttled = throttled
+            guard throttled, s.requested == .running else { return }
+            s.epoch &+= 1
+            epoch.store(s.epoch, ordering: .releasing)
+            for entry in vcpus { entry.vcpu.setImmediateExit(true) }
+        }
+        if throttled { for entry in vcpus { entry.kick() } }
     }
 
     /// Lets paused vCPUs enter the guest again.

@@ -22,6 +22,13 @@ public enum TestGuestABI {
     /// The tools channel: a 32-bit write is a guest heartbeat (VM monitoring), counted with the
     /// host time it arrived. Real guests would send it from their tools daemon.
     public static let toolsHeartbeatPort: UInt16 = 0xF0
+    /// A 32-bit read returns the machine's restore count (``MachineState/restoreCount``): it
+    /// changes when the machine was migrated or resumed from a saved state, so a guest knows
+    /// when to verify its memory.
+    public static let epochPort: UInt16 = 0xE0
+    /// Byte offset in the parameter block of the guest TSC frequency in kHz (u64), which the VMM
+    /// fills in after creating the vCPUs (0 when unknown).
+    public static let tscKilohertzOffset: UInt64 = 104
     /// "TGPB".
     public static let parameterMagic: UInt32 = 0x4250_4754
     public static let parameterVersion: UInt32 = 1
@@ -36,7 +43,7 @@ public enum TestGuestABI {
 
     /// Parameter block layout (all little-endian):
     /// `u32 magic @0, u32 version @4, u32 vcpu_count @8, u32 workload @12, u64 memory_size @16,
-    /// u64 heap_start @24, u64 heap_end @32, u64 args[8] @40`.
+    /// u64 heap_start @24, u64 heap_end @32, u64 args[8] @40, u64 tsc_khz @104`.
     static func parameterBlock(vcpuCount: Int, workload: TestGuestWorkload, memorySize: UInt64,
                                heap: Range<UInt64>, arguments: [UInt64]) -> [UInt8] {
         var writer = ByteWriter(count: 4096)
@@ -101,6 +108,13 @@ public enum TestGuestWorkload: UInt32, Sendable, CaseIterable {
     /// iterations between datagrams, args[6] = flags (1 forge the source MAC, 2 ping first, 4 power
     /// off when done), args[7] = source port. Markers 0x41/0x42 around the stream.
     case udpSend = 14
+    /// Memory that must survive migrations page for page (`Tools/guest/memory_generations.c`):
+    /// writers fill their pages with per-page generations and verify every page after each
+    /// change of the epoch port; with args[3] = 1 the last vCPU reports the largest gap it sees
+    /// in a 1 ms TSC loop. args[0] = bytes per writer, args[1] = bytes/s per writer (0: unpaced),
+    /// args[2] = passes (0: forever), args[4] = power off after this many verified migrations,
+    /// args[5] = seed.
+    case memoryGenerations = 15
 }
 
 /// Exit statuses of the test guest.

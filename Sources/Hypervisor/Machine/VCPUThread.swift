@@ -116,32 +116,59 @@ private final class VCPULoop: Sendable {
         let power = dispatcher.power
         var seenEpoch: UInt64 = 0
         while power.powerOffReason == nil {
+            if !dispatcher.control.isCurrent(seenEpoch) {
+                // Asked to leave: finish the exit just handled first (KVM completes a port or MMIO
+                // access, and moves RIP past it, only on the next KVM_RUN; with immediate_exit
+                // set that run returns at once), so a saved state never holds a half-done access.
+                guard completePendingExits() else { return }
+            }
             guard dispatcher.control.awaitRunnable(vcpu, seenEpoch: &seenEpoch) else { return }
-            let exit: VCPUExit
-            do {
-                exit = try vcpu.runOnce()
-            } catch {
-                power.requestPowerOff(.vcpuFailure(vcpu: vcpu.index, description: error.description))
-                return
-            }
-            switch exit {
-            case .portIO(let port, let size, let count, let isWrite, let data):
-                dispatcher.handlePortIO(vcpu: vcpu.index, port: port, size: size, count: count, isWrite: isWrite, data: data)
-            case .mmio(let address, let length, let isWrite, let data):
-                dispatcher.handleMMIO(address: address, length: length, isWrite: isWrite, data: data)
-            case .interrupted, .halt:
-                continue
-            case .shutdown:
-                power.requestPowerOff(.reset)
-            case .systemEvent(let type):
-                switch type {
-                case 1: power.requestPowerOff(.guestPoweredOff(status: 0))
-                case 2: power.requestPowerOff(.reset)
-                default: power.requestPowerOff(.vcpuFailure(vcpu: vcpu.index, description: "system event \(type)"))
-                }
-            case .failure(let description):
-                power.requestPowerOff(.vcpuFailure(vcpu: vcpu.index, description: "\(description) \(stateSummary)"))
-            }
+            guard handle(runOnce()) else { return }
         }
+    }
+
+    private func runOnce() -> VCPUExit? {
+        do {
+            return try vcpu.runOnce()
+        } catch {
+            dispatcher.power.requestPowerOff(.vcpuFailure(vcpu: vcpu.index, description: error.description))
+            return nil
+        }
+    }
+
+    /// Runs `KVM_RUN` (with `immediate_exit` set by the request) until it returns without a new
+    /// exit to handle. Returns false when the machine is going away.
+    private func completePendingExits() -> Bool {
+        for _ in 0..<64 {
+            guard let exit = runOnce() else { return false }
+            if case .interrupted = exit { return true }
+            guard handle(exit) else { return false }
+        }
+        return true
+    }
+
+    /// Handles one exit; false when the vCPU must stop.
+    private func handle(_ exit: VCPUExit?) -> Bool {
+        guard let exit else { return false }
+        let power = dispatcher.power
+        switch exit {
+        case .portIO(let port, let size, let count, let isWrite, let data):
+            dispatcher.handlePortIO(vcpu: vcpu.index, port: port, size: size, count: count, isWrite: isWrite, data: data)
+        case .mmio(let address, let length, let isWrite, let data):
+            dispatcher.handleMMIO(address: address, length: length, isWrite: isWrite, data: data)
+        case .interrupted, .halt:
+            break
+        case .shutdown:
+            power.requestPowerOff(.reset)
+        case .systemEvent(let type):
+            switch type {
+            case 1: power.requestPowerOff(.guestPoweredOff(status: 0))
+            case 2: power.requestPowerOff(.reset)
+            default: power.requestPowerOff(.vcpuFailure(vcpu: vcpu.index, description: "system event \(type)"))
+            }
+        case .failure(let description):
+            power.requestPowerOff(.vcpuFailure(vcpu: vcpu.index, description: "\(description) \(stateSummary)"))
+        }
+        return true
     }
 }

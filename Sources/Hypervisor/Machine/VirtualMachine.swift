@@ -12,6 +12,10 @@ internal import Glibc
 /// Build one with ``init(configuration:)`` (which validates everything and creates all
 /// resources, or nothing), then call ``run(timeLimit:)`` once. All file descriptors, mappings and
 /// threads are released when ``run(timeLimit:)`` returns or the object is deallocated.
+///
+/// A machine restored from a saved state (migration, resume) takes the second build path:
+/// ``restorable(configuration:memory:)`` builds the same devices and vCPUs without loading a boot
+/// image, ``restore(_:)`` applies a ``MachineState``, then ``run(timeLimit:)``.
 public final class VirtualMachine: Sendable {
     /// Guest-physical addresses KVM needs for real-mode support; inside the MMIO hole.
     static let identityMapAddress: UInt64 = 0xFFFB_C000
@@ -20,19 +24,41 @@ public final class VirtualMachine: Sendable {
     public let configuration: VirtualMachineConfiguration
     /// Guest RAM (for inspection, snapshots, dirty tracking).
     public let memory: GuestMemory
-    private let kvm: KVMSystem
-    private let machine: KVMVirtualMachine
-    private let vcpus: [KVMVCPU]
+    let kvm: KVMSystem
+    let machine: KVMVirtualMachine
+    let vcpus: [KVMVCPU]
     private let dispatcher: ExitDispatcher
-    private let power: PowerControl
-    private let control: RunControl
-    private let serial: Serial16550
-    private let blockDevices: [VirtioPCILegacyDevice]
-    private let networkDevices: [VirtioNet]
+    let power: PowerControl
+    let control: RunControl
+    let serial: Serial16550
+    let platform: Platform
+    let blockDevices: [VirtioPCILegacyDevice]
+    let networkDevices: [VirtioNet]
     var networkInterfaceDevices: [VirtioNet] { networkDevices }
     private let io: WorkerPool
     private let started = Atomic<Bool>(false)
     private let running = Mutex<[VCPUThread]>([])
+    /// The restore count the guest reads (``TestGuestABI/epochPort``).
+    let epoch: MachineEpoch
+    /// The CPUID table each vCPU was given (saved with its state).
+    let cpuidTables: Mutex<[[CPUIDEntry]]>
+    /// True from a ``restorable(configuration:memory:)`` build until ``restore(_:)`` succeeded.
+    let awaitingRestore: Atomic<Bool>
+    /// The MSRs this host's KVM can read for every vCPU (found at the first save).
+    let savedMSRs = Mutex<[UInt32]?>(nil)
+    /// Serializes saving, restoring and dirty-log changes.
+    let stateLock = Mutex(())
+    /// Holds the vCPUs out of the guest part of the time (auto-converge).
+    let throttle: VCPUThrottle
+
+    /// How a machine is built.
+    enum BuildPath {
+        /// Load the boot image and enter it.
+        case boot
+        /// Build everything but leave guest memory and vCPU registers to ``restore(_:)``; use
+        /// `memory` when given (pages already received by a migration).
+        case restore(memory: GuestMemory?)
+    }
 
     /// Validates `configuration`, creates the KVM VM, guest memory, devices and vCPUs, and loads the
     /// boot image.
@@ -41,21 +67,44 @@ public final class VirtualMachine: Sendable {
     ///   (zero-size disk, bad memory size, …), ``HypervisorError/Code/resourceLimit`` (more vCPUs or
     ///   memory than the host allows), ``HypervisorError/Code/invalidImage`` (corrupt or truncated
     ///   kernel/guest image, with file and offset), ``HypervisorError/Code/kvmUnavailable``.
-    public init(configuration: VirtualMachineConfiguration) throws(HypervisorError) {
+    public convenience init(configuration: VirtualMachineConfiguration) throws(HypervisorError) {
+        try self.init(configuration: configuration, path: .boot)
+    }
+
+    /// The second build path: every resource of the machine (KVM VM, memory, devices, vCPUs)
+    /// without a boot image and without vCPU registers, waiting for ``restore(_:)``.
+    ///
+    /// - Parameter memory: Guest memory to use (it already holds the guest's pages, received by a
+    ///   migration or read from a snapshot); nil allocates zeroed memory. Its size must be the
+    ///   configuration's.
+    public static func restorable(configuration: VirtualMachineConfiguration, memory: GuestMemory? = nil) throws(HypervisorError) -> VirtualMachine {
+        if let memory, memory.size != configuration.memorySize {
+            throw HypervisorError(.invalidConfiguration, "the given guest memory has \(memory.size) bytes; the configuration says \(configuration.memorySize)")
+        }
+        return try VirtualMachine(configuration: configuration, path: .restore(memory: memory))
+    }
+
+    init(configuration: VirtualMachineConfiguration, path: BuildPath) throws(HypervisorError) {
         try Self.validate(configuration)
         let kvm = try KVMSystem()
         let hostMaximum = kvm.maximumVCPUCount
         guard configuration.vcpuCount <= hostMaximum else {
             throw HypervisorError(.resourceLimit, "\(configuration.vcpuCount) vCPUs requested; this host's KVM allows at most \(hostMaximum) (KVM_CAP_MAX_VCPUS)")
         }
-        if let available = HostResources.availableMemoryBytes(), configuration.memorySize > available {
+        var givenMemory: GuestMemory?
+        if case .restore(let memory) = path { givenMemory = memory }
+        if givenMemory == nil, let available = HostResources.availableMemoryBytes(), configuration.memorySize > available {
             throw HypervisorError(.resourceLimit, "\(configuration.memorySize) bytes of guest memory requested; the host has \(available) bytes available (MemAvailable + SwapFree)")
         }
 
         // Parse images before allocating anything large.
-        let prepared = try PreparedBoot(configuration.bootSource)
+        var prepared: PreparedBoot?
+        if case .boot = path { prepared = try PreparedBoot(configuration.bootSource) }
 
-        let memory = try GuestMemory(size: configuration.memorySize, mergeable: configuration.mergeableMemory)
+        let memory: GuestMemory
+        if let givenMemory { memory = givenMemory } else {
+            memory = try GuestMemory(size: configuration.memorySize, mergeable: configuration.mergeableMemory)
+        }
         let machine = try kvm.createVirtualMachine()
         try machine.setTSSAddress(Self.tssAddress)
         try machine.setIdentityMapAddress(Self.identityMapAddress)
@@ -68,21 +117,32 @@ public final class VirtualMachine: Sendable {
 
         let power = PowerControl()
         let control = RunControl(vcpuCount: configuration.vcpuCount)
-        let platform = try Platform(configuration: configuration, memory: memory, machine: machine, power: power, control: control)
+        let epoch = MachineEpoch()
+        let platform = try Platform(configuration: configuration, memory: memory, machine: machine, power: power, control: control,
+                                    epoch: epoch)
 
         // Boot image into memory.
-        let plan = try prepared.load(into: memory, vcpuCount: configuration.vcpuCount, pciRoutes: platform.interruptRoutes)
+        let plan = try prepared?.load(into: memory, vcpuCount: configuration.vcpuCount, pciRoutes: platform.interruptRoutes)
 
-        // vCPUs.
-        let supportedCPUID = try kvm.supportedCPUID()
-        let hideCX16 = configuration.hidesCMPXCHG16B ?? hostUsesSoftwareHypervisor
+        // vCPUs (a restored machine gets its CPUID and registers from the saved state).
+        var tables: [[CPUIDEntry]] = []
         var vcpus: [KVMVCPU] = []
-        for index in 0..<configuration.vcpuCount {
-            let vcpu = try machine.createVCPU(index: index)
-            try vcpu.configure(cpuid: CPUIDPolicy.entries(from: supportedCPUID, vcpuIndex: index,
-                                                          vcpuCount: configuration.vcpuCount, hideCMPXCHG16B: hideCX16),
-                               entry: plan.entryStates[index], userMode: plan.userMode)
-            vcpus.append(vcpu)
+        if let plan {
+            let supportedCPUID = try kvm.supportedCPUID()
+            let hideCX16 = configuration.hidesCMPXCHG16B ?? hostUsesSoftwareHypervisor
+            for index in 0..<configuration.vcpuCount {
+                let vcpu = try machine.createVCPU(index: index)
+                let table = CPUIDPolicy.entries(from: supportedCPUID, vcpuIndex: index, vcpuCount: configuration.vcpuCount,
+                                                hideCMPXCHG16B: hideCX16)
+                try vcpu.configure(cpuid: table, entry: plan.entryStates[index], userMode: plan.userMode)
+                tables.append(table)
+                vcpus.append(vcpu)
+            }
+            if case .testGuest = configuration.bootSource, let first = vcpus.first {
+                try memory.store(UInt64(try first.tscKilohertz()), at: TestGuestABI.parameterBlockAddress + TestGuestABI.tscKilohertzOffset)
+            }
+        } else {
+            for index in 0..<configuration.vcpuCount { vcpus.append(try machine.createVCPU(index: index)) }
         }
 
         self.configuration = configuration
@@ -94,9 +154,14 @@ public final class VirtualMachine: Sendable {
         self.power = power
         self.control = control
         self.serial = platform.serial
+        self.platform = platform
         self.blockDevices = platform.blockDevices
         self.networkDevices = platform.networkDevices
         self.io = platform.io
+        self.epoch = epoch
+        self.cpuidTables = Mutex(tables)
+        self.awaitingRestore = Atomic(plan == nil)
+        self.throttle = VCPUThrottle(control: control)
     }
 
     private static func validate(_ configuration: VirtualMachineConfiguration) throws(HypervisorError) {
@@ -136,6 +201,9 @@ public final class VirtualMachine: Sendable {
     /// - Throws: ``HypervisorError/Code/invalidState`` on a second call, or a system error if the
     ///   vCPU threads cannot be started.
     public func run(timeLimit: Double? = nil) throws(HypervisorError) -> PowerOffReason {
+        guard !awaitingRestore.load(ordering: .acquiring) else {
+            throw HypervisorError(.invalidState, "this machine was built to be restored; call restore(_:) before running it")
+        }
         guard !started.exchange(true, ordering: .acquiringAndReleasing) else {
             throw HypervisorError(.invalidState, "this virtual machine has already run; create a new one")
         }
@@ -154,6 +222,7 @@ public final class VirtualMachine: Sendable {
         if !power.waitForPowerOff(deadlineNanoseconds: deadline) {
             power.requestPowerOff(.timedOut)
         }
+        throttle.stop()
         stopThreads()
         for device in networkDevices { device.stop() }
         io.shutdown()
@@ -183,18 +252,28 @@ public final class VirtualMachine: Sendable {
         guard control.requested != .stopping, power.powerOffReason == nil else {
             throw HypervisorError(.invalidState, "the virtual machine is powering off")
         }
-        let threads = running.withLock { $0 }
-        let kicks: [(vcpu: KVMVCPU, kick: () -> Void)] = vcpus.map { vcpu in
-            let thread = threads.first { $0.vcpu === vcpu }
-            return (vcpu, { thread?.kick() })
-        }
-        let started = threads.count == vcpus.count
+        let (kicks, started) = vcpuKicks()
         let deadline = cvmfs_monotonic_ns() + timeoutNanoseconds
         guard control.pause(vcpus: kicks, deadline: deadline) || !started else {
             throw HypervisorError(.timedOut, "vCPUs did not leave the guest within \(timeoutNanoseconds / 1_000_000) ms")
         }
         // The NICs write nothing into guest memory while paused (a frame being copied finishes first).
         for device in networkDevices { device.setPaused(true) }
+    }
+
+    /// Each vCPU with a way to kick its thread out of `KVM_RUN`, and whether every thread runs.
+    private func vcpuKicks() -> ([(vcpu: KVMVCPU, kick: () -> Void)], Bool) {
+        let threads = running.withLock { $0 }
+        let kicks: [(vcpu: KVMVCPU, kick: () -> Void)] = vcpus.map { vcpu in
+            let thread = threads.first { $0.vcpu === vcpu }
+            return (vcpu, { thread?.kick() })
+        }
+        return (kicks, threads.count == vcpus.count)
+    }
+
+    /// Takes the vCPUs out of the guest (`true`) or lets them back, for the throttle.
+    func holdForThrottle(_ held: Bool) {
+        control.setThrottled(held, vcpus: vcpuKicks().0)
     }
 
     /// Waits until no device request is in flight (after ``pause(timeoutNanoseconds:)``, before

@@ -34,6 +34,8 @@ public final class GuestMemory: @unchecked Sendable {
     /// The guest-physical layout.
     public let regions: [GuestMemoryRegion]
     let base: UnsafeMutableRawPointer
+    /// Pages the VMM wrote while dirty tracking is on (see ``markDirty(_:count:)``).
+    let vmmWrites: DirtyPageBitmap
 
     /// The guest-physical regions for `size` bytes of RAM.
     public static func layout(forSize size: UInt64) -> [GuestMemoryRegion] {
@@ -64,6 +66,7 @@ public final class GuestMemory: @unchecked Sendable {
         self.size = size
         self.base = mapping
         self.regions = Self.layout(forSize: size)
+        self.vmmWrites = DirtyPageBitmap(pageCount: Int(size / Self.pageSize))
     }
 
     deinit { munmap(base, Int(size)) }
@@ -92,8 +95,23 @@ public final class GuestMemory: @unchecked Sendable {
         return pointer
     }
 
+    /// Records that the VMM wrote `[address, address + count)` through a host pointer (device
+    /// emulation), for migration's dirty tracking: KVM's dirty log only sees the guest's own
+    /// writes. Call it after the write. ``write(_:at:)`` and ``store(_:at:)`` mark by themselves.
+    public func markDirty(_ address: UInt64, count: UInt64) {
+        guard vmmWrites.isTracking, count > 0 else { return }
+        for region in regions where address >= region.guestAddress && address < region.guestEnd {
+            let offset = region.hostOffset + (address - region.guestAddress)
+            let end = region.hostOffset + min(region.size, address - region.guestAddress + count)
+            let first = Int(offset / Self.pageSize)
+            vmmWrites.mark(firstPage: first, count: Int((end + Self.pageSize - 1) / Self.pageSize) - first)
+            return
+        }
+    }
+
     /// Copies bytes into guest memory.
     public func write(_ bytes: some Collection<UInt8>, at address: UInt64) throws(HypervisorError) {
+        defer { markDirty(address, count: UInt64(bytes.count)) }
         let destination = try pointer(address, bytes.count)
         let copied: Void? = bytes.withContiguousStorageIfAvailable { source in
             guard let base = source.baseAddress else { return }
@@ -121,6 +139,7 @@ public final class GuestMemory: @unchecked Sendable {
     /// Stores a little-endian integer into guest memory.
     public func store<T: FixedWidthInteger>(_ value: T, at address: UInt64) throws(HypervisorError) {
         try pointer(address, MemoryLayout<T>.size).storeBytes(of: value.littleEndian, as: T.self)
+        markDirty(address, count: UInt64(MemoryLayout<T>.size))
     }
 
     /// Bytes of guest RAM currently resident in host memory (pages the guest or VMM touched).

@@ -17,7 +17,7 @@ final class PCIRootBus: PortIODevice, PortIOFallback {
     static let configurationPort: UInt16 = 0xCF8
     static let slotCount = 32
 
-    private let address = Mutex<UInt32>(0)
+    let address = Mutex<UInt32>(0)
     private let devices: [Int: any PCIFunction]
 
     /// - Parameter devices: Functions by device number (slot) 0…31.

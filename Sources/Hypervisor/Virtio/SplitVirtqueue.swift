@@ -92,6 +92,13 @@ struct SplitVirtqueue: Sendable {
         usedRing = (availableEnd + Self.legacyAlignment - 1) / Self.legacyAlignment * Self.legacyAlignment
     }
 
+    /// Sets both sides' positions from a saved state (restore): the next available entry the device
+    /// takes and the used index it last published.
+    mutating func restorePositions(lastAvailable: UInt16, used: UInt16) {
+        lastAvailableIndex = lastAvailable
+        usedIndex = used
+    }
+
     /// Takes the next available chain, `nil` when the driver has made nothing new available.
     ///
     /// - Throws: ``VirtqueueViolation`` when the ring is unusable (index jump, bad head); the device

@@ -122,6 +122,7 @@ final class VirtioBlock: VirtioDeviceModel {
         let status = execute(descriptors: descriptors.dropLast(), memory: memory, negotiatedFeatures: negotiatedFeatures,
                              written: &written)
         statusPointer.storeBytes(of: status, as: UInt8.self)
+        memory.markDirty(statusDescriptor.address, count: 1)
         if status != VirtioBlockProtocol.statusOK { statistics.withLock { $0.rejectedRequests += 1 } }
         return written + 1
     }
@@ -130,6 +131,8 @@ final class VirtioBlock: VirtioDeviceModel {
     private struct Segment {
         var pointer: UnsafeMutableRawPointer
         var length: Int
+        /// The guest-physical address (for marking the VMM's writes dirty).
+        var address: UInt64
     }
 
     private func execute(descriptors: ArraySlice<VirtqueueDescriptor>, memory: GuestMemory, negotiatedFeatures: UInt32,
@@ -154,7 +157,7 @@ final class VirtioBlock: VirtioDeviceModel {
             guard let pointer = memory.hostPointer(at: descriptor.address, count: UInt64(descriptor.length)) else {
                 return P.statusIOError
             }
-            segments.append(Segment(pointer: pointer, length: Int(descriptor.length)))
+            segments.append(Segment(pointer: pointer, length: Int(descriptor.length), address: descriptor.address))
             total += UInt64(descriptor.length)
             guard total <= P.maximumTransfer else { return P.statusIOError }
         }
@@ -168,6 +171,8 @@ final class VirtioBlock: VirtioDeviceModel {
             do {
                 for segment in segments {
                     if type == P.requestIn {
+                        // Marked even when the read fails: the backend may have written part of the buffer.
+                        defer { memory.markDirty(segment.address, count: UInt64(segment.length)) }
                         try backend.read(into: UnsafeMutableRawBufferPointer(start: segment.pointer, count: segment.length),
                                          at: offset)
                     } else {
@@ -199,6 +204,7 @@ final class VirtioBlock: VirtioDeviceModel {
             identifier += [UInt8](repeating: 0, count: P.identifierSize - identifier.count)
             let count = min(segment.length, P.identifierSize)
             for i in 0..<count { segment.pointer.storeBytes(of: identifier[i], toByteOffset: i, as: UInt8.self) }
+            memory.markDirty(segment.address, count: UInt64(count))
             written = UInt32(count)
             return P.statusOK
         case P.requestDiscard, P.requestWriteZeroes:

@@ -31,12 +31,12 @@ final class VirtioPCILegacyDevice: PCIFunction, VirtioQueueTransport {
     /// Size of I/O BAR0.
     static let barSize: UInt32 = 0x100
 
-    private struct QueueState {
+    struct QueueState {
         var pfn: UInt32 = 0
         var queue: SplitVirtqueue?
     }
 
-    private struct State {
+    struct State {
         var configuration: PCIConfigurationSpace
         var guestFeatures: UInt32 = 0
         var queueSelect: UInt16 = 0
@@ -55,9 +55,9 @@ final class VirtioPCILegacyDevice: PCIFunction, VirtioQueueTransport {
     }
 
     let model: any VirtioDeviceModel
-    private let memory: GuestMemory
-    private let interrupt: any InterruptLine
-    private let state: Monitor<State>
+    let memory: GuestMemory
+    let interrupt: any InterruptLine
+    let state: Monitor<State>
     private let io: WorkerPool
 
     /// - Parameters:

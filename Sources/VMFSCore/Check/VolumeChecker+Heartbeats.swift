@@ -146,8 +146,7 @@ extension VolumeChecker {
             guard var record = try? LockRecord.decode(raw, index: index, kind: LockManager.kind(ofLock: index, layout: layout),
                                                       volumeID: volumeID, address: address),
                   record.holders.contains(where: { $0.slot == slot && $0.generation == generation }) else { return }
-            record.holders.removeAll { $0.slot == slot && $0.generation == generation }
-            if record.holders.isEmpty { record.mode = .free; record.releaseRequested = false }
+            record.removeHolders { $0.slot == slot && $0.generation == generation }
             record.version &+= 1
             try device.write(bytes: record.encoded(volumeID: volumeID, address: address), at: address)
         }
@@ -201,8 +200,7 @@ extension VolumeChecker {
             let who = stale.map { "host \($0.host) (slot \($0.slot), generation \($0.generation))" }.joined(separator: ", ")
             try problem("lock record \(index)", offset: address, "\(record.mode) lock held by \(who), whose heartbeat is gone") { () throws(VMFSError) in
                 var fixed = record
-                fixed.holders.removeAll { h in stale.contains(h) }
-                if fixed.holders.isEmpty { fixed.mode = .free; fixed.releaseRequested = false }
+                fixed.removeHolders { h in stale.contains(h) }
                 fixed.version &+= 1
                 try device.write(bytes: fixed.encoded(volumeID: volumeID, address: address), at: address)
             }

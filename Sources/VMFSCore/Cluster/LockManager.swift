@@ -50,7 +50,7 @@ final class LockManager: Sendable {
         self.recover = recover
     }
 
-    private func currentMe() throws(VMFSError) -> Me {
+    func currentMe() throws(VMFSError) -> Me {
         guard let me = membership() else {
             throw VMFSError(.fenced, "this host holds no heartbeat slot on the volume")
         }
@@ -143,6 +143,7 @@ final class LockManager: Sendable {
                                                           pid: UInt32(truncatingIfNeeded: processID()))]
             next.version &+= 1
             next.releaseRequested = false
+            next.handover = nil
             next.changedWallTime = Clock.wallNanoseconds
             let address = layout.lockRecord(index)
             switch try updater.compareAndWrite(at: address, expected: raw, new: next.encoded(volumeID: volumeID, address: address)) {
@@ -216,11 +217,7 @@ final class LockManager: Sendable {
             let (record, raw) = try read(index, kind: kind)
             guard record.holders.contains(where: { isMe($0, me) }) else { return }
             var next = record
-            next.holders.removeAll { isMe($0, me) }
-            if next.holders.isEmpty {
-                next.mode = .free
-                next.releaseRequested = false
-            }
+            next.removeHolders { isMe($0, me) }
             next.version &+= 1
             next.changedWallTime = Clock.wallNanoseconds
             let address = layout.lockRecord(index)
@@ -262,8 +259,7 @@ final class LockManager: Sendable {
                   record.holders.contains(where: { $0.slot == slot && $0.generation == generation }) else { continue }
             var expected = raw
             for _ in 0..<16 {
-                record.holders.removeAll { $0.slot == slot && $0.generation == generation }
-                if record.holders.isEmpty { record.mode = .free; record.releaseRequested = false }
+                record.removeHolders { $0.slot == slot && $0.generation == generation }
                 record.version &+= 1
                 record.changedWallTime = Clock.wallNanoseconds
                 let address = layout.lockRecord(index)

@@ -5,7 +5,7 @@ public enum FormatConstants {
     /// The major format version this code writes and reads. A volume with a higher major is refused.
     public static let formatMajor: UInt16 = 1
     /// The minor format version this code writes. Higher minors are readable (compatible additions).
-    public static let formatMinor: UInt16 = 2
+    public static let formatMinor: UInt16 = 3
     /// Maximum number of files a volume holds.
     public static let maxFiles = 255
     /// Longest file name in bytes of UTF-8.

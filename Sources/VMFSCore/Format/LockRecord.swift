@@ -7,7 +7,8 @@
 /// | 36 | 2 | object kind (0 file table, 1 file descriptor, 2 volume, 3 block cluster, 4 pointer cluster) |
 /// | 38 | 1 | mode: 0 free, 1 exclusive, 2 read-only shared, 3 multi-writer |
 /// | 39 | 1 | holder count |
-/// | 40 | 4 | flags: bit 0 = another host asks the holder to release |
+/// | 40 | 4 | flags: bit 0 = another host asks the holder to release, bit 1 = handover in progress |
+/// | 44 | 4 | handover: the lock index of the handover's primary (commit) record; 0 otherwise |
 /// | 48 | 8 | wall time of the last change, ns |
 /// | 64 | 48 × 32 | holders: host UUID (16), heartbeat slot (2), pad (6), heartbeat generation (8), since (8, wall ns), process ID (4), pad (4) |
 public struct LockRecord: Sendable, Equatable {
@@ -46,17 +47,40 @@ public struct LockRecord: Sendable, Equatable {
         }
     }
 
+    /// An exclusive lock on its way from one host to another (live migration): `holders[0]` gives
+    /// it, `holders[1]` takes it, and the handover's primary record decides which of them owns
+    /// it (`docs/FORMAT.md` §4.1). A record with one holder left still carries it until that
+    /// holder commits or aborts.
+    public struct Handover: Sendable, Equatable {
+        /// The lock index of the primary record, whose single update commits or aborts the handover.
+        public var primaryIndex: Int
+
+        public init(primaryIndex: Int) { self.primaryIndex = primaryIndex }
+    }
+
     public var index: Int
     public var kind: ObjectKind
     public var mode: Mode = .free
     public var holders: [Holder] = []
     public var releaseRequested = false
+    public var handover: Handover?
     public var changedWallTime: Int64 = 0
     public var version: UInt64 = 0
 
     public init(index: Int, kind: ObjectKind) {
         self.index = index
         self.kind = kind
+    }
+
+    /// Removes the holders `predicate` picks; a record left without holders is free. A handover
+    /// keeps its flag while one of its two hosts remains: that one still has to commit or abort.
+    mutating func removeHolders(where predicate: (Holder) -> Bool) {
+        holders.removeAll(where: predicate)
+        if holders.isEmpty {
+            mode = .free
+            releaseRequested = false
+            handover = nil
+        }
     }
 
     static let holdersOffset = 64
@@ -68,7 +92,8 @@ public struct LockRecord: Sendable, Equatable {
             w.put(kind.rawValue, at: 36)
             w.put(mode.rawValue, at: 38)
             w.put(UInt8(truncatingIfNeeded: min(holders.count, FormatConstants.maxLockHolders)), at: 39)
-            w.put(UInt32(releaseRequested ? 1 : 0), at: 40)
+            w.put(UInt32(releaseRequested ? 1 : 0) | (handover != nil ? 2 : 0), at: 40)
+            w.put(UInt32(handover?.primaryIndex ?? 0), at: 44)
             w.put(changedWallTime, at: 48)
             for (i, holder) in holders.prefix(FormatConstants.maxLockHolders).enumerated() {
                 let base = Self.holdersOffset + i * Self.holderSize
@@ -89,14 +114,19 @@ public struct LockRecord: Sendable, Equatable {
         case .pristine:
             return record
         case .valid(let r, let version):
+            let inHandover = r.u32(40) & 2 != 0
+            let primary = Int(r.u32(44))
             guard Int(r.u32(32)) == index, r.u16(36) == kind.rawValue, let mode = Mode(rawValue: r.u8(38)),
                   Int(r.u8(39)) <= FormatConstants.maxLockHolders,
-                  (mode == .free) == (r.u8(39) == 0), mode == .readOnly || mode == .multiWriter || r.u8(39) <= 1 else {
+                  (mode == .free) == (r.u8(39) == 0),
+                  mode == .readOnly || mode == .multiWriter || r.u8(39) <= (inHandover ? 2 : 1),
+                  !inHandover || (mode == .exclusive && kind == .fileDescriptor && (1...FormatConstants.maxFiles).contains(primary)) else {
                 throw VMFSError(.corrupt, "\(name) has inconsistent fields", location: .init(structure: name, offset: address + 32))
             }
             record.version = version
             record.mode = mode
             record.releaseRequested = r.u32(40) & 1 != 0
+            record.handover = inHandover ? Handover(primaryIndex: primary) : nil
             record.changedWallTime = r.i64(48)
             for i in 0..<Int(r.u8(39)) {
                 let base = holdersOffset + i * holderSize

@@ -46,8 +46,7 @@ extension Session {
                 }
             }
             var next = record
-            next.holders = remaining
-            if remaining.isEmpty { next.mode = .free; next.releaseRequested = false }
+            next.removeHolders { holder in !remaining.contains(holder) }
             next.version &+= 1
             next.changedWallTime = Clock.wallNanoseconds
             let address = layout.lockRecord(index)
