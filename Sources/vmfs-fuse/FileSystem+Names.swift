@@ -51,6 +51,9 @@ extension FileSystem {
         return entry(for: current ?? file)
     }
 
+    /// How often CREATE tries again when the name it found taken was gone when it looked.
+    static let createAttempts = 16
+
     func create(_ request: Request, parent: fuse_ino_t, name raw: UnsafePointer<CChar>?, mode: mode_t,
                 info: UnsafeMutablePointer<fuse_file_info>?) {
         request.answer("create") { () throws(VMFSError) in
@@ -62,18 +65,38 @@ extension FileSystem {
             if configuration.readOnly { throw VMFSError(.readOnly, "the volume is mounted read-only") }
             let caller = request.caller
             let attributes = CreateAttributes(mode: UInt32(mode) & 0o7777, uid: caller.uid, gid: caller.gid)
-            let handle: FileHandle
-            do throws(VMFSError) {
-                handle = try volume.create(name, attributes: attributes, access: writable ? .readWrite : .readOnly)
-            } catch where error.code == .alreadyExists && flags & O_EXCL == 0 {
-                // Another host created it after the kernel looked the name up: open that file.
-                let existing = try volume.status(of: name)
-                let node = entry(for: existing).ino
-                let open = try openFile(inode: node, slot: existing.slot, generation: existing.generation, flags: flags,
-                                        caller: caller.pid)
-                try finishOpen(request, open.handle, info: info, keepCache: open.keepCache, create: true)
-                return
+            var created: FileHandle?
+            // Without O_EXCL the name may be created, removed and renamed by others between our
+            // attempts: create it, or open what it names, until one of them holds still.
+            for attempt in 1...Self.createAttempts where created == nil {
+                do throws(VMFSError) {
+                    created = try volume.create(name, attributes: attributes, access: writable ? .readWrite : .readOnly)
+                } catch where error.code == .alreadyExists && flags & O_EXCL == 0 {
+                    // Another process or host created it after the kernel looked the name up: open that file.
+                    let existing: FileStatus
+                    do throws(VMFSError) {
+                        existing = try volume.status(of: name)
+                    } catch where error.code == .notFound {
+                        // ... and it was removed or renamed away again before we could look: create it.
+                        guard attempt < Self.createAttempts else {
+                            throw VMFSError(.busy, "'\(name)' kept appearing and disappearing while it was being created")
+                        }
+                        continue
+                    }
+                    let node = entry(for: existing).ino
+                    let open: (handle: OpenHandle, keepCache: Bool)
+                    do throws(VMFSError) {
+                        open = try openFile(inode: node, slot: existing.slot, generation: existing.generation, flags: flags,
+                                            caller: caller.pid)
+                    } catch where attempt < Self.createAttempts
+                                && (error.code == .notFound || (error.code == .staleHandle && error.location?.structure != Request.expectedStructure)) {
+                        continue   // removed or replaced between the look and the open: start over
+                    }
+                    try finishOpen(request, open.handle, info: info, keepCache: open.keepCache, create: true)
+                    return
+                }
             }
+            guard let handle = created else { throw VMFSError(.busy, "'\(name)' could not be created") }
             let open = slots.withOpenCloseLock(handle.slot) { () -> OpenHandle in
                 slots.opened(handle.slot, writable: writable)
                 return OpenHandle(handle: handle, inode: inodes.node(for: handle.heldStatus, held: true), writable: writable)
