@@ -35,6 +35,15 @@ public final class AlignedBuffer: @unchecked Sendable {
         UnsafeMutableRawBufferPointer(rebasing: mutableBytes[0..<count])
     }
 
+    /// Runs `body` with the buffer's bytes and keeps the buffer alive until `body` returns.
+    ///
+    /// Swift may free an object right after its last use, so a pointer taken from ``bytes`` or
+    /// ``start`` and handed to I/O that outlives that use (a command in flight, a batch built
+    /// first and run later) must be used inside this scope.
+    public func withBytes<Result, Failure: Error>(_ body: (UnsafeMutableRawBufferPointer) throws(Failure) -> Result) throws(Failure) -> Result {
+        try withExtendedLifetime(self) { () throws(Failure) -> Result in try body(bytes) }
+    }
+
     /// A copy of the contents.
     public var array: [UInt8] { Array(UnsafeRawBufferPointer(bytes)) }
 

@@ -1,9 +1,9 @@
 /// A device that holds a VMFS volume: an image file, a block device, or memory.
 ///
 /// Offsets and lengths are in bytes. Implementations accept any alignment; aligned requests
-/// (to ``alignment``, in offset, length and buffer address) take the direct path. Callers that
-/// issue *unaligned* writes must serialize writes that share a device sector, because such a
-/// write is a read-modify-write of the sectors at its edges.
+/// (to ``alignment``, in offset, length and buffer address) take the direct path. An unaligned
+/// write is a read-modify-write of the sectors at its edges; implementations serialize those
+/// (``EdgeSectorLocks``), so concurrent writes to different bytes of one sector both land.
 public protocol BlockDevice: AnyObject, Sendable {
     /// The path the device was opened from (for messages).
     var path: String { get }
@@ -64,6 +64,6 @@ extension BlockDevice {
     /// Writes `bytes` at `offset`.
     public func write(bytes: [UInt8], at offset: UInt64) throws(VMFSError) {
         let buffer = AlignedBuffer(copying: bytes, alignment: max(alignment, 4096))
-        try write(UnsafeRawBufferPointer(buffer.bytes), at: offset)
+        try buffer.withBytes { bytes throws(VMFSError) in try write(UnsafeRawBufferPointer(bytes), at: offset) }
     }
 }

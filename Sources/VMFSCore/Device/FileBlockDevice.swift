@@ -17,6 +17,7 @@ public final class FileBlockDevice: BlockDevice {
     let descriptor: Int32
     private let rings: IOUringPool?
     private let rangeLocks = KeyedLocks<UInt64>()
+    private let edgeLocks = EdgeSectorLocks()
 
     /// Opens `path`.
     ///
@@ -128,14 +129,20 @@ public final class FileBlockDevice: BlockDevice {
             try rawWrite(buffer, at: offset)
             return
         }
-        // Read-modify-write of the edge sectors through an aligned bounce buffer.
+        try edgeLocks.withEdges(of: [(offset, buffer.count)], alignment: alignment) { () throws(VMFSError) in
+            try writeThroughBounce(source, count: buffer.count, at: offset)
+        }
+    }
+
+    /// Read-modify-write of the edge sectors through an aligned bounce buffer (the edge sectors held).
+    private func writeThroughBounce(_ source: UnsafeRawPointer, count: Int, at offset: UInt64) throws(VMFSError) {
         let a = UInt64(alignment)
         let start = offset / a * a
-        let end = (offset + UInt64(buffer.count) + a - 1) / a * a
+        let end = (offset + UInt64(count) + a - 1) / a * a
         let bounce = AlignedBuffer(count: Int(end - start), alignment: max(alignment, 4096), zeroed: false)
         let skip = Int(offset - start)
         let headPartial = start < offset
-        let tailPartial = end > offset + UInt64(buffer.count)
+        let tailPartial = end > offset + UInt64(count)
         if headPartial {
             try rawRead(into: UnsafeMutableRawBufferPointer(rebasing: bounce.bytes[0..<alignment]), at: start)
         }
@@ -143,8 +150,8 @@ public final class FileBlockDevice: BlockDevice {
             let last = Int(end - start) - alignment
             try rawRead(into: UnsafeMutableRawBufferPointer(rebasing: bounce.bytes[last..<(last + alignment)]), at: end - a)
         }
-        (bounce.start + skip).copyMemory(from: source, byteCount: buffer.count)
-        try rawWrite(UnsafeRawBufferPointer(bounce.bytes), at: start)
+        (bounce.start + skip).copyMemory(from: source, byteCount: count)
+        try bounce.withBytes { bytes throws(VMFSError) in try rawWrite(UnsafeRawBufferPointer(bytes), at: start) }
     }
 
     private func rawRead(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(VMFSError) {
@@ -203,7 +210,7 @@ public final class FileBlockDevice: BlockDevice {
         let end = offset + length
         while position < end {
             let count = Int(min(UInt64(chunk), end - position))
-            try write(UnsafeRawBufferPointer(rebasing: zeros.bytes[0..<count]), at: position)
+            try zeros.withBytes { bytes throws(VMFSError) in try write(UnsafeRawBufferPointer(rebasing: bytes[0..<count]), at: position) }
             position += UInt64(count)
         }
     }

@@ -115,7 +115,7 @@ public final class MemoryBlockDevice: BlockDevice {
             } else {
                 let count = Int(min(chunkEnd, end) - position)
                 let zeros = AlignedBuffer(count: count)
-                try write(UnsafeRawBufferPointer(zeros.bytes), at: position)
+                try zeros.withBytes { bytes throws(VMFSError) in try write(UnsafeRawBufferPointer(bytes), at: position) }
                 position += UInt64(count)
             }
         }

@@ -283,7 +283,7 @@ extension Session {
             let buffer = AlignedBuffer(count: Int(blockSize), alignment: max(device.alignment, 4096))
             descriptor.inlineData.withUnsafeBytes { buffer.bytes.copyMemory(from: $0) }
             do throws(VMFSError) {
-                try device.write(UnsafeRawBufferPointer(buffer.bytes), at: layout.block(number))
+                try buffer.withBytes { bytes throws(VMFSError) in try device.write(UnsafeRawBufferPointer(bytes), at: layout.block(number)) }
             } catch {
                 try? blocks.free(number)
                 throw error

@@ -95,7 +95,7 @@ extension Session {
             let length = min(blockSize - within, end - position)
             if let number = try dataBlock(try map.entry(at: block), of: file, fileBlock: block) {
                 let zeros = AlignedBuffer(count: Int(length), alignment: max(device.alignment, 4096))
-                try device.write(UnsafeRawBufferPointer(zeros.bytes), at: layout.block(number) + within)
+                try zeros.withBytes { bytes throws(VMFSError) in try device.write(UnsafeRawBufferPointer(bytes), at: layout.block(number) + within) }
             }
             position += length
         }

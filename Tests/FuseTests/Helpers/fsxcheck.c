@@ -182,10 +182,17 @@ static void check(uint64_t offset, size_t length, const char *how) {
     if (memcmp(actual, expected, length) == 0) return;
     for (size_t i = 0; i < length; i++) {
         if (actual[i] != expected[i]) {
-            size_t run = 0;
+            size_t run = 0, differing = 0, last = i;
             while (i + run < length && actual[i + run] != expected[i + run]) run++;
-            report_and_exit("%s at 0x%" PRIx64 " (+%zu of %zu): got 0x%02x, expected 0x%02x; %zu bytes differ from there",
-                            how, offset + i, i, length, actual[i], expected[i], run);
+            for (size_t j = i; j < length; j++) if (actual[j] != expected[j]) { differing++; last = j; }
+            char got[3 * 48 + 1] = "", want[3 * 48 + 1] = "";
+            for (size_t j = 0; j < 48 && i + j < length; j++) {
+                snprintf(got + 3 * j, 4, " %02x", actual[i + j]);
+                snprintf(want + 3 * j, 4, " %02x", expected[i + j]);
+            }
+            report_and_exit("%s at 0x%" PRIx64 " (+%zu of %zu): got 0x%02x, expected 0x%02x; %zu bytes differ from there, "
+                            "%zu in all up to +%zu\n  got: %s\n want:%s",
+                            how, offset + i, i, length, actual[i], expected[i], run, differing, last, got, want);
         }
     }
 }

@@ -19,8 +19,10 @@ extension ISCSIBlockDevice {
         request.blocks = UInt32(expected.count / logicalBlockSize)
         request.buffer = data.start
         request.length = UInt32(data.count)
-        let answer = try gate.shared { () throws(VMFSError) -> cvi_request in
-            try run([request], policy: .init(what: "COMPARE AND WRITE", isWrite: true, miscompareIsAnswer: true))[0]
+        let answer = try data.withBytes { _ throws(VMFSError) -> cvi_request in
+            try gate.shared { () throws(VMFSError) -> cvi_request in
+                try run([request], policy: .init(what: "COMPARE AND WRITE", isWrite: true, miscompareIsAnswer: true))[0]
+            }
         }
         if answer.result == Int32(CVI_GOOD.rawValue) { return .written }
         // A retried command (after a dropped connection) may find its own first attempt's data.
@@ -36,9 +38,11 @@ extension ISCSIBlockDevice {
         request.blocks = 1
         request.buffer = data.start
         request.length = UInt32(data.count)
-        let answer = try gate.shared { () throws(VMFSError) -> cvi_request in
-            try run([request], policy: .init(what: "COMPARE AND WRITE (probe)", isWrite: true, miscompareIsAnswer: true,
-                                             illegalRequestIsAnswer: true))[0]
+        let answer = try data.withBytes { _ throws(VMFSError) -> cvi_request in
+            try gate.shared { () throws(VMFSError) -> cvi_request in
+                try run([request], policy: .init(what: "COMPARE AND WRITE (probe)", isWrite: true, miscompareIsAnswer: true,
+                                                 illegalRequestIsAnswer: true))[0]
+            }
         }
         switch answer.result {
         case Int32(CVI_GOOD.rawValue): return .supported
@@ -74,7 +78,10 @@ extension ISCSIBlockDevice {
         request.blocks = UInt32(count / logicalBlockSize)
         request.buffer = buffer.start
         request.length = UInt32(count)
-        try requireReserved(try run([request], policy: .reserved("READ(16) under reservation", isWrite: false))[0], "READ(16)")
+        let answer = try buffer.withBytes { _ throws(VMFSError) in
+            try run([request], policy: .reserved("READ(16) under reservation", isWrite: false))[0]
+        }
+        try requireReserved(answer, "READ(16)")
         return buffer.array
     }
 
@@ -86,7 +93,10 @@ extension ISCSIBlockDevice {
         request.blocks = UInt32(bytes.count / logicalBlockSize)
         request.buffer = buffer.start
         request.length = UInt32(bytes.count)
-        try requireReserved(try run([request], policy: .reserved("WRITE(16) under reservation", isWrite: true))[0], "WRITE(16)")
+        let answer = try buffer.withBytes { _ throws(VMFSError) in
+            try run([request], policy: .reserved("WRITE(16) under reservation", isWrite: true))[0]
+        }
+        try requireReserved(answer, "WRITE(16)")
     }
 
     private func requireReserved(_ answer: cvi_request, _ what: String) throws(VMFSError) {

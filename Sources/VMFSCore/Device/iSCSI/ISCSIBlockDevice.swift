@@ -32,6 +32,7 @@ public final class ISCSIBlockDevice: SCSIStorage, @unchecked Sendable {
     /// Unit attentions seen (any reason), for diagnostics and tests.
     let unitAttentions = Mutex<Int>(0)
     private let rangeLocks = KeyedLocks<UInt64>()
+    private let edgeLocks = EdgeSectorLocks()
 
     /// Longest transfer of one command.
     static let maximumTransfer = 1 << 20
@@ -176,7 +177,7 @@ public final class ISCSIBlockDevice: SCSIStorage, @unchecked Sendable {
                 batch.append(DeviceRequest(kind: .write, offset: position, buffer: UnsafeMutableRawBufferPointer(rebasing: zeros.bytes[0..<count])))
                 position += UInt64(count)
             }
-            try perform(batch)
+            try zeros.withBytes { _ throws(VMFSError) in try perform(batch) }
         }
     }
 
@@ -212,8 +213,17 @@ public final class ISCSIBlockDevice: SCSIStorage, @unchecked Sendable {
             throw VMFSError(.readOnly, "device opened read-only", location: .init(device: path))
         }
         for request in batch where request.kind == .write { try checkInside(request.offset, UInt64(request.buffer.count), "write") }
+        let unalignedWrites = batch.filter { $0.kind == .write && !isAligned($0.offset, $0.buffer.count) }
+            .map { (offset: $0.offset, count: $0.buffer.count) }
+        try edgeLocks.withEdges(of: unalignedWrites, alignment: alignment) { () throws(VMFSError) in try performHoldingEdges(batch) }
+    }
+
+    /// ``perform(_:)`` once the edge sectors of its unaligned writes are held.
+    private func performHoldingEdges(_ batch: [DeviceRequest]) throws(VMFSError) {
         // Unaligned pieces go through bounce buffers (read-modify-write at the edges of a write).
-        var bounces: [(request: DeviceRequest, bounce: AlignedBuffer, start: UInt64)] = []
+        // Every bounce stays alive until its commands have completed: the commands point into it.
+        var bounces: [AlignedBuffer] = []
+        var readBacks: [(request: DeviceRequest, bounce: AlignedBuffer, start: UInt64)] = []
         var commands: [cvi_request] = []
         var isWrite = false
         for request in batch {
@@ -225,21 +235,24 @@ public final class ISCSIBlockDevice: SCSIStorage, @unchecked Sendable {
                 let start = request.offset / a * a
                 let end = (request.offset + UInt64(request.buffer.count) + a - 1) / a * a
                 let bounce = AlignedBuffer(count: Int(end - start), alignment: 4096, zeroed: false)
+                bounces.append(bounce)
                 if request.kind == .write {
                     try readEdges(into: bounce, start: start, end: end, request: request)
                     (bounce.start + Int(request.offset - start)).copyMemory(from: base, byteCount: request.buffer.count)
                     appendCommands(&commands, kind: .write, offset: start, base: bounce.start, count: bounce.count)
                 } else {
                     appendCommands(&commands, kind: .read, offset: start, base: bounce.start, count: bounce.count)
-                    bounces.append((request, bounce, start))
+                    readBacks.append((request, bounce, start))
                 }
             }
             if request.kind == .write { isWrite = true }
         }
-        try gate.shared { () throws(VMFSError) in
-            _ = try run(commands, policy: .init(what: isWrite ? "WRITE(16)" : "READ(16)", isWrite: isWrite))
+        try withExtendedLifetime(bounces) { () throws(VMFSError) in
+            try gate.shared { () throws(VMFSError) in
+                _ = try run(commands, policy: .init(what: isWrite ? "WRITE(16)" : "READ(16)", isWrite: isWrite))
+            }
         }
-        for (request, bounce, start) in bounces {
+        for (request, bounce, start) in readBacks {
             if let base = request.buffer.baseAddress {
                 base.copyMemory(from: bounce.start + Int(request.offset - start), byteCount: request.buffer.count)
             }
