@@ -166,7 +166,7 @@ let package = Package(
             exclude: ["Helpers"], swiftSettings: strictSettings),
         // The host agent's library with real vmx processes and real VMs.
         .testTarget(
-            name: "HostAgentTests", dependencies: ["HostAgent", "VMXProtocol", "VMXRuntime", "SystemSupport", "VMFSCore", "VMFSTestSupport", "LiveMigration",
+            name: "HostAgentTests", dependencies: ["HostAgent", "Hypervisor", "VMXProtocol", "VMXRuntime", "SystemSupport", "VMFSCore", "VMFSTestSupport", "LiveMigration",
                                                    "vmx", "mkfs.vmfs", "vmfs"],
             swiftSettings: strictSettings),
         // vmhostd processes as hosts in network namespaces (needs root, /dev/kvm, iproute2).

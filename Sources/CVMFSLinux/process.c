@@ -1,4 +1,5 @@
 #include "cvmfs_process.h"
+#include "cvmfs_shared.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -240,3 +241,13 @@ int cvmfs_exit_status_exited(int status) { return WIFEXITED(status); }
 int cvmfs_exit_status_code(int status) { return WEXITSTATUS(status); }
 int cvmfs_exit_status_signaled(int status) { return WIFSIGNALED(status); }
 int cvmfs_exit_status_signal(int status) { return WTERMSIG(status); }
+
+int cvmfs_memfd_seal_size(int fd) {
+    return fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) == 0 ? 0 : -errno;
+}
+
+int cvmfs_memfd_size_is_sealed(int fd) {
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0) return -errno;
+    return (seals & (F_SEAL_SHRINK | F_SEAL_GROW)) == (F_SEAL_SHRINK | F_SEAL_GROW);
+}

@@ -15,13 +15,18 @@ public final class SharedMemoryRegion: @unchecked Sendable {
     private let base: UnsafeMutableRawPointer
 
     /// Creates a new memfd of `byteCount` bytes (zero-filled) and maps it.
+    ///
+    /// Its size is sealed: the process it is passed to cannot shrink it under this mapping, which
+    /// would turn this process's next access into a SIGBUS.
     public init(creating name: String, byteCount: Int) throws(SystemError) {
-        let fd = cvmfs_memfd_create(name, 0)
+        let fd = cvmfs_memfd_create(name, 1)
         guard fd >= 0 else { throw SystemError("memfd_create", errno: -fd, subject: name) }
         let owned = OwnedDescriptor(fd)
         guard byteCount > 0, ftruncate(fd, off_t(byteCount)) == 0 else {
             throw SystemError("ftruncate", errno: byteCount > 0 ? errno : EINVAL, subject: name)
         }
+        let sealed = cvmfs_memfd_seal_size(fd)
+        guard sealed == 0 else { throw SystemError("fcntl(F_ADD_SEALS)", errno: -sealed, subject: name) }
         guard let mapped = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
             throw SystemError("mmap", errno: errno, subject: name)
         }
@@ -53,5 +58,31 @@ public final class SharedMemoryRegion: @unchecked Sendable {
     public func pointer(at offset: UInt64, count: UInt64) -> UnsafeMutableRawPointer? {
         guard offset <= UInt64(byteCount), count <= UInt64(byteCount) - offset else { return nil }
         return base + Int(offset)
+    }
+
+    /// True when the memfd's size is sealed against shrinking and growing.
+    public var isSizeSealed: Bool { cvmfs_memfd_size_is_sealed(descriptor.rawValue) == 1 }
+
+    /// Loads the 32-bit word at `offset` (4-byte aligned, inside the region) with acquire
+    /// ordering: a word another process writes. Nil when `offset` is not such a word.
+    public func loadWord(at offset: Int) -> UInt32? {
+        guard let word = word(at: offset) else { return nil }
+        return cvmfs_shared_load_acquire(word)
+    }
+
+    /// Stores the 32-bit word at `offset` with release ordering; false when `offset` is not a word of the region.
+    @discardableResult
+    public func storeWord(_ value: UInt32, at offset: Int) -> Bool {
+        guard let word = word(at: offset) else { return false }
+        cvmfs_shared_store_release(word, value)
+        return true
+    }
+
+    /// A full barrier between this process's earlier stores and later loads of shared words.
+    public static func fence() { cvmfs_shared_fence() }
+
+    private func word(at offset: Int) -> UnsafeMutablePointer<UInt32>? {
+        guard offset >= 0, offset % 4 == 0, offset <= byteCount - 4 else { return nil }
+        return (base + offset).assumingMemoryBound(to: UInt32.self)
     }
 }

@@ -1,7 +1,7 @@
 /// Constants of the agent ↔ VMM protocol (`docs/VMX-PROTOCOL.md`).
 public enum VMXProtocol {
     /// The protocol version this build speaks; frames of other versions are refused.
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
     /// "VMXC" as little-endian bytes `56 4D 58 43`.
     public static let controlMagic: UInt32 = 0x4358_4D56
     /// Bytes of the fixed frame header.

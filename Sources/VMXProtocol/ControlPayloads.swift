@@ -81,20 +81,30 @@ public struct DiskSpecification: Codable, Sendable, Equatable {
     public var readOnly: Bool
     /// Size of the shared data window.
     public var windowBytes: UInt64
-    /// Index of the channel socket descriptor.
-    public var channelDescriptor: Int
+    /// Index of the queue memfd descriptor (``DiskQueue``).
+    public var queueDescriptor: Int
     /// Index of the window memfd descriptor.
     public var windowDescriptor: Int
+    /// Index of the eventfd the VMM rings when it put requests while the agent slept.
+    public var requestDoorbellDescriptor: Int
+    /// Index of the eventfd the agent rings when it put completions while the VMM slept.
+    public var completionDoorbellDescriptor: Int
 
-    public init(identifier: String, byteCount: UInt64, readOnly: Bool, windowBytes: UInt64,
-                channelDescriptor: Int, windowDescriptor: Int) {
+    /// A disk whose four descriptors are at `firstDescriptor` and the three after it, in the
+    /// order queue, window, request doorbell, completion doorbell.
+    public init(identifier: String, byteCount: UInt64, readOnly: Bool, windowBytes: UInt64, firstDescriptor: Int) {
         self.identifier = identifier
         self.byteCount = byteCount
         self.readOnly = readOnly
         self.windowBytes = windowBytes
-        self.channelDescriptor = channelDescriptor
-        self.windowDescriptor = windowDescriptor
+        queueDescriptor = firstDescriptor
+        windowDescriptor = firstDescriptor + 1
+        requestDoorbellDescriptor = firstDescriptor + 2
+        completionDoorbellDescriptor = firstDescriptor + 3
     }
+
+    /// The indices of its descriptors.
+    public var descriptorIndices: [Int] { [queueDescriptor, windowDescriptor, requestDoorbellDescriptor, completionDoorbellDescriptor] }
 }
 
 /// `configure` (agent → VMM): the VM to build.

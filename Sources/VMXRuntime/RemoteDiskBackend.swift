@@ -1,15 +1,20 @@
 public import Hypervisor
 public import SystemSupport
 public import VMXProtocol
+#if canImport(Glibc)
+internal import Glibc
+#endif
 
 /// A virtio-blk backend whose storage is served by the host agent over a disk channel.
 ///
-/// Data crosses in the shared data window: a write is copied from guest memory into a window slot
-/// before its request is sent, a read is copied out of its slot after the completion arrives.
-/// Several requests are in flight at once (one per slot). When the channel breaks (the agent
-/// died), requests in flight wait for a new channel (``attach(channel:window:)``, after an agent
-/// adopts the VM) and are sent again: every operation is idempotent. Nothing here ever touches
-/// the volume.
+/// Requests and completions travel in the channel's shared-memory rings (``DiskQueue``); an
+/// eventfd doorbell is rung only when the other side sleeps. Data crosses in the shared data
+/// window: a write is copied from guest memory into a window slot before its request is put, a
+/// read is copied out of its slot after the completion arrives. Several requests are in flight at
+/// once (one per slot, at most ``DiskQueue/entries``). When the agent goes away, requests in
+/// flight wait for a new channel (``attach(queue:window:requestDoorbell:completionDoorbell:)``,
+/// after an agent adopts the VM) and are sent again: every operation is idempotent. Nothing here
+/// ever touches the volume.
 public final class RemoteDiskBackend: DiskBackend, Sendable {
     public let byteCount: UInt64
     public let identifier: String
@@ -18,8 +23,10 @@ public final class RemoteDiskBackend: DiskBackend, Sendable {
     public let slotBytes: UInt64
 
     private struct Channel {
-        var socket: RecordSocket
+        var queue: DiskQueue
         var window: SharedMemoryRegion
+        var requestDoorbell: EventDoorbell
+        var completionDoorbell: EventDoorbell
         var generation: Int
         var freeSlots: [Int]
     }
@@ -66,22 +73,30 @@ public final class RemoteDiskBackend: DiskBackend, Sendable {
         self.slotBytes = slotBytes
     }
 
-    /// Starts using a (new) channel; requests waiting for one are sent on it.
+    /// Starts using a (new) channel. Requests in flight on the old one are sent again on it.
     ///
     /// - Throws: ``DiskError/Code/io`` when the window is smaller than one slot.
-    public func attach(channel socket: RecordSocket, window: SharedMemoryRegion) throws(DiskError) {
+    public func attach(queue: DiskQueue, window: SharedMemoryRegion, requestDoorbell: EventDoorbell,
+                       completionDoorbell: EventDoorbell) throws(DiskError) {
         let slots = UInt64(window.byteCount) / slotBytes
         guard slots >= 1 else {
             throw DiskError(.io, "disk \(identifier): a data window of \(window.byteCount) bytes holds no \(slotBytes)-byte slot")
         }
-        let generation = state.withLock { s -> Int in
+        let channel = Channel(queue: queue, window: window, requestDoorbell: requestDoorbell, completionDoorbell: completionDoorbell,
+                              generation: 0, freeSlots: Array(0..<Int(slots)))
+        // Every request in flight now belongs to the old channel: it is sent again on this one.
+        let (generation, old, lost) = state.withLock { s -> (Int, Channel?, [Pending]) in
             s.generation += 1
-            if let old = s.channel { old.socket.shutdown() }
-            s.channel = Channel(socket: socket, window: window, generation: s.generation, freeSlots: Array(0..<Int(slots)))
-            return s.generation
+            let old = s.channel
+            var new = channel
+            new.generation = s.generation
+            s.channel = new
+            return (s.generation, old, Array(s.pending.values))
         }
+        old?.completionDoorbell.ring()  // its receiving thread sees it was replaced and ends
+        for request in lost { request.settle(.channelLost) }
         do {
-            try NativeThread.detach(name: "vmx-disk-rx") { [weak self] in self?.receiveCompletions(from: socket, generation: generation) }
+            try NativeThread.detach(name: "vmx-disk-rx") { [weak self] in self?.receiveCompletions(on: channel, generation: generation) }
         } catch {
             state.withLock { s in if s.channel?.generation == generation { s.channel = nil } }
             throw DiskError(.io, "disk \(identifier): \(error)")
@@ -90,44 +105,47 @@ public final class RemoteDiskBackend: DiskBackend, Sendable {
 
     /// Fails every waiting and later request; the VM is going away.
     public func close() {
-        let (socket, pending) = state.withLock { s -> (RecordSocket?, [Pending]) in
+        let (channel, pending) = state.withLock { s -> (Channel?, [Pending]) in
             s.closed = true
-            return (s.channel?.socket, Array(s.pending.values))
+            return (s.channel, Array(s.pending.values))
         }
-        socket?.shutdown()
+        channel?.completionDoorbell.ring()
         for request in pending { request.settle(.shutDown) }
     }
 
     /// True while a channel is attached.
     public var isConnected: Bool { state.withLock { $0.channel != nil } }
 
-    private func receiveCompletions(from socket: RecordSocket, generation: Int) {
-        while true {
-            let record: [UInt8]?
-            do { record = try socket.receive(maximum: DiskCompletion.size) } catch { record = nil }
-            guard let record else { break }
-            guard let completion = DiskCompletion.decode(record[...]) else { continue }
-            // A completion for a tag nobody waits for (a request already settled, or a hostile
-            // or confused peer) is dropped.
-            state.withLock(waking: .none) { $0.pending[completion.tag] }?.settle(.completed(completion))
+    /// Takes completions off `channel` until it is replaced or the disk closes.
+    private func receiveCompletions(on channel: Channel, generation: Int) {
+        let queue = channel.queue
+        while state.withLock(waking: .none, { !$0.closed && $0.channel?.generation == generation }) {
+            let records = queue.takeCompletions()
+            if records.isEmpty {
+                if queue.prepareToSleep(.vmm) { continue }
+                channel.completionDoorbell.wait(timeoutMilliseconds: 1000)
+                queue.wokeUp(.vmm)
+                continue
+            }
+            for record in records {
+                guard let completion = DiskCompletion.decode(record[...]) else { continue }
+                // A completion for a tag nobody waits for (a request already settled, or a
+                // confused peer) is dropped.
+                state.withLock(waking: .none) { $0.pending[completion.tag] }?.settle(.completed(completion))
+            }
         }
-        let lost = state.withLock { s -> [Pending] in
-            guard s.channel?.generation == generation else { return [] }
-            s.channel = nil
-            return Array(s.pending.values)
-        }
-        for request in lost { request.settle(.channelLost) }
     }
 
-    /// Sends one request and waits for its completion, retrying on a new channel when the
-    /// channel breaks. `copyIn` fills the window slot before sending; `copyOut` reads it after.
+    /// Puts one request and waits for its completion, sending it again on a new channel when the
+    /// agent is replaced. `copyIn` fills the window slot before sending; `copyOut` reads it after.
     private func perform(_ operation: DiskOperation, offset: UInt64, length: UInt64,
                          copyIn: ((UnsafeMutableRawPointer) -> Void)? = nil,
                          copyOut: ((UnsafeMutableRawPointer) -> Void)? = nil) throws(DiskError) {
         let needsSlot = copyIn != nil || copyOut != nil
         while true {
-            let taken = state.wait(for: { $0.closed || ($0.channel.map { !needsSlot || !$0.freeSlots.isEmpty } ?? false) }) {
-                s -> (Channel, Int?, UInt64, Pending)? in
+            let taken = state.wait(for: { s in
+                s.closed || (s.pending.count < DiskQueue.entries && (s.channel.map { !needsSlot || !$0.freeSlots.isEmpty } ?? false))
+            }) { s -> (Channel, Int?, UInt64, Pending)? in
                 guard !s.closed, var channel = s.channel else { return nil }
                 let slot = needsSlot ? channel.freeSlots.removeLast() : nil
                 s.channel = channel
@@ -149,11 +167,7 @@ public final class RemoteDiskBackend: DiskBackend, Sendable {
             }
             if let copyIn, let pointer = channel.window.pointer(at: windowOffset, count: length) { copyIn(pointer) }
             let request = DiskRequest(tag: tag, operation: operation, offset: offset, length: length, windowOffset: windowOffset)
-            do {
-                try channel.socket.send(request.encoded)
-            } catch {
-                // The receiver thread sees the broken channel too; wait for it to say so.
-            }
+            send(request, on: channel, pending: pending)
             switch pending.wait() {
             case .completed(let completion):
                 switch completion.status {
@@ -173,6 +187,23 @@ public final class RemoteDiskBackend: DiskBackend, Sendable {
                 continue  // sent again on the next channel
             case .shutDown:
                 throw DiskError(.io, "disk \(identifier): the VM is shutting down")
+            }
+        }
+    }
+
+    /// Puts `request` in the ring, ringing the agent's doorbell when it sleeps. A full ring (an
+    /// agent that stopped taking requests) is tried again until the request is settled otherwise.
+    private func send(_ request: DiskRequest, on channel: Channel, pending: Pending) {
+        let record = request.encoded
+        while true {
+            switch channel.queue.putRequest(record) {
+            case .queued(let wake):
+                if wake { channel.requestDoorbell.ring() }
+                return
+            case .full:
+                let settled = pending.outcome.withLock(waking: .none) { if case .waiting = $0 { false } else { true } }
+                if settled { return }
+                usleep(1000)
             }
         }
     }

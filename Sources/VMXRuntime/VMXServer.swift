@@ -285,14 +285,10 @@ public final class VMXServer: Sendable {
         var disks: [RemoteDiskBackend] = []
         for (index, spec) in specification.disks.enumerated() {
             let disk = RemoteDiskBackend(byteCount: spec.byteCount, identifier: spec.identifier, isReadOnly: spec.readOnly)
-            let socket = try descriptor(spec.channelDescriptor, "disks[\(index)].channelDescriptor")
-            let windowDescriptor = try descriptor(spec.windowDescriptor, "disks[\(index)].windowDescriptor")
-            do {
-                let window = try SharedMemoryRegion(mapping: windowDescriptor, expectedByteCount: Int(clamping: spec.windowBytes))
-                try disk.attach(channel: RecordSocket(socket: socket), window: window)
-            } catch {
-                throw VMXProtocolError(.malformed, "disk \(index) (\(spec.identifier)): \(error)")
+            guard spec.descriptorIndices.allSatisfy(descriptors.indices.contains) else {
+                throw VMXProtocolError(.malformed, "disks[\(index)] names descriptors outside the \(descriptors.count) that arrived")
             }
+            try Self.attach(disk, spec, descriptors: descriptors, name: "disk \(index) (\(spec.identifier))")
             disks.append(disk)
         }
         let nics: [NetworkInterfaceConfiguration]
@@ -341,15 +337,24 @@ public final class VMXServer: Sendable {
             throw VMXProtocolError(.malformed, "attachDisks names \(specifications.count) disks; the VM has \(disks.count)")
         }
         for (index, spec) in specifications.enumerated() {
-            guard descriptors.indices.contains(spec.channelDescriptor), descriptors.indices.contains(spec.windowDescriptor) else {
+            guard spec.descriptorIndices.allSatisfy(descriptors.indices.contains) else {
                 throw VMXProtocolError(.malformed, "disks[\(index)] names descriptors outside the \(descriptors.count) that arrived")
             }
-            do {
-                let window = try SharedMemoryRegion(mapping: descriptors[spec.windowDescriptor], expectedByteCount: Int(clamping: spec.windowBytes))
-                try disks[index].attach(channel: RecordSocket(socket: descriptors[spec.channelDescriptor]), window: window)
-            } catch {
-                throw VMXProtocolError(.malformed, "disk \(index): \(error)")
-            }
+            try Self.attach(disks[index], spec, descriptors: descriptors, name: "disk \(index)")
+        }
+    }
+
+    /// Maps the queue and window of `spec` and attaches them, with its doorbells, to `disk`.
+    private static func attach(_ disk: RemoteDiskBackend, _ spec: DiskSpecification, descriptors: [OwnedDescriptor],
+                               name: String) throws(VMXProtocolError) {
+        do {
+            let queue = try DiskQueue(mapping: descriptors[spec.queueDescriptor])
+            let window = try SharedMemoryRegion(mapping: descriptors[spec.windowDescriptor], expectedByteCount: Int(clamping: spec.windowBytes))
+            try disk.attach(queue: queue, window: window,
+                            requestDoorbell: EventDoorbell(receiving: descriptors[spec.requestDoorbellDescriptor]),
+                            completionDoorbell: EventDoorbell(receiving: descriptors[spec.completionDoorbellDescriptor]))
+        } catch {
+            throw VMXProtocolError(.malformed, "\(name): \(error)")
         }
     }
 

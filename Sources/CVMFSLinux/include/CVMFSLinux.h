@@ -71,5 +71,6 @@ uint32_t cvmfs_crc32c(uint32_t crc, const void *data, size_t length);
 
 #include "cvmfs_process.h"
 #include "cvmfs_net.h"
+#include "cvmfs_shared.h"
 
 #endif

@@ -3,12 +3,15 @@ public import SystemSupport
 public import VMXProtocol
 internal import Synchronization
 
-/// Serves one VM disk to its VMM over a disk channel (`docs/VMX-PROTOCOL.md`).
+/// Serves one VM disk to its VMM over a disk channel (`docs/VMX-PROTOCOL.md`): a request ring and
+/// a completion ring in shared memory (``DiskQueue``), a shared data window, and two eventfd
+/// doorbells rung only when the other side sleeps — no system call per request under load.
 ///
-/// Every request is checked before anything is done: operation, that `[offset, offset + length)`
-/// lies on the disk, and that its data lies in the shared window. A VMM compromised by its guest
-/// can therefore read and write its own disk and nothing else. Requests run on the agent's
-/// worker pool, several at once.
+/// Every request is copied out of the ring and checked before anything is done: operation, that
+/// `[offset, offset + length)` lies on the disk, and that its data lies in the shared window. A
+/// VMM compromised by its guest can therefore read and write its own disk and nothing else.
+/// The serving thread runs the last request of each batch itself (a VMM with one request in
+/// flight costs no thread hand-off) and gives the others to the agent's worker pool.
 public final class DiskServer: Sendable {
     /// Counters of what the VM did to this disk, for statistics and metrics.
     public struct Counters: Sendable, Equatable {
@@ -24,56 +27,102 @@ public final class DiskServer: Sendable {
 
     public let backend: any DiskBackend
     public let window: SharedMemoryRegion
-    private let socket: RecordSocket
-    /// The VMM's end of the channel: handed over in a control message, then closed here.
-    public let peerSocket: RecordSocket
+    /// The request and completion rings.
+    public let queue: DiskQueue
+    /// Rung by the VMM when it put requests while this server slept.
+    public let requestDoorbell: EventDoorbell
+    /// Rung here when completions were put while the VMM slept.
+    public let completionDoorbell: EventDoorbell
     private let pool: WorkerPool
     private let counters = Mutex(Counters())
     private let stopped = Atomic<Bool>(false)
+    private let violation = Mutex<String?>(nil)
 
-    /// Creates the channel and its window (`windowBytes`, a multiple of 1 MiB).
+    /// Creates the channel: its queue, its window (`windowBytes`, a multiple of 1 MiB) and doorbells.
     public init(backend: any DiskBackend, windowBytes: Int, pool: WorkerPool, name: String) throws(SystemError) {
         self.backend = backend
         self.pool = pool
         window = try SharedMemoryRegion(creating: "disk-window-\(name)", byteCount: windowBytes)
-        (socket, peerSocket) = try RecordSocket.pair()
+        queue = try DiskQueue(creating: name)
+        requestDoorbell = try EventDoorbell()
+        completionDoorbell = try EventDoorbell()
+    }
+
+    /// The descriptors the VMM needs, in the order ``DiskSpecification`` numbers them: queue,
+    /// window, request doorbell, completion doorbell.
+    public var peerDescriptors: [Int32] {
+        [queue.region.descriptor.rawValue, window.descriptor.rawValue, requestDoorbell.descriptor.rawValue,
+         completionDoorbell.descriptor.rawValue]
     }
 
     /// What the VM did so far.
     public var statistics: Counters { counters.withLock { $0 } }
+
+    /// Why serving stopped on its own: the VMM broke the queue protocol.
+    public var protocolViolation: String? { violation.withLock { $0 } }
 
     /// Starts serving requests on a thread of its own.
     public func start() throws(SystemError) {
         try NativeThread.detach(name: "hostd-disk") { [self] in serve() }
     }
 
-    /// Stops serving: the VMM's requests in flight get no completion (its end sees the channel
-    /// close and waits for a new one).
+    /// Stops serving: requests not yet taken stay in the ring unanswered (the VMM sends them
+    /// again on the channel of the next agent); requests already running still complete.
     public func stop() {
         stopped.store(true, ordering: .releasing)
-        socket.shutdown()
+        requestDoorbell.ring()
     }
 
     private func serve() {
         while !stopped.load(ordering: .acquiring) {
-            guard let record = try? socket.receive(maximum: DiskRequest.size) else { break }
-            switch DiskRequest.decode(record[...]) {
-            case .invalid(let tag, _):
+            switch queue.takeRequests() {
+            case .violation(let reason):
                 counters.withLock { $0.rejected += 1 }
-                if let tag { reply(DiskCompletion(tag: tag, status: .invalid)) }
-            case .request(let request):
-                if let status = check(request) {
-                    counters.withLock { $0.rejected += 1 }
-                    reply(DiskCompletion(tag: request.tag, status: status))
-                } else {
-                    pool.submit { [self] in reply(execute(request)) }
+                violation.withLock { $0 = reason }
+                return
+            case .records(let records) where records.isEmpty:
+                if queue.prepareToSleep(.agent) { continue }
+                if stopped.load(ordering: .acquiring) { return }
+                requestDoorbell.wait(timeoutMilliseconds: 1000)
+                queue.wokeUp(.agent)
+            case .records(let records):
+                for (index, record) in records.enumerated() {
+                    guard let request = accepted(record) else { continue }
+                    if index == records.count - 1 {
+                        reply(execute(request))
+                    } else {
+                        pool.submit { [self] in reply(execute(request)) }
+                    }
                 }
             }
         }
     }
 
+    /// The request in `record` when it can be served; otherwise answers it (when it has a tag).
+    private func accepted(_ record: [UInt8]) -> DiskRequest? {
+        switch DiskRequest.decode(record[...]) {
+        case .invalid(let tag, _):
+            counters.withLock { $0.rejected += 1 }
+            if let tag { reply(DiskCompletion(tag: tag, status: .invalid)) }
+            return nil
+        case .request(let request):
+            if let status = check(request) {
+                counters.withLock { $0.rejected += 1 }
+                reply(DiskCompletion(tag: request.tag, status: status))
+                return nil
+            }
+            return request
+        }
+    }
+
     private func reply(_ completion: DiskCompletion) {
-        try? socket.send(completion.encoded)
+        switch queue.putCompletion(completion.encoded) {
+        case .queued(let wake):
+            if wake { completionDoorbell.ring() }
+        case .full:
+            // Only a VMM that stopped taking completions gets here; it loses this one.
+            counters.withLock { $0.rejected += 1 }
+        }
     }
 
     /// Why `request` cannot be served, or nil when it can.

@@ -84,7 +84,6 @@ extension ManagedVM {
         let specifications = Self.diskSpecifications(disks, descriptors: &descriptors)
         try connection.send(.attachDisks(DiskAttachment(disks: specifications)), descriptors: descriptors)
         for disk in disks {
-            disk.peerSocket.socket.close()
             do { try disk.start() } catch { throw AgentError(.failed, "cannot serve the disks: \(error)") }
         }
     }

@@ -163,7 +163,6 @@ public final class ManagedVM: Sendable {
                     if case .configured = $0 { true } else { false }
                 }
             }
-            for disk in disks { disk.peerSocket.socket.close() }
             for port in ports { close(port.descriptor) }
             ports = ports.map { ConnectedPort(status: $0.status, descriptor: -1) }
             for disk in disks {
@@ -217,8 +216,8 @@ public final class ManagedVM: Sendable {
         for disk in disks {
             specifications.append(DiskSpecification(
                 identifier: disk.backend.identifier, byteCount: disk.backend.byteCount, readOnly: disk.backend.isReadOnly,
-                windowBytes: UInt64(disk.window.byteCount), channelDescriptor: descriptors.count, windowDescriptor: descriptors.count + 1))
-            descriptors += [disk.peerSocket.socket.rawValue, disk.window.descriptor.rawValue]
+                windowBytes: UInt64(disk.window.byteCount), firstDescriptor: descriptors.count))
+            descriptors += disk.peerDescriptors
         }
         return specifications
     }
